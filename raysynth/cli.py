@@ -1,0 +1,203 @@
+"""The ``raysynth`` command: search | pretrain | generate | leaderboard | ui.
+
+Exit codes: 0 success; 2 bad input (one line on stderr, nothing started or written);
+1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from raysynth.config import Config, ConfigError, load_config, raysynth_home
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATASET_CHOICES = ("digits", "cub", "flowers", "folder")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad input as one line and exit code 2."""
+
+    def error(self, message: str):
+        raise ConfigError(message)
+
+
+def _space_path(args) -> Path:
+    if args.space:
+        return Path(args.space)
+    for root in (Path.cwd(), REPO_ROOT):
+        candidate = root / "search_spaces" / f"{args.dataset}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"--space: no search space for dataset '{args.dataset}' (looked for search_spaces/{args.dataset}.yaml)")
+
+
+def _config_from_args(args) -> Config:
+    from raysynth.data import DATASETS
+
+    if args.dataset not in DATASETS:
+        raise ConfigError(f"--dataset: unknown or not yet available dataset '{args.dataset}' (available: {', '.join(sorted(DATASETS))})")
+    overrides = [f"dataset={args.dataset}"]
+    if getattr(args, "data_root", None):
+        overrides.append(f"data.root={args.data_root}")
+    for flag, key in (("trials", "search.trials"), ("concurrency", "search.concurrency"), ("seed", "search.seed"), ("algorithm", "search.algorithm")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    overrides += args.set or []
+    return load_config(_space_path(args), overrides)
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="digits", help="digits (default), cub, flowers or folder")
+    p.add_argument("--data-root", help="where a real dataset lives")
+    p.add_argument("--space", help="search-space YAML (default search_spaces/<dataset>.yaml)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="raysynth", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("search", help="run a hyperparameter search (the main job)")
+    _add_config_flags(p)
+    p.add_argument("--trials", type=int, help="number of trials")
+    p.add_argument("--concurrency", type=int, help="trials run at once")
+    p.add_argument("--seed", type=int, help="searcher seed")
+    p.add_argument("--algorithm", help="optuna-tpe, random")
+    p.add_argument("--tracking-uri", help="MLflow store (default sqlite:///$RAYSYNTH_HOME/mlflow.db)")
+    p.add_argument("--experiment", help="MLflow experiment (default: the dataset name)")
+    p.add_argument("--storage", help="where Ray Tune keeps search state (default $RAYSYNTH_HOME/tune)")
+    p.add_argument("--name", help="name of the search (needed with --resume)")
+    p.add_argument("--resume", action="store_true", help="resume the interrupted search --name")
+
+    p = sub.add_parser("pretrain", help="pretrain the backbone on the base classes (cached)")
+    _add_config_flags(p)
+    p.add_argument("--force", action="store_true", help="retrain even if cached")
+
+    p = sub.add_parser("generate", help="generate the synthetic pool(s) of a config (cached)")
+    _add_config_flags(p)
+
+    p = sub.add_parser("leaderboard", help="finished trials ordered by validation accuracy")
+    p.add_argument("--experiment", default="digits")
+    p.add_argument("--top", type=int, default=None)
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--all", action="store_true", help="include trials stopped early by ASHA")
+    p.add_argument("--tracking-uri")
+
+    p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for the project's store")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--tracking-uri")
+    return parser
+
+
+def setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("raysynth")
+    if not logger.handlers:
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def cmd_search(args) -> int:
+    from raysynth.search.tuner import SearchOptions, format_summary, run_search
+    from raysynth.tracking import default_tracking_uri
+
+    config = _config_from_args(args)
+    if args.resume and not args.name:
+        raise ConfigError("--resume needs --name of the search to resume")
+    storage = Path(args.storage).expanduser().resolve() if args.storage else raysynth_home() / "tune"
+    name = args.name or f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.resume and not (storage / name).is_dir():
+        raise ConfigError(f"--resume: no search named '{name}' under {storage}")
+    options = SearchOptions(
+        tracking_uri=args.tracking_uri or default_tracking_uri(),
+        experiment=args.experiment or config.dataset,
+        storage=storage,
+        name=name,
+        resume=args.resume,
+    )
+    setup_logging()
+    summary = run_search(config, options)
+    print(format_summary(summary))
+    print(f"MLflow: {options.tracking_uri} experiment '{options.experiment}', parent run {summary.parent_run_id}")
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from raysynth.train.pretrain import pretrain_backbone
+    from raysynth.train.task import cached_split
+
+    config = _config_from_args(args)
+    setup_logging()
+    path = pretrain_backbone(cached_split(config), config.model, seed=config.train.seed, force=args.force)
+    print(path)
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from raysynth.search.space import parse_space, strengths_in
+    from raysynth.search.tuner import connect_ray
+    from raysynth.generators.pipeline import generate_pool
+    from raysynth.pool import PoolStore
+    from raysynth.train.task import cached_split
+
+    config = _config_from_args(args)
+    setup_logging()
+    connect_ray()
+    split = cached_split(config)
+    for s in strengths_in(parse_space(config.search.space, config), config):
+        key, made = generate_pool(split, config.pool, strength=s)
+        print(f"strength {s}: {'generated' if made else 'cached'} {PoolStore().path(key)}")
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from raysynth.tracking import default_tracking_uri
+    from raysynth.tracking.leaderboard import format_rows, leaderboard_rows
+
+    if args.top is not None and args.top < 1:
+        raise ConfigError(f"--top: must be >= 1, got {args.top}")
+    rows = leaderboard_rows(args.tracking_uri or default_tracking_uri(), args.experiment, args.top, args.all)
+    print(format_rows(rows, args.format))
+    return 0
+
+
+def cmd_ui(args) -> int:
+    import subprocess
+
+    from raysynth.tracking import default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri()
+    print(f"MLflow UI for {uri}: http://127.0.0.1:{args.port}", flush=True)
+    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)])
+
+
+COMMANDS = {
+    "search": cmd_search,
+    "pretrain": cmd_pretrain,
+    "generate": cmd_generate,
+    "leaderboard": cmd_leaderboard,
+    "ui": cmd_ui,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"raysynth: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("raysynth: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

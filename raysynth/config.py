@@ -1,0 +1,374 @@
+"""Typed configuration: dataclasses with help text, YAML loading, ``--set`` overrides.
+
+A search is described by one YAML file (``search_spaces/<dataset>.yaml``) that holds the
+whole :class:`Config` — data, model, pool, training — plus the search space under
+``search.space``. Everything is validated here, once, at the edge: a bad value raises
+:class:`ConfigError` whose message is one line naming the field, which the CLI prints
+and turns into exit code 2 before anything is started or written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """Bad user input. The message is one line that names the field and what is wrong."""
+
+
+def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+def raysynth_home() -> Path:
+    """Absolute home of the MLflow store, pool store, weights and Tune state.
+
+    Absolute on purpose: a job started by ``ray job submit`` runs in a temporary working
+    directory, where a relative path would be lost with the job.
+    """
+    return Path(os.environ.get("RAYSYNTH_HOME", "~/.raysynth")).expanduser().resolve()
+
+
+@dataclass
+class DataConfig:
+    root: str | None = _help("Where a real dataset lives (unused for digits).", None)
+    shots: int = _help("Real training images per novel class (k-shot).", 8)
+    seed: int = _help("Seed of the k-shot sample; the validation/test splits never change.", 0)
+    image_size: int = _help("Images are resized to image_size x image_size, 3 channels.", 32)
+    val_per_class: int = _help("Fixed validation images per novel class.", 40)
+    test_per_class: int = _help("Fixed test images per novel class.", 60)
+
+
+@dataclass
+class LoraConfig:
+    r: int = _help("LoRA rank.", 8)
+    alpha: float = _help("LoRA alpha (scaling = alpha / r).", 16.0)
+    dropout: float = _help("LoRA dropout.", 0.0)
+    target_modules: list[str] = _help(
+        "Module names in the open_clip vision tower that get LoRA adapters. 'attn' is the "
+        "fused nn.MultiheadAttention (peft adapts its in/out projections).",
+        factory=lambda: ["attn", "c_fc", "c_proj"],
+    )
+
+
+@dataclass
+class PretrainConfig:
+    steps: int = _help("Optimiser steps of backbone pretraining on the base classes.", 300)
+    batch_size: int = _help("Pretraining batch size.", 128)
+    lr: float = _help("Pretraining learning rate (AdamW, cosine).", 2e-3)
+
+
+@dataclass
+class ModelConfig:
+    name: str = _help("open_clip model name; 'raysynth-tiny' ships inside the package.", "raysynth-tiny")
+    pretrained: str | None = _help(
+        "open_clip pretrained tag or checkpoint path; empty = raysynth's own pretraining "
+        "on the dataset's base classes, cached under RAYSYNTH_HOME/weights.",
+        None,
+    )
+    lora: LoraConfig = _help("LoRA adapters on the vision tower.", factory=LoraConfig)
+    pretrain: PretrainConfig = _help("Own pretraining of the backbone.", factory=PretrainConfig)
+
+
+@dataclass
+class PoolConfig:
+    generator: str = _help("Generator backend (registered name), e.g. 'morph'.", "morph")
+    mode: str = _help(
+        "Where references come from: 'mix' (Diff-Mix: another class), 'aug' (Diff-Aug: the "
+        "same class).",
+        "mix",
+    )
+    per_class: int = _help("Synthetic images per novel class.", 64)
+    strength: float = _help("Translation strength s in (0, 1].", 0.9)
+    gamma: float = _help("Diff-Mix label non-linearity: target class gets s**gamma.", 0.5)
+    quality: dict[str, str] = _help(
+        "Per-class quality control (UniCon protocol): class name -> 'faithful', "
+        "'counter' or 'morph:<rho>'. Classes not listed are faithful.",
+        factory=dict,
+    )
+    seed: int = _help("Seed of the pool plan (references, partners, per-image seeds).", 0)
+    actors: int = _help("Ray Data actors that run the generator.", 1)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _help("Epochs of few-shot training; ASHA's max_t.", 8)
+    steps_per_epoch: int = _help("Optimiser steps per epoch.", 20)
+    batch_real: int = _help("Real images per step (the few shots, cycled).", 16)
+    batch_syn: int = _help("Synthetic images per step.", 32)
+    lr: float = _help("Learning rate of LoRA + head (AdamW).", 2e-3)
+    weight_decay: float = _help("AdamW weight decay.", 1e-4)
+    syn_loss_weight: float = _help("Weight of the synthetic cross-entropy term.", 1.0)
+    workers: int = _help(
+        "1: the loop runs inside the Tune trial; >1: Ray Train TorchTrainer with DDP.", 1
+    )
+    threads: int = _help("torch threads per worker.", 1)
+    seed: int = _help("Seed of initialisation and batch order.", 0)
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = _help("'asha' or 'fifo'.", "asha")
+    grace_period: int = _help("ASHA: epochs every trial runs before it can be stopped.", 3)
+    reduction_factor: float = _help("ASHA reduction factor.", 3.0)
+
+
+@dataclass
+class SearchConfig:
+    algorithm: str = _help("optuna-tpe, random (see raysynth.search.searchers).", "optuna-tpe")
+    trials: int = _help("Number of trials.", 24)
+    concurrency: int = _help("Trials run at once.", 2)
+    seed: int = _help("Seed of the searcher.", 0)
+    metric: str = _help("Metric the search maximises.", "val_acc")
+    scheduler: SchedulerConfig = _help("Early stopping.", factory=SchedulerConfig)
+    space: dict[str, Any] = _help(
+        "Search space: dotted config field -> distribution, plus 'class_weights'.", factory=dict
+    )
+
+
+@dataclass
+class Config:
+    dataset: str = _help("digits (the embedded default).", "digits")
+    data: DataConfig = _help("Dataset and few-shot split.", factory=DataConfig)
+    model: ModelConfig = _help("Backbone and adapters.", factory=ModelConfig)
+    pool: PoolConfig = _help("Synthetic pool.", factory=PoolConfig)
+    train: TrainConfig = _help("Few-shot training.", factory=TrainConfig)
+    search: SearchConfig = _help("Hyperparameter search.", factory=SearchConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check (and gently coerce) ``value`` against the annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, where)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        _, val_tp = typing.get_args(tp)
+        return {str(k): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping; unknown keys are errors that name the field."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown config field '{path}' (known: {', '.join(sorted(names))})")
+        kwargs[key] = _coerce(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def _parse_scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to a raw config mapping."""
+    data = json.loads(json.dumps(data))  # deep copy of plain data
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got '{item}'")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        cls: Any = Config
+        node = data
+        for i, part in enumerate(parts):
+            if cls is None or not dataclasses.is_dataclass(cls):
+                # inside a free-form mapping (pool.quality, search.space): any key is allowed
+                if i < len(parts) - 1:
+                    node = node.setdefault(part, {})
+                    continue
+                node[part] = _parse_scalar(raw)
+                break
+            fields = {f.name: f for f in dataclasses.fields(cls)}
+            if part not in fields:
+                raise ConfigError(f"--set {key}: unknown config field '{'.'.join(parts[: i + 1])}'")
+            tp = typing.get_type_hints(cls)[part]
+            if i == len(parts) - 1:
+                node[part] = _parse_scalar(raw)
+            else:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"--set {key}: '{part}' is not a mapping")
+                cls = tp if dataclasses.is_dataclass(tp) else None
+    return data
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"search space file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: malformed YAML{at}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config/search space, apply ``--set`` overrides, validate everything."""
+    data = load_yaml(path) if path is not None else {}
+    data = apply_overrides(data, overrides or [])
+    config = from_dict(Config, data)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Cross-field checks that types alone cannot express."""
+    from raysynth.data import DATASETS
+    from raysynth.generators import GENERATORS
+    from raysynth.search.searchers import SEARCHERS
+
+    if config.dataset not in DATASETS:
+        raise ConfigError(f"dataset: unknown dataset '{config.dataset}' (known: {', '.join(sorted(DATASETS))})")
+    if config.pool.generator not in GENERATORS:
+        raise ConfigError(
+            f"pool.generator: unknown generator '{config.pool.generator}' "
+            f"(known: {', '.join(sorted(GENERATORS))})"
+        )
+    if config.pool.mode not in ("mix", "aug"):
+        raise ConfigError(f"pool.mode: must be 'mix' or 'aug', got '{config.pool.mode}'")
+    if not 0.0 < config.pool.strength <= 1.0:
+        raise ConfigError(f"pool.strength: must be in (0, 1], got {config.pool.strength}")
+    if config.pool.gamma <= 0:
+        raise ConfigError(f"pool.gamma: must be > 0, got {config.pool.gamma}")
+    for name, value in config.pool.quality.items():
+        from raysynth.generators.quality import parse_quality
+
+        parse_quality(value, f"pool.quality.{name}")
+    positive = {
+        "data.shots": config.data.shots,
+        "data.image_size": config.data.image_size,
+        "pool.per_class": config.pool.per_class,
+        "pool.actors": config.pool.actors,
+        "train.epochs": config.train.epochs,
+        "train.steps_per_epoch": config.train.steps_per_epoch,
+        "train.batch_real": config.train.batch_real,
+        "train.batch_syn": config.train.batch_syn,
+        "train.workers": config.train.workers,
+        "train.threads": config.train.threads,
+        "search.trials": config.search.trials,
+        "search.concurrency": config.search.concurrency,
+        "model.pretrain.steps": config.model.pretrain.steps,
+        "model.lora.r": config.model.lora.r,
+    }
+    for name, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{name}: must be >= 1, got {value}")
+    if config.train.lr <= 0:
+        raise ConfigError(f"train.lr: must be > 0, got {config.train.lr}")
+    if config.search.algorithm not in SEARCHERS:
+        raise ConfigError(
+            f"search.algorithm: unknown algorithm '{config.search.algorithm}' "
+            f"(known: {', '.join(sorted(SEARCHERS))})"
+        )
+    if config.search.scheduler.name not in ("asha", "fifo"):
+        raise ConfigError(f"search.scheduler.name: must be 'asha' or 'fifo', got '{config.search.scheduler.name}'")
+    if config.search.metric != "val_acc":
+        raise ConfigError(f"search.metric: only 'val_acc' is reported, got '{config.search.metric}'")
+    from raysynth.search.space import parse_space
+
+    parse_space(config.search.space, config)
+
+
+def set_field(config: Config, dotted: str, value: Any) -> Config:
+    """Return a copy of ``config`` with one dotted field replaced (used to apply trial params)."""
+    data = config.to_dict()
+    node = data
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node[part]
+    node[parts[-1]] = value
+    return from_dict(Config, data)
+
+
+def fingerprint(*parts: Any, length: int = 16) -> str:
+    """Stable content hash of JSON-serialisable parts (cache keys)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def dump_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

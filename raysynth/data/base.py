@@ -1,0 +1,109 @@
+"""The few-shot split every objective trains on, and the dataset registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from raysynth.config import ConfigError, DataConfig, fingerprint
+
+
+@dataclass
+class ImageSet:
+    """Images (N x 3 x H x W, float32 in [0, 1]) with integer labels indexing ``classes``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray | torch.Tensor) -> "ImageSet":
+        index = torch.as_tensor(index, dtype=torch.long)
+        return ImageSet(self.images[index], self.labels[index])
+
+
+@dataclass
+class FewShotSplit:
+    """A dataset cut for few-shot learning.
+
+    ``base`` (the base classes, for backbone pretraining) and ``train``/``val``/``test``
+    over the novel classes, whose labels are re-indexed 0..C-1 in the order of ``classes``.
+    ``val`` and ``test`` are fixed for a dataset; ``train`` is the k-shot sample of a seed.
+    """
+
+    name: str
+    classes: list[str]
+    base_classes: list[str]
+    base: ImageSet
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    metaclass: str
+    fingerprint: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+DATASETS: dict[str, Callable[[DataConfig], FewShotSplit]] = {}
+
+
+def register_dataset(name: str):
+    def wrap(fn: Callable[[DataConfig], FewShotSplit]):
+        if name in DATASETS:
+            raise ValueError(f"dataset '{name}' is already registered")
+        DATASETS[name] = fn
+        return fn
+
+    return wrap
+
+
+def load_split(name: str, config: DataConfig) -> FewShotSplit:
+    if name not in DATASETS:
+        raise ConfigError(f"dataset: unknown dataset '{name}' (known: {', '.join(sorted(DATASETS))})")
+    return DATASETS[name](config)
+
+
+def stratified_holdout(
+    labels: np.ndarray, per_class: list[int], seed: int
+) -> list[np.ndarray]:
+    """Cut each class's indices into consecutive chunks of the given sizes (+ the rest).
+
+    Returns one index array per chunk plus a final one with everything left over; the
+    permutation depends only on ``seed``, so the chunks are fixed for a dataset.
+    """
+    rng = np.random.default_rng(seed)
+    chunks: list[list[int]] = [[] for _ in range(len(per_class) + 1)]
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        start = 0
+        for j, size in enumerate(per_class):
+            if start + size > len(idx):
+                raise ConfigError(
+                    f"data: class {c} has {len(idx)} images, too few for the requested splits {per_class}"
+                )
+            chunks[j].extend(idx[start : start + size])
+            start += size
+        chunks[-1].extend(idx[start:])
+    return [np.sort(np.asarray(c, dtype=np.int64)) for c in chunks]
+
+
+def sample_shots(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
+    """Indices of ``shots`` examples per class, deterministic per seed."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if shots > len(idx):
+            raise ConfigError(f"data.shots: {shots} shots requested, class {c} has only {len(idx)} training images")
+        out.append(rng.choice(idx, size=shots, replace=False))
+    return np.sort(np.concatenate(out))
+
+
+def split_fingerprint(name: str, config: DataConfig) -> str:
+    return fingerprint(name, config.shots, config.seed, config.image_size, config.val_per_class, config.test_per_class)

@@ -1,0 +1,54 @@
+"""Per-class quality control for the UniCon protocol (its MNIST experiments).
+
+Quality is controlled through what the generator *learns* each class from:
+- ``faithful``: the class's own shots;
+- ``counter``: shots of a partner class (the generator makes the wrong digit);
+- ``morph:<rho>``: rho * own shot + (1 - rho) * partner shot, M(rho) of the paper.
+A search should learn UniCon weights near 1, near 0 and in between for them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from raysynth.config import ConfigError
+from raysynth.data.base import ImageSet
+
+
+def parse_quality(spec: str, where: str = "quality") -> tuple[str, float]:
+    """'faithful' -> ('faithful', 1.0); 'counter' -> ('counter', 0.0); 'morph:0.3' -> ('morph', 0.3)."""
+    if spec == "faithful":
+        return "faithful", 1.0
+    if spec == "counter":
+        return "counter", 0.0
+    if spec.startswith("morph:"):
+        try:
+            rho = float(spec.split(":", 1)[1])
+        except ValueError:
+            rho = -1.0
+        if 0.0 <= rho <= 1.0:
+            return "morph", rho
+    raise ConfigError(f"{where}: expected 'faithful', 'counter' or 'morph:<rho in [0,1]>', got '{spec}'")
+
+
+def partner_class(c: int, num_classes: int) -> int:
+    """The class a poisoned class is confused with: half-way round (digits: 5->8, 6->9)."""
+    return (c + (num_classes + 1) // 2) % num_classes
+
+
+def quality_controlled_shots(shots: ImageSet, classes: list[str], quality: dict[str, str]) -> ImageSet:
+    """The images the generator learns each class from, after quality control."""
+    unknown = sorted(set(quality) - set(classes))
+    if unknown:
+        raise ConfigError(f"pool.quality: unknown class '{unknown[0]}' (classes: {', '.join(classes)})")
+    images = shots.images.clone()
+    for name, spec in quality.items():
+        kind, rho = parse_quality(spec, f"pool.quality.{name}")
+        if kind == "faithful":
+            continue
+        c = classes.index(name)
+        own = torch.nonzero(shots.labels == c).flatten()
+        other = torch.nonzero(shots.labels == partner_class(c, len(classes))).flatten()
+        other = other[torch.arange(len(own)) % len(other)]
+        images[own] = rho * shots.images[own] + (1.0 - rho) * shots.images[other]
+    return ImageSet(images, shots.labels.clone())

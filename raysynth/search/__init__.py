@@ -1,0 +1,1 @@
+"""The search: spaces from YAML, searchers by name, the trial objective, the Tuner."""

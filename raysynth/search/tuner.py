@@ -1,0 +1,237 @@
+"""The search driver: prepare shared artifacts, run Ray Tune, retrain the winner, track.
+
+Order of work (data flows one way): dataset -> backbone weights and synthetic pools
+(once, cached) -> trials (Tune, each only loads) -> final retraining of the best config
+and two baselines through Ray Train -> MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from raysynth.config import Config, dump_yaml, raysynth_home
+from raysynth.search.space import Space, apply_params, flatten_params, parse_space, strengths_in
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchOptions:
+    tracking_uri: str
+    experiment: str
+    storage: Path
+    name: str
+    resume: bool = False
+
+
+@dataclass
+class FinalResult:
+    label: str
+    test_acc: float
+    val_acc: float
+    weights: list[float] | None
+
+
+@dataclass
+class SearchSummary:
+    parent_run_id: str
+    best_params: dict[str, Any]
+    best_val_acc: float
+    classes: list[str]
+    quality: dict[str, str]
+    finals: list[FinalResult] = field(default_factory=list)
+    trials: int = 0
+    seconds: float = 0.0
+
+
+def connect_ray() -> None:
+    """Attach to a running cluster (a submitted job, a local `ray start` head), else start one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+        return
+    try:
+        ray.init(address="auto")
+    except ConnectionError:
+        # the dashboard serves the state API that Ray Train's controller polls
+        ray.init()
+
+
+def build_tuner(config: Config, space: Space, classes: list[str], options: SearchOptions, callbacks: list):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from raysynth.search.objective import run_trial
+    from raysynth.search.searchers import build_searcher
+
+    s = config.search
+    trainable = tune.with_parameters(
+        run_trial, base=config.to_dict(), home=str(raysynth_home()), storage_path=str(options.storage)
+    )
+    # In-trial path: the trial is the worker. TorchTrainer path: the trial only drives the
+    # trainer, whose workers ask for their own CPUs.
+    trial_cpus = config.train.threads if config.train.workers == 1 else 0
+    trainable = tune.with_resources(trainable, {"cpu": trial_cpus})
+    if s.scheduler.name == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="epoch",
+            max_t=config.train.epochs,
+            grace_period=min(s.scheduler.grace_period, config.train.epochs),
+            reduction_factor=s.scheduler.reduction_factor,
+        )
+    else:
+        scheduler = FIFOScheduler()
+    run_config = tune.RunConfig(name=options.name, storage_path=str(options.storage), callbacks=callbacks, verbose=0)
+    if options.resume:
+        path = options.storage / options.name
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    return tune.Tuner(
+        trainable,
+        param_space=space.to_tune(classes),
+        tune_config=tune.TuneConfig(
+            metric=s.metric,
+            mode="max",
+            search_alg=build_searcher(s.algorithm, s.metric, "max", s.seed),
+            scheduler=scheduler,
+            num_samples=s.trials,
+            max_concurrent_trials=s.concurrency,
+            reuse_actors=True,
+        ),
+        run_config=run_config,
+    )
+
+
+def best_trial(results, epochs: int) -> tuple[dict[str, Any], float, int]:
+    """(params, val_acc, trials) of the best trial that ran all epochs (ASHA-stopped
+    trials are compared only if none finished: their values are not comparable)."""
+    done = [r for r in results if r.error is None and r.metrics and "val_acc" in r.metrics]
+    full = [r for r in done if r.metrics.get("epoch", 0) >= epochs] or done
+    if not full:
+        raise RuntimeError("no trial reported a validation accuracy")
+    best = max(full, key=lambda r: r.metrics["val_acc"])
+    return best.config, float(best.metrics["val_acc"]), len(done)
+
+
+def run_final(config: Config, weights, use_synthetic: bool, name: str, storage: Path) -> dict:
+    from raysynth.train.ray_train import fit_with_trainer
+
+    return fit_with_trainer(config, weights, use_synthetic, name=name, storage_path=storage, evaluate_test=True)
+
+
+def run_search(config: Config, options: SearchOptions) -> SearchSummary:
+    from mlflow.entities import Metric, RunTag
+    from mlflow.tracking import MlflowClient
+
+    from raysynth.tracking.mlflow_runs import (
+        KIND_TAG, TrialTracker, get_or_create_experiment, git_commit, log_params_batched,
+    )
+    from raysynth.tracking.progress import TrialProgress
+    from raysynth.train.task import cached_split, prepare
+
+    start = time.perf_counter()
+    space = parse_space(config.search.space, config)
+    split = cached_split(config)
+    connect_ray()
+    prepared = prepare(config, strengths_in(space, config))
+    log.info("prepared: backbone %s, pools %s (%d generated now)", prepared.weights, prepared.pool_keys, prepared.generated)
+
+    client = MlflowClient(options.tracking_uri)
+    experiment_id = get_or_create_experiment(client, options.experiment)
+    tags = {
+        "raysynth.dataset": config.dataset,
+        "raysynth.algorithm": config.search.algorithm,
+        "raysynth.objective": "weighted-ce",
+        "raysynth.search": options.name,
+    }
+    marker = options.storage / options.name / "raysynth_parent_run.json"
+    parent_id = None
+    if options.resume and marker.is_file():
+        parent_id = json.loads(marker.read_text())["run_id"]
+        client.update_run(parent_id, status="RUNNING")
+    if parent_id is None:
+        parent = client.create_run(
+            experiment_id,
+            run_name=options.name,
+            tags={
+                **tags,
+                KIND_TAG: "search",
+                "raysynth.git_commit": git_commit(),
+                "raysynth.dataset_fingerprint": split.fingerprint,
+            },
+        )
+        parent_id = parent.info.run_id
+        log_params_batched(client, parent_id, flatten_params(config.to_dict()))
+        client.log_text(parent_id, dump_yaml(config), "resolved_config.yaml")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"run_id": parent_id}))
+
+    try:
+        tracker = TrialTracker(options.tracking_uri, experiment_id, parent_id, tags, config.train.epochs)
+        progress = TrialProgress(config.search.trials, config.train.epochs)
+        tuner = build_tuner(config, space, split.classes, options, [tracker, progress])
+        results = tuner.fit()
+        params, val_acc, n_trials = best_trial(results, config.train.epochs)
+        summary = SearchSummary(parent_id, params, val_acc, split.classes, config.pool.quality, trials=n_trials)
+        log.info("best trial: val_acc %.4f params %s", val_acc, flatten_params(params))
+
+        best_config, weights = apply_params(config, params)
+        ones = [1.0] * split.num_classes
+        finals = [
+            ("best", best_config, weights, True),
+            ("real_only", best_config, None, False),
+            ("all_weights_1", best_config, ones, True),
+        ]
+        for label, cfg, w, syn in finals:
+            log.info("final training '%s' (Ray Train, test split evaluated once)", label)
+            metrics = run_final(cfg, w, syn, f"{options.name}-final-{label}", options.storage)
+            summary.finals.append(FinalResult(label, metrics["test_acc"], metrics["val_acc"], w))
+
+        now = int(time.time() * 1000)
+        client.log_batch(
+            parent_id,
+            metrics=[Metric("best_val_acc", val_acc, now, 0), Metric("trials", n_trials, now, 0)]
+            + [Metric(f"test_acc/{f.label}", f.test_acc, now, 0) for f in summary.finals],
+            tags=[RunTag("raysynth.best_params", json.dumps(flatten_params(params)))],
+        )
+        client.log_text(parent_id, dump_yaml(best_config_with_space(best_config)), "best_config.yaml")
+        summary.seconds = time.perf_counter() - start
+        client.set_terminated(parent_id, "FINISHED")
+        return summary
+    except BaseException:
+        client.set_terminated(parent_id, "FAILED")
+        raise
+
+
+def best_config_with_space(config: Config) -> Config:
+    """The winner as a re-runnable file: its values, with an empty search space."""
+    import copy
+
+    best = copy.deepcopy(config)
+    best.search.space = {}
+    return best
+
+
+def format_summary(summary: SearchSummary) -> str:
+    lines = [f"search finished: {summary.trials} trials in {summary.seconds:.0f} s, best val_acc {summary.best_val_acc:.4f}"]
+    flat = flatten_params(summary.best_params)
+    others = {k: v for k, v in flat.items() if not k.startswith("w/")}
+    if others:
+        lines.append("best config: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in others.items()))
+    if "w" in summary.best_params:
+        lines.append("learned per-class weights of the synthetic data:")
+        for c in summary.classes:
+            q = summary.quality.get(c, "faithful")
+            lines.append(f"  {c:>10s}  w={summary.best_params['w'][c]:.3f}  ({q})")
+    lines.append("test accuracy (each trained once more with Ray Train, test split touched once):")
+    for f in summary.finals:
+        lines.append(f"  {f.label:<14s} {f.test_acc:.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,125 @@
+"""MLflow runs of a search.
+
+One experiment per dataset; a parent run per search (resolved config, algorithm, git
+commit, dataset fingerprint, final test results); a child run per trial, written by
+:class:`TrialTracker`, a Ray Tune callback that runs in the driver — the only process
+that touches the store, so a sqlite file is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+
+from raysynth.config import raysynth_home
+from raysynth.search.space import flatten_params
+
+log = logging.getLogger(__name__)
+
+KIND_TAG = "raysynth.kind"  # "search" (parent) or "trial" (child)
+STATUS_TAG = "raysynth.status"  # finished | pruned | failed
+PARENT_TAG = "mlflow.parentRunId"
+METRIC_KEYS = ("val_acc", "loss", "ce_real", "ce_syn")
+MAX_BATCH = 100  # MLflow accepts at most 100 params per log_batch
+
+
+def default_tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{raysynth_home() / 'mlflow.db'}"
+
+
+def _as_param(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 6000 else text[:5997] + "..."
+
+
+def log_params_batched(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    items = [Param(k, _as_param(v)) for k, v in params.items()]
+    for i in range(0, len(items), MAX_BATCH):
+        client.log_batch(run_id, params=items[i : i + MAX_BATCH])
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(name)
+
+
+class TrialTracker(Callback):
+    """Ray Tune callback: one MLflow child run per trial, metrics per epoch, status."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, tags: dict[str, str], max_epochs: int):
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.tags = tags
+        self.max_epochs = max_epochs
+        self.runs: dict[str, str] = {}  # trial id -> run id
+        self.last_epoch: dict[str, int] = {}
+        self._client: MlflowClient | None = None
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def __getstate__(self):  # Tune pickles callbacks into its experiment state
+        state = self.__dict__.copy()
+        state["_client"] = None
+        return state
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if trial.trial_id in self.runs:
+            return
+        tags = {**self.tags, KIND_TAG: "trial", PARENT_TAG: self.parent_run_id, "raysynth.trial_id": trial.trial_id}
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial.trial_id}", tags=tags)
+        self.runs[trial.trial_id] = run.info.run_id
+        log_params_batched(self.client, run.info.run_id, flatten_params(trial.config))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is None:
+            return
+        epoch = int(result.get("epoch", result.get("training_iteration", 0)))
+        self.last_epoch[trial.trial_id] = epoch
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(result[k]), now, epoch) for k in METRIC_KEYS if k in result]
+        if metrics:
+            self.client.log_batch(run_id, metrics=metrics)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is None:
+            return
+        epoch = self.last_epoch.get(trial.trial_id, 0)
+        status = "finished" if epoch >= self.max_epochs else "pruned"
+        self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, status), RunTag("raysynth.epochs", str(epoch))])
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is None:
+            return
+        reason = str(getattr(trial, "error_file", "") or "error")
+        self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, "failed"), RunTag("raysynth.error", reason[:5000])])
+        self.client.set_terminated(run_id, "FAILED")

@@ -1,0 +1,115 @@
+"""Ray Train wrapper around the plain loop: DDP across workers, checkpoints, resume.
+
+Used for trials with ``train.workers > 1`` and for every final (re)training, so that
+long runs get Ray Train's checkpointing and fault tolerance. The per-worker function
+runs the same :func:`raysynth.train.loop.train_few_shot` as the in-trial path.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from raysynth.config import Config, from_dict, raysynth_home
+
+
+def _worker_loop(loop_config: dict[str, Any]) -> None:
+    """Runs on each Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+
+    from raysynth.train.loop import evaluate, train_few_shot
+    from raysynth.train.task import build_model, cached_split, train_data
+
+    os.environ["RAYSYNTH_HOME"] = loop_config["home"]  # the driver's, not the worker node's
+    config = from_dict(Config, loop_config["config"])
+    torch.set_num_threads(config.train.threads)
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+
+    split = cached_split(config)
+    model = build_model(config, split.num_classes)
+    bare = model
+    if context.get_world_size() > 1:
+        # LoRA leaves most parameters frozen; DDP must not wait for their gradients
+        model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": False})
+        bare = model.module
+    data = train_data(config, use_synthetic=loop_config["use_synthetic"])
+    weights = loop_config.get("class_weights")
+    weights = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
+
+    state = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=False)
+
+    def on_epoch_end(metrics, state_dict):
+        report = metrics.as_dict()
+        last = metrics.epoch == config.train.epochs
+        if last and loop_config.get("evaluate_test"):
+            # the one and only look at the test split, after training is over
+            report["test_acc"], _ = evaluate(bare, split.test.images, split.test.labels)
+        if loop_config.get("checkpoint") and rank == 0:
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(state_dict, os.path.join(d, "state.pt"))
+                ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(d))
+        else:
+            ray.train.report(report)
+
+    train_few_shot(model, data, config.train, weights, on_epoch_end=on_epoch_end, state=state, rank=rank, eval_model=bare)
+
+
+def fit_with_trainer(
+    config: Config,
+    class_weights: list[float] | None,
+    use_synthetic: bool,
+    name: str,
+    storage_path: str | Path,
+    evaluate_test: bool = False,
+    checkpoint: bool = True,
+    in_tune: bool = False,
+) -> dict[str, Any]:
+    """Train with a TorchTrainer; returns the final reported metrics.
+
+    ``name`` must be stable for a given run so that a retried run finds its checkpoints
+    and resumes. ``in_tune``: forward each report to the surrounding Tune trial.
+    """
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    callbacks = []
+    if in_tune:
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        callbacks.append(TuneReportCallback())
+    use_gpu = torch.cuda.is_available()
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={
+            "config": config.to_dict(),
+            "class_weights": class_weights,
+            "use_synthetic": use_synthetic,
+            "evaluate_test": evaluate_test,
+            "checkpoint": checkpoint,
+            "home": str(raysynth_home()),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=config.train.workers,
+            use_gpu=use_gpu,
+            resources_per_worker=None if use_gpu else {"CPU": config.train.threads},
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(storage_path),
+            callbacks=callbacks,
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            failure_config=FailureConfig(max_failures=2),
+        ),
+    )
+    result = trainer.fit()
+    return dict(result.metrics)
