@@ -102,6 +102,7 @@ def setup_logging() -> None:
     if not logger.handlers:
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # Ray configures the root logger too: print once
 
 
 def cmd_search(args) -> int:

@@ -47,7 +47,7 @@ class DataConfig:
     shots: int = _help("Real training images per novel class (k-shot).", 8)
     seed: int = _help("Seed of the k-shot sample; the validation/test splits never change.", 0)
     image_size: int = _help("Images are resized to image_size x image_size, 3 channels.", 32)
-    val_per_class: int = _help("Fixed validation images per novel class.", 40)
+    val_per_class: int = _help("Fixed validation images per novel class.", 80)
     test_per_class: int = _help("Fixed test images per novel class.", 60)
 
 
@@ -104,7 +104,7 @@ class PoolConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = _help("Epochs of few-shot training; ASHA's max_t.", 8)
+    epochs: int = _help("Epochs of few-shot training; ASHA's max_t.", 6)
     steps_per_epoch: int = _help("Optimiser steps per epoch.", 20)
     batch_real: int = _help("Real images per step (the few shots, cycled).", 16)
     batch_syn: int = _help("Synthetic images per step.", 32)
@@ -135,6 +135,11 @@ class SearchConfig:
     scheduler: SchedulerConfig = _help("Early stopping.", factory=SchedulerConfig)
     space: dict[str, Any] = _help(
         "Search space: dotted config field -> distribution, plus 'class_weights'.", factory=dict
+    )
+    final_eval: bool = _help(
+        "After the search, retrain the best config and two baselines (real only; all "
+        "weights 1) with Ray Train and evaluate each once on the test split.",
+        True,
     )
 
 

@@ -190,7 +190,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
             ("real_only", best_config, None, False),
             ("all_weights_1", best_config, ones, True),
         ]
-        for label, cfg, w, syn in finals:
+        for label, cfg, w, syn in finals if config.search.final_eval else []:
             log.info("final training '%s' (Ray Train, test split evaluated once)", label)
             metrics = run_final(cfg, w, syn, f"{options.name}-final-{label}", options.storage)
             summary.finals.append(FinalResult(label, metrics["test_acc"], metrics["val_acc"], w))

@@ -90,8 +90,8 @@ def train_few_shot(
     state: dict | None = None,
     rank: int = 0,
     eval_model: nn.Module | None = None,
-) -> EpochMetrics:
-    """Train ``model`` in place; returns the last epoch's metrics.
+) -> EpochMetrics | None:
+    """Train ``model`` in place; returns the last epoch's metrics (None if no epoch ran).
 
     ``state`` (from a checkpoint: model, optimizer, epoch) resumes a run. ``on_epoch_end``
     receives the metrics and a function-free state dict to checkpoint. ``rank`` decorrelates

@@ -61,7 +61,18 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         else:
             ray.train.report(report)
 
-    train_few_shot(model, data, config.train, weights, on_epoch_end=on_epoch_end, state=state, rank=rank, eval_model=bare)
+    last = train_few_shot(
+        model, data, config.train, weights, on_epoch_end=on_epoch_end, state=state, rank=rank, eval_model=bare
+    )
+    if last is None:
+        # resumed from the final checkpoint of a finished run: nothing left to train,
+        # report its final metrics again (the loaded model is the finished one)
+        bare.load_state_dict(state["model"])
+        val_acc, _ = evaluate(bare, split.val.images, split.val.labels)
+        report = {"epoch": state["epoch"], "val_acc": val_acc}
+        if loop_config.get("evaluate_test"):
+            report["test_acc"], _ = evaluate(bare, split.test.images, split.test.labels)
+        ray.train.report(report)
 
 
 def fit_with_trainer(

@@ -1,0 +1,60 @@
+"""A tiny real search end to end: Ray Tune + Optuna + ASHA + MLflow, on the session's Ray."""
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from raysynth.config import load_config
+from raysynth.search.tuner import SearchOptions, run_search
+from raysynth.tracking.leaderboard import format_rows, leaderboard_rows
+from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, STATUS_TAG
+
+from conftest import REPO, tiny_overrides
+
+
+def _search(tmp_path, name, extra=(), experiment="e2e"):
+    config = load_config(REPO / "search_spaces" / "digits.yaml", tiny_overrides() + ["train.epochs=1", "search.final_eval=false", *extra])
+    options = SearchOptions(f"sqlite:///{tmp_path / 'mlflow.db'}", experiment, tmp_path / "tune", name)
+    return config, options, run_search(config, options)
+
+
+def test_search_writes_parent_and_child_runs(ray_session, tmp_path):
+    config, options, summary = _search(tmp_path, "e2e-search")
+    assert summary.trials == 2 and 0.0 <= summary.best_val_acc <= 1.0
+    client = MlflowClient(options.tracking_uri)
+    exp = client.get_experiment_by_name("e2e")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get(KIND_TAG) == "search"]
+    children = [r for r in runs if r.data.tags.get(KIND_TAG) == "trial"]
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["best_val_acc"] == pytest.approx(summary.best_val_acc)
+    assert parent.data.params["train.epochs"] == "1"
+    for child in children:
+        assert child.data.tags[PARENT_TAG] == parent.info.run_id
+        assert child.data.tags[STATUS_TAG] == "finished"
+        assert {f"w/{c}" for c in ("five", "six", "seven", "eight", "nine")} <= set(child.data.params)
+        assert "val_acc" in child.data.metrics and "train.lr" in child.data.params
+    history = client.get_metric_history(children[0].info.run_id, "val_acc")
+    assert [m.step for m in history] == [1]
+
+    # the leaderboard orders the finished trials by validation accuracy
+    rows = leaderboard_rows(options.tracking_uri, "e2e")
+    assert [r["val_acc"] for r in rows] == sorted((c.data.metrics["val_acc"] for c in children), reverse=True)
+    assert rows[0]["val_acc"] == pytest.approx(summary.best_val_acc)
+    assert len(leaderboard_rows(options.tracking_uri, "e2e", top=1)) == 1
+    table = format_rows(rows, "table").splitlines()
+    assert table[0].split()[:2] == ["#", "run_name"] and len(table) == 4
+    assert format_rows(rows, "csv").splitlines()[0].startswith("run_id,run_name")
+
+
+def test_trial_with_two_workers_runs_torch_trainer(ray_session, tmp_path):
+    """train.workers=2: each trial is a TorchTrainer (DDP over 2 CPU workers) inside Tune."""
+    _, options, summary = _search(
+        tmp_path, "e2e-ddp", ["train.workers=2", "search.trials=1", "search.concurrency=1"], experiment="ddp"
+    )
+    assert summary.trials == 1
+    client = MlflowClient(options.tracking_uri)
+    exp = client.get_experiment_by_name("ddp")
+    children = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get(KIND_TAG) == "trial"]
+    assert len(children) == 1 and "val_acc" in children[0].data.metrics
+    assert (tmp_path / "tune" / f"trial-{children[0].data.tags['raysynth.trial_id']}").is_dir()

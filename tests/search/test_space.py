@@ -1,0 +1,38 @@
+import pytest
+
+from raysynth.config import ConfigError, load_config
+from raysynth.search.space import apply_params, flatten_params, parse_space
+
+from conftest import REPO
+
+
+def test_default_space_to_tune():
+    config = load_config(REPO / "search_spaces" / "digits.yaml")
+    space = parse_space(config.search.space, config)
+    tune_space = space.to_tune(["five", "six"])
+    assert set(tune_space) == {"train.lr", "train.syn_loss_weight", "w"}
+    assert set(tune_space["w"]) == {"five", "six"}
+
+
+def test_apply_params_sets_fields_and_weights():
+    config = load_config(REPO / "search_spaces" / "digits.yaml")
+    trial, weights = apply_params(config, {"train.lr": 0.004, "w": {"five": 0.1, "six": 0.9}})
+    assert trial.train.lr == 0.004 and config.train.lr != 0.004
+    assert weights == [0.1, 0.9]
+    assert flatten_params({"w": {"five": 0.1}, "train.lr": 1}) == {"w/five": 0.1, "train.lr": 1}
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"train.lr": {"type": "gaussian", "low": 0, "high": 1}}, "search.space.train.lr.type"),
+        ({"train.lr": {"type": "uniform", "low": 2, "high": 1}}, "need low < high"),
+        ({"train.lr": {"type": "choice"}}, "search.space.train.lr.values"),
+        ({"class_weights": {"type": "per_class", "low": 0}}, "missing 'high'"),
+        ({"train": {"type": "uniform", "low": 0, "high": 1}}, "is a section"),
+        ({"train.lr": 0.1}, "expected a mapping with 'type'"),
+    ],
+)
+def test_space_errors(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_space(raw)

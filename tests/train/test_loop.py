@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from raysynth.config import TrainConfig
+from raysynth.losses import soft_cross_entropy, weighted_synthetic_ce
+from raysynth.train.loop import TrainData, evaluate, train_few_shot
+
+
+def test_zero_weight_removes_a_class_from_the_synthetic_loss():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 3, generator=g)
+    soft = torch.softmax(torch.randn(6, 3, generator=g), -1)
+    cls = torch.tensor([0, 0, 1, 1, 2, 2])
+    w = torch.tensor([0.0, 1.0, 0.5])
+    loss = weighted_synthetic_ce(logits, soft, cls, w)
+    per = soft_cross_entropy(logits, soft)
+    assert loss.item() == pytest.approx(((per[2:4].sum() + 0.5 * per[4:].sum()) / 6).item())
+    # the gradient never reaches samples of a class with weight 0
+    logits.requires_grad_(True)
+    weighted_synthetic_ce(logits, soft, cls, w).backward()
+    assert torch.all(logits.grad[:2] == 0) and torch.any(logits.grad[2:] != 0)
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _blobs(n, g):
+    labels = torch.arange(n) % 2
+    images = torch.rand(n, 3, 8, 8, generator=g) * 0.2
+    images[labels == 1, :, :4] += 0.8  # class 1: bright top half
+    return images, labels
+
+
+def test_loop_learns_and_reports_every_epoch():
+    g = torch.Generator().manual_seed(0)
+    x, y = _blobs(16, g)
+    vx, vy = _blobs(64, g)
+    sx, sy = _blobs(32, g)
+    data = TrainData(x, y, vx, vy, 2, sx, torch.nn.functional.one_hot(sy, 2).float(), sy)
+    torch.manual_seed(0)
+    model = _Tiny()
+    seen = []
+    config = TrainConfig(epochs=3, steps_per_epoch=10, batch_real=8, batch_syn=8, lr=1e-2)
+    last = train_few_shot(model, data, config, on_epoch_end=lambda m, state: seen.append((m, state["epoch"])))
+    assert [m.epoch for m, _ in seen] == [1, 2, 3] and [e for _, e in seen] == [1, 2, 3]
+    assert last.val_acc == evaluate(model, vx, vy)[0] > 0.9
+    assert seen[-1][0].ce_syn > 0
+
+
+def test_loop_resumes_from_state():
+    g = torch.Generator().manual_seed(1)
+    x, y = _blobs(16, g)
+    data = TrainData(x, y, x, y, 2)
+    config = TrainConfig(epochs=4, steps_per_epoch=2, batch_real=4, lr=1e-2)
+    states = []
+    train_few_shot(_Tiny(), data, config, on_epoch_end=lambda m, s: states.append(s))
+    epochs = []
+    train_few_shot(_Tiny(), data, config, state=states[1], on_epoch_end=lambda m, s: epochs.append(m.epoch))
+    assert epochs == [3, 4]
