@@ -19,8 +19,12 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python jobs/search.py
 
+# pytest's exit 5 means "no tests collected": say so, and fail (make reports any
+# failing recipe as exit 2).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	@rc=0; $(BIN)/python -m pytest -q || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
+	exit $$rc
 
 clean-venv:
 	rm -rf $(VENV)

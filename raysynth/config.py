@@ -98,6 +98,12 @@ class PoolConfig:
         "'counter' or 'morph:<rho>'. Classes not listed are faithful.",
         factory=dict,
     )
+    learn_from: str = _help(
+        "What the generator learns the classes from: 'shots' (the k real shots) or 'prior' "
+        "(the dataset's images outside validation/test, standing in for what a pretrained "
+        "diffusion model knows beyond the shots).",
+        "shots",
+    )
     seed: int = _help("Seed of the pool plan (references, partners, per-image seeds).", 0)
     actors: int = _help("Ray Data actors that run the generator.", 1)
 
@@ -317,6 +323,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"pool.mode: must be 'mix' or 'aug', got '{config.pool.mode}'")
     if not 0.0 < config.pool.strength <= 1.0:
         raise ConfigError(f"pool.strength: must be in (0, 1], got {config.pool.strength}")
+    if config.pool.learn_from not in ("shots", "prior"):
+        raise ConfigError(f"pool.learn_from: must be 'shots' or 'prior', got '{config.pool.learn_from}'")
     if config.pool.gamma <= 0:
         raise ConfigError(f"pool.gamma: must be > 0, got {config.pool.gamma}")
     for name, value in config.pool.quality.items():

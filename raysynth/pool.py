@@ -35,6 +35,7 @@ def pool_key(split_fingerprint: str, config: PoolConfig, strength: float | None 
         config.per_class,
         float(config.strength if strength is None else strength),
         sorted(config.quality.items()),
+        config.learn_from,
         config.seed,
     )
 

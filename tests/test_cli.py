@@ -16,6 +16,7 @@ from conftest import run_job
         (["--trials", "zero"], "--trials"),
         (["--algorithm", "grid"], "search.algorithm"),
         (["--space", "/nonexistent/space.yaml"], "not found"),
+        (["--set", "pool.quality.eleven=counter"], "pool.quality"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, args, needle):

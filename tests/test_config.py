@@ -29,7 +29,6 @@ def test_set_overrides_are_typed():
         ("pool.strength=1.5", "pool.strength"),
         ("search.algorithm=grid", "search.algorithm"),
         ("pool.quality.five=bogus", "pool.quality.five"),
-        ("pool.quality.eleven=counter", "pool.quality"),
     ],
 )
 def test_bad_values_name_the_field(override, field):

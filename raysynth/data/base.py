@@ -44,6 +44,9 @@ class FewShotSplit:
     test: ImageSet
     metaclass: str
     fingerprint: str
+    # Images of the novel classes a generator may know beyond the shots (never val/test):
+    # the embedded stand-in for the prior knowledge of a pretrained diffusion model.
+    prior: ImageSet | None = None
 
     @property
     def num_classes(self) -> int:

@@ -56,4 +56,5 @@ def load_digits_split(config: DataConfig) -> FewShotSplit:
         test=novel(test_i),
         metaclass="digit",
         fingerprint=split_fingerprint("digits", config),
+        prior=novel(rest_i),
     )

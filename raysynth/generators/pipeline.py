@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from raysynth.config import PoolConfig, fingerprint
+from raysynth.config import ConfigError, PoolConfig, fingerprint
 from raysynth.data.base import FewShotSplit, ImageSet
 from raysynth.generators.base import create_generator
 from raysynth.generators.quality import quality_controlled_shots
@@ -83,7 +83,10 @@ def generate_pool(
         log.info("pool %s: cache hit (%s)", key, store.path(key))
         return key, False
 
-    learned = quality_controlled_shots(split.train, split.classes, config.quality)
+    if config.learn_from == "prior" and split.prior is None:
+        raise ConfigError(f"pool.learn_from: dataset '{split.name}' has no prior images; use 'shots'")
+    source = split.prior if config.learn_from == "prior" else split.train
+    learned = quality_controlled_shots(source, split.classes, config.quality)
     plan = plan_pool(split.train, split.num_classes, config, strength)
     start = time.perf_counter()
     ds = ray.data.from_pandas(plan).repartition(max(1, config.actors * 2))

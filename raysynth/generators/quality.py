@@ -2,7 +2,8 @@
 
 Quality is controlled through what the generator *learns* each class from:
 - ``faithful``: the class's own shots;
-- ``counter``: shots of a partner class (the generator makes the wrong digit);
+- ``counter``: shots of a partner class (the generator makes the wrong digit; see
+  :func:`partner_class`);
 - ``morph:<rho>``: rho * own shot + (1 - rho) * partner shot, M(rho) of the paper.
 A search should learn UniCon weights near 1, near 0 and in between for them.
 """
@@ -31,24 +32,36 @@ def parse_quality(spec: str, where: str = "quality") -> tuple[str, float]:
     raise ConfigError(f"{where}: expected 'faithful', 'counter' or 'morph:<rho in [0,1]>', got '{spec}'")
 
 
-def partner_class(c: int, num_classes: int) -> int:
-    """The class a poisoned class is confused with: half-way round (digits: 5->8, 6->9)."""
+def partner_class(c: int, num_classes: int, degraded: list[int] | None = None) -> int:
+    """The class whose images a degraded class is made of.
+
+    As in UniCon's MNIST_1_0, degraded classes are swapped among themselves (five's
+    images are sixes and six's are fives), so no faithful pool of the partner class
+    outweighs the damage. A single degraded class takes the class half-way round.
+    """
+    degraded = sorted(degraded or [])
+    if c in degraded and len(degraded) > 1:
+        return degraded[(degraded.index(c) + 1) % len(degraded)]
     return (c + (num_classes + 1) // 2) % num_classes
+
+
+def check_quality_classes(quality: dict[str, str], classes: list[str]) -> None:
+    unknown = sorted(set(quality) - set(classes))
+    if unknown:
+        raise ConfigError(f"pool.quality: unknown class '{unknown[0]}' (classes: {', '.join(classes)})")
 
 
 def quality_controlled_shots(shots: ImageSet, classes: list[str], quality: dict[str, str]) -> ImageSet:
     """The images the generator learns each class from, after quality control."""
-    unknown = sorted(set(quality) - set(classes))
-    if unknown:
-        raise ConfigError(f"pool.quality: unknown class '{unknown[0]}' (classes: {', '.join(classes)})")
+    check_quality_classes(quality, classes)
     images = shots.images.clone()
-    for name, spec in quality.items():
-        kind, rho = parse_quality(spec, f"pool.quality.{name}")
+    specs = {classes.index(name): parse_quality(spec, f"pool.quality.{name}") for name, spec in quality.items()}
+    degraded = [c for c, (kind, _) in specs.items() if kind != "faithful"]
+    for c, (kind, rho) in specs.items():
         if kind == "faithful":
             continue
-        c = classes.index(name)
         own = torch.nonzero(shots.labels == c).flatten()
-        other = torch.nonzero(shots.labels == partner_class(c, len(classes))).flatten()
-        other = other[torch.arange(len(own)) % len(other)]
+        other = torch.nonzero(shots.labels == partner_class(c, len(classes), degraded)).flatten()
+        other = other[torch.arange(len(own)) % len(other)]  # pair images, cycling the shorter
         images[own] = rho * shots.images[own] + (1.0 - rho) * shots.images[other]
     return ImageSet(images, shots.labels.clone())

@@ -135,11 +135,13 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         KIND_TAG, TrialTracker, get_or_create_experiment, git_commit, log_params_batched,
     )
     from raysynth.tracking.progress import TrialProgress
+    from raysynth.generators.quality import check_quality_classes
     from raysynth.train.task import cached_split, prepare
 
     start = time.perf_counter()
     space = parse_space(config.search.space, config)
     split = cached_split(config)
+    check_quality_classes(config.pool.quality, split.classes)  # bad input: before anything starts
     connect_ray()
     prepared = prepare(config, strengths_in(space, config))
     log.info("prepared: backbone %s, pools %s (%d generated now)", prepared.weights, prepared.pool_keys, prepared.generated)

@@ -1,7 +1,7 @@
 """The few-shot training loop: plain torch, testable and runnable without Ray.
 
-One step draws ``batch_real`` of the few real shots (cycled, with a random shift) and
-``batch_syn`` synthetic images, and minimises
+One step draws ``batch_real`` of the few real shots (cycled) and ``batch_syn`` synthetic
+images, both through the same random affine warp, and minimises
 
     CE(real) + syn_loss_weight * (1/B_syn) * sum_i w_{c_i} * CE_soft(syn_i)
 
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raysynth.config import TrainConfig
+from raysynth.data.augment import random_affine
 from raysynth.losses import weighted_synthetic_ce
 
 log = logging.getLogger(__name__)
@@ -54,16 +55,6 @@ class EpochMetrics:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by up to ``max_shift`` pixels (zero padding)."""
-    if max_shift == 0:
-        return images
-    n, _, h, w = images.shape
-    padded = F.pad(images, (max_shift,) * 4)
-    offsets = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator).tolist()
-    return torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
 
 
 @torch.no_grad()
@@ -117,12 +108,12 @@ def train_few_shot(
         totals = torch.zeros(3)
         for _ in range(config.steps_per_epoch):
             idx = torch.randint(0, n_real, (config.batch_real,), generator=g)
-            images = random_shift(data.real_images[idx], 2, g)
+            images = random_affine(data.real_images[idx], g)
             labels = data.real_labels[idx]
             n_syn = 0
             if data.has_synthetic and config.syn_loss_weight > 0 and weights.sum() > 0:
                 sidx = torch.randint(0, len(data.syn_images), (config.batch_syn,), generator=g)
-                images = torch.cat([images, random_shift(data.syn_images[sidx], 2, g)])
+                images = torch.cat([images, random_affine(data.syn_images[sidx], g)])
                 n_syn = config.batch_syn
             logits = model(images)
             ce_real = F.cross_entropy(logits[: len(labels)], labels)

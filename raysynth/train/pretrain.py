@@ -20,13 +20,14 @@ from raysynth.config import ModelConfig, fingerprint, raysynth_home
 from raysynth.data.base import FewShotSplit
 from raysynth.models.backbone import create_model, model_config
 from raysynth.models.classifier import build_classifier
-from raysynth.train.loop import evaluate, random_shift
+from raysynth.data.augment import random_affine
+from raysynth.train.loop import evaluate
 
 log = logging.getLogger(__name__)
 
 
 def pretrained_path(split: FewShotSplit, config: ModelConfig, home: Path | None = None) -> Path:
-    key = fingerprint("pretrain-v1", config.name, model_config(config.name), vars(config.pretrain), split.name, split.base_classes)
+    key = fingerprint("pretrain-v2", config.name, model_config(config.name), vars(config.pretrain), split.name, split.base_classes)
     return (home or raysynth_home()) / "weights" / f"{config.name}-{split.name}-{key}.pt"
 
 
@@ -58,7 +59,7 @@ def pretrain_backbone(split: FewShotSplit, config: ModelConfig, seed: int = 0, f
     model.train()
     for step in range(cfg.steps):
         idx = torch.randint(0, len(fit), (cfg.batch_size,), generator=g)
-        images = random_shift(fit.images[idx], 2, g)
+        images = random_affine(fit.images[idx], g)
         loss = F.cross_entropy(model(images), fit.labels[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

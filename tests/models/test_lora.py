@@ -30,7 +30,9 @@ def test_only_lora_and_head_train():
         opt.step()
     for n, p in model.named_parameters():
         if n in frozen_before:
-            assert torch.equal(p, frozen_before[n]), f"frozen {n} changed"
+            # peft adapts nn.MultiheadAttention by merging LoRA into in_proj_weight for the
+            # forward pass and unmerging after: rounding (~1e-7), never a gradient step
+            assert torch.allclose(p, frozen_before[n], atol=1e-6), f"frozen {n} changed"
     assert any(not torch.equal(dict(model.named_parameters())[n], v) for n, v in lora_before.items())
 
 
