@@ -67,7 +67,7 @@ def main() -> None:
     # (a) plain in-process loop
     start = time.perf_counter()
     for p in params[: args.trials]:
-        cfg, w = apply_params(config, p)
+        cfg, w = apply_params(config, p, CLASSES)
         train_in_process(cfg, w)
     plain = time.perf_counter() - start
 
@@ -81,7 +81,7 @@ def main() -> None:
 
     # (c) a TorchTrainer inside each Tune trial, 1 worker (equal compute)
     def trainer_trial(c: dict) -> None:
-        cfg, w = apply_params(config, params[c["i"]])
+        cfg, w = apply_params(config, params[c["i"]], CLASSES)
         trial_id = tune.get_context().get_trial_id()
         fit_with_trainer(cfg, w, True, name=f"bench-trainer-{trial_id}", storage_path=storage, checkpoint=False, in_tune=True)
 

@@ -65,7 +65,7 @@ class LoraConfig:
 
 @dataclass
 class PretrainConfig:
-    steps: int = _help("Optimiser steps of backbone pretraining on the base classes.", 300)
+    steps: int = _help("Optimiser steps of backbone pretraining on the base classes.", 150)
     batch_size: int = _help("Pretraining batch size.", 128)
     lr: float = _help("Pretraining learning rate (AdamW, cosine).", 2e-3)
 

@@ -24,7 +24,10 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], home: str, storage_p
 
     # the driver's RAYSYNTH_HOME, whatever the environment of the cluster's workers
     os.environ["RAYSYNTH_HOME"] = home
-    config, weights = apply_params(from_dict(Config, base), params)
+    from raysynth.train.task import cached_split
+
+    base_config = from_dict(Config, base)
+    config, weights = apply_params(base_config, params, cached_split(base_config).classes)
     if config.train.workers > 1:
         from raysynth.train.ray_train import fit_with_trainer
 

@@ -154,8 +154,9 @@ def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def apply_params(config: Config, params: dict[str, Any]) -> tuple[Config, list[float] | None]:
-    """The trial's Config (dotted fields replaced) and its class weights (class order)."""
+def apply_params(config: Config, params: dict[str, Any], classes: list[str]) -> tuple[Config, list[float] | None]:
+    """The trial's Config (dotted fields replaced) and its class weights in ``classes``
+    order — never the dict's order, which searchers do not preserve (Optuna sorts)."""
     from raysynth.config import from_dict
 
     data = config.to_dict()
@@ -170,5 +171,8 @@ def apply_params(config: Config, params: dict[str, Any]) -> tuple[Config, list[f
         node[parts[-1]] = value
     trial = from_dict(Config, data)
     if "w" in params:
-        weights = [float(params["w"][c]) for c in params["w"]]
+        missing = [c for c in classes if c not in params["w"]]
+        if missing:
+            raise KeyError(f"trial params have no weight for classes {missing}")
+        weights = [float(params["w"][c]) for c in classes]
     return trial, weights

@@ -185,7 +185,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         summary = SearchSummary(parent_id, params, val_acc, split.classes, config.pool.quality, trials=n_trials)
         log.info("best trial: val_acc %.4f params %s", val_acc, flatten_params(params))
 
-        best_config, weights = apply_params(config, params)
+        best_config, weights = apply_params(config, params, split.classes)
         ones = [1.0] * split.num_classes
         finals = [
             ("best", best_config, weights, True),

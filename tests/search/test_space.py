@@ -16,9 +16,13 @@ def test_default_space_to_tune():
 
 def test_apply_params_sets_fields_and_weights():
     config = load_config(REPO / "search_spaces" / "digits.yaml")
-    trial, weights = apply_params(config, {"train.lr": 0.004, "w": {"five": 0.1, "six": 0.9}})
+    # searchers return the weights in their own order (Optuna sorts the names)
+    params = {"train.lr": 0.004, "w": {"six": 0.9, "five": 0.1, "seven": 0.5}}
+    trial, weights = apply_params(config, params, ["five", "six", "seven"])
     assert trial.train.lr == 0.004 and config.train.lr != 0.004
-    assert weights == [0.1, 0.9]
+    assert weights == [0.1, 0.9, 0.5]
+    with pytest.raises(KeyError):
+        apply_params(config, params, ["five", "six", "seven", "eight"])
     assert flatten_params({"w": {"five": 0.1}, "train.lr": 1}) == {"w/five": 0.1, "train.lr": 1}
 
 
