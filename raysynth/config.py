@@ -366,17 +366,6 @@ def validate(config: Config) -> None:
     parse_space(config.search.space, config)
 
 
-def set_field(config: Config, dotted: str, value: Any) -> Config:
-    """Return a copy of ``config`` with one dotted field replaced (used to apply trial params)."""
-    data = config.to_dict()
-    node = data
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        node = node[part]
-    node[parts[-1]] = value
-    return from_dict(Config, data)
-
-
 def fingerprint(*parts: Any, length: int = 16) -> str:
     """Stable content hash of JSON-serialisable parts (cache keys)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()

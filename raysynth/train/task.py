@@ -8,6 +8,7 @@ Tune actor pays for loading once, not once per trial.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from raysynth.config import Config, PoolConfig
+from raysynth.config import Config
 from raysynth.data import FewShotSplit, load_split
 from raysynth.generators.pipeline import generate_pool
 from raysynth.models import build_classifier, create_backbone
@@ -95,17 +96,11 @@ def build_model(config: Config, num_classes: int) -> FewShotClassifier:
         if not path.is_file():
             raise FileNotFoundError(f"pretrained backbone missing: {path} (run `raysynth pretrain`)")
         weights = str(path)
-    state = _backbone_state(json.dumps(vars_deep(config.model), sort_keys=True), weights)
+    state = _backbone_state(json.dumps(dataclasses.asdict(config.model), sort_keys=True), weights)
     torch.manual_seed(config.train.seed)
     clip = create_model(config.model.name)
     clip.load_state_dict(state)
     return build_classifier(clip, num_classes, config.model.lora)
-
-
-def vars_deep(obj) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(obj)
 
 
 def train_data(config: Config, use_synthetic: bool = True, store_root: str | Path | None = None) -> TrainData:
@@ -126,7 +121,3 @@ def train_data(config: Config, use_synthetic: bool = True, store_root: str | Pat
             str(store.root), key, config.pool.gamma, split.num_classes
         )
     return data
-
-
-def pool_config_for(config: Config) -> PoolConfig:
-    return config.pool
