@@ -50,9 +50,9 @@ def main() -> None:
     prepare(config)  # backbone + pool, cached: not part of any timing
     storage = home / "tune"
 
-    def fit(trial_fn, count: int, cpus: float, name: str) -> float:
+    def fit(trial_fn, count: int, resources: dict, name: str) -> float:
         tuner = tune.Tuner(
-            tune.with_resources(trial_fn, {"cpu": cpus}),
+            tune.with_resources(trial_fn, resources),
             param_space={"i": tune.grid_search(list(range(count)))},
             tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
             run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0),
@@ -77,7 +77,7 @@ def main() -> None:
     def function_trial(c: dict) -> None:
         run_trial(params[c["i"]], base=base, home=home_s, storage_path=storage_s)
 
-    tuned = fit(function_trial, args.trials, config.train.threads, "bench-function")
+    tuned = fit(function_trial, args.trials, {"cpu": config.train.threads}, "bench-function")
 
     # (c) a TorchTrainer inside each Tune trial, 1 worker (equal compute)
     def trainer_trial(c: dict) -> None:
@@ -85,7 +85,7 @@ def main() -> None:
         trial_id = tune.get_context().get_trial_id()
         fit_with_trainer(cfg, w, True, name=f"bench-trainer-{trial_id}", storage_path=storage, checkpoint=False, in_tune=True)
 
-    trainer = fit(trainer_trial, args.trainer_trials, 0, "bench-trainer")
+    trainer = fit(trainer_trial, args.trainer_trials, {"cpu": 0, "memory": 1}, "bench-trainer")
     ray.shutdown()
 
     per_plain = plain / args.trials

@@ -142,13 +142,13 @@ def strengths_in(space: Space, config: Config) -> list[float]:
     return [config.pool.strength]
 
 
-def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_params(params: dict[str, Any], prefix: str = "", sep: str = "/") -> dict[str, Any]:
     """{'w': {'five': 0.2}, 'train.lr': 1e-3} -> {'w/five': 0.2, 'train.lr': 1e-3}."""
     out = {}
     for k, v in params.items():
-        key = f"{prefix}/{k}" if prefix else k
-        if isinstance(v, dict):
-            out.update(flatten_params(v, key))
+        key = f"{prefix}{sep}{k}" if prefix else k
+        if isinstance(v, dict) and v:
+            out.update(flatten_params(v, key, sep))
         else:
             out[key] = v
     return out

@@ -46,6 +46,7 @@ class SearchSummary:
     classes: list[str]
     quality: dict[str, str]
     finals: list[FinalResult] = field(default_factory=list)
+    top_weights: dict[str, float] = field(default_factory=dict)
     trials: int = 0
     seconds: float = 0.0
 
@@ -78,9 +79,12 @@ def build_tuner(config: Config, space: Space, classes: list[str], options: Searc
         run_trial, base=config.to_dict(), home=str(raysynth_home()), storage_path=str(options.storage)
     )
     # In-trial path: the trial is the worker. TorchTrainer path: the trial only drives the
-    # trainer, whose workers ask for their own CPUs.
-    trial_cpus = config.train.threads if config.train.workers == 1 else 0
-    trainable = tune.with_resources(trainable, {"cpu": trial_cpus})
+    # trainer, whose workers ask for their own CPUs; the trial asks for none (a 1-byte
+    # memory request because Ray refuses an empty resource bundle).
+    if config.train.workers == 1:
+        trainable = tune.with_resources(trainable, {"cpu": config.train.threads})
+    else:
+        trainable = tune.with_resources(trainable, {"cpu": 0, "memory": 1})
     if s.scheduler.name == "asha":
         scheduler = ASHAScheduler(
             time_attr="epoch",
@@ -108,6 +112,18 @@ def build_tuner(config: Config, space: Space, classes: list[str], options: Searc
         ),
         run_config=run_config,
     )
+
+
+def top_quartile_weights(results, epochs: int, classes: list[str]) -> dict[str, float]:
+    """Mean weight per class over the best quarter of the finished trials: a steadier
+    read of what the search learned than the single best trial, whose weights for a
+    class that barely affects accuracy are noise."""
+    full = [r for r in results if r.error is None and r.metrics and r.metrics.get("epoch", 0) >= epochs and "w" in r.config]
+    full.sort(key=lambda r: r.metrics["val_acc"], reverse=True)
+    top = full[: max(3, len(full) // 4)]
+    if not top:
+        return {}
+    return {c: sum(r.config["w"][c] for r in top) / len(top) for c in classes}
 
 
 def best_trial(results, epochs: int) -> tuple[dict[str, Any], float, int]:
@@ -171,7 +187,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
             },
         )
         parent_id = parent.info.run_id
-        log_params_batched(client, parent_id, flatten_params(config.to_dict()))
+        log_params_batched(client, parent_id, flatten_params(config.to_dict(), sep="."))
         client.log_text(parent_id, dump_yaml(config), "resolved_config.yaml")
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"run_id": parent_id}))
@@ -183,6 +199,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         results = tuner.fit()
         params, val_acc, n_trials = best_trial(results, config.train.epochs)
         summary = SearchSummary(parent_id, params, val_acc, split.classes, config.pool.quality, trials=n_trials)
+        summary.top_weights = top_quartile_weights(results, config.train.epochs, split.classes)
         log.info("best trial: val_acc %.4f params %s", val_acc, flatten_params(params))
 
         best_config, weights = apply_params(config, params, split.classes)
@@ -201,7 +218,8 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         client.log_batch(
             parent_id,
             metrics=[Metric("best_val_acc", val_acc, now, 0), Metric("trials", n_trials, now, 0)]
-            + [Metric(f"test_acc/{f.label}", f.test_acc, now, 0) for f in summary.finals],
+            + [Metric(f"test_acc/{f.label}", f.test_acc, now, 0) for f in summary.finals]
+            + [Metric(f"top_quartile_w/{c}", w, now, 0) for c, w in summary.top_weights.items()],
             tags=[RunTag("raysynth.best_params", json.dumps(flatten_params(params)))],
         )
         client.log_text(parent_id, dump_yaml(best_config_with_space(best_config)), "best_config.yaml")
@@ -229,10 +247,12 @@ def format_summary(summary: SearchSummary) -> str:
     if others:
         lines.append("best config: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in others.items()))
     if "w" in summary.best_params:
-        lines.append("learned per-class weights of the synthetic data:")
+        lines.append("learned per-class weights of the synthetic data (best trial; mean of the top quarter of trials):")
         for c in summary.classes:
             q = summary.quality.get(c, "faithful")
-            lines.append(f"  {c:>10s}  w={summary.best_params['w'][c]:.3f}  ({q})")
+            top = summary.top_weights.get(c)
+            top_s = f"  top-quarter mean {top:.3f}" if top is not None else ""
+            lines.append(f"  {c:>10s}  w={summary.best_params['w'][c]:.3f}{top_s}  ({q})")
     lines.append("test accuracy (each trained once more with Ray Train, test split touched once):")
     for f in summary.finals:
         lines.append(f"  {f.label:<14s} {f.test_acc:.4f}")
