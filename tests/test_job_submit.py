@@ -7,15 +7,46 @@ temporary working directory.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
 from conftest import REPO, run_job, tiny_overrides
+
+
+def _pids_of(marker: str) -> list[int]:
+    """PIDs whose command line mentions ``marker`` (the head's own temp dir)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker in (proc / "cmdline").read_bytes().decode(errors="ignore"):
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _stop_head(marker: str) -> None:
+    """End exactly the processes of the head this test started (not `ray stop`, which
+    would also end the test session's own Ray instance)."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in _pids_of(marker):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 20
+        while _pids_of(marker) and time.time() < deadline:
+            time.sleep(0.5)
 
 
 def _free_port() -> int:
@@ -26,19 +57,22 @@ def _free_port() -> int:
 
 def test_ray_job_submit_lands_in_the_same_store(tmp_path, raysynth_home):
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RAYSYNTH_HOME": str(raysynth_home)}
+    # new clusters use token auth; the clients must be told to send the token
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "RAYSYNTH_HOME": str(raysynth_home),
+           "RAY_AUTH_MODE": "token"}
     env.pop("RAY_ADDRESS", None)
     gcs, dashboard = _free_port(), _free_port()
-    # --block keeps `ray start` in the foreground: terminating it stops exactly this head
-    head = subprocess.Popen(
-        [str(bin_dir / "ray"), "start", "--head", "--block", f"--port={gcs}", "--dashboard-host=127.0.0.1",
+    temp_dir = Path(tempfile.mkdtemp(prefix="rsh-ray-", dir="/tmp"))  # Ray's socket paths must stay short
+    started = subprocess.run(
+        [str(bin_dir / "ray"), "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={_free_port()}", "--num-cpus=2",
-         "--disable-usage-stats", f"--temp-dir={tmp_path / 'ray'}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+        env=env, capture_output=True, text=True, timeout=120,
     )
     address = f"http://127.0.0.1:{dashboard}"
     args = [f"--set={o}" for o in tiny_overrides()] + ["--set=train.epochs=1", "--set=search.final_eval=false", "--experiment=submitted"]
     try:
+        assert started.returncode == 0, started.stderr[-2000:]
         deadline = time.time() + 90
         while True:  # wait for the job server to answer
             status = subprocess.run([str(bin_dir / "ray"), "job", "list", "--address", address], env=env, capture_output=True, text=True)
@@ -56,11 +90,12 @@ def test_ray_job_submit_lands_in_the_same_store(tmp_path, raysynth_home):
         assert "search finished" in submitted.stdout
 
         plain = run_job(["--name=plain-run", f"--storage={tmp_path / 'tune'}", *args],
-                        env={"RAYSYNTH_HOME": str(raysynth_home), "RAY_ADDRESS": f"127.0.0.1:{gcs}"})
+                        env={"RAYSYNTH_HOME": str(raysynth_home), "RAY_ADDRESS": f"127.0.0.1:{gcs}", "RAY_AUTH_MODE": "token"})
         assert plain.returncode == 0, plain.stdout[-3000:] + plain.stderr[-2000:]
+        assert "Connected to Ray cluster" in plain.stdout + plain.stderr  # attached, did not start its own
     finally:
-        head.terminate()
-        head.wait(timeout=60)
+        _stop_head(str(temp_dir))
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
     client = MlflowClient(f"sqlite:///{raysynth_home / 'mlflow.db'}")
     exp = client.get_experiment_by_name("submitted")
