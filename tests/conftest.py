@@ -63,3 +63,9 @@ def run_job(args: list[str], env: dict | None = None, timeout: int = 600):
         [sys.executable, str(REPO / "jobs" / "search.py"), *args],
         capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO,
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the `ray job submit` test last: it starts and stops a second Ray cluster on
+    the machine, and the session's own Ray instance does not reliably survive that."""
+    items.sort(key=lambda item: "test_job_submit" in item.nodeid)
