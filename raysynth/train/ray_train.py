@@ -123,4 +123,4 @@ def fit_with_trainer(
         ),
     )
     result = trainer.fit()
-    return dict(result.metrics)
+    return dict(result.metrics or {})
