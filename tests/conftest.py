@@ -66,6 +66,14 @@ def run_job(args: list[str], env: dict | None = None, timeout: int = 600):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Run the `ray job submit` test last: it starts and stops a second Ray cluster on
-    the machine, and the session's own Ray instance does not reliably survive that."""
-    items.sort(key=lambda item: "test_job_submit" in item.nodeid)
+    """Order the Ray tests. Ray Data generation first: on this 2-CPU machine a Ray Data
+    actor pool started after Ray Train/Tune runs in the same session waits forever for
+    its CPUs (a known gap, left to the generation issue). The `ray job submit` test
+    last: it starts and stops a second Ray cluster on the machine."""
+
+    def rank(item) -> int:
+        if "test_pool" in item.nodeid:
+            return 0
+        return 2 if "test_job_submit" in item.nodeid else 1
+
+    items.sort(key=rank)
