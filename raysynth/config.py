@@ -79,6 +79,11 @@ class ModelConfig:
         None,
     )
     lora: LoraConfig = _help("LoRA adapters on the vision tower.", factory=LoraConfig)
+    projection_dim: int = _help(
+        "Output size of the projection head used by contrastive objectives (unicon, supcon, "
+        "sync); raised to the class count when SyNC's ETF needs more.",
+        128,
+    )
     pretrain: PretrainConfig = _help("Own pretraining of the backbone.", factory=PretrainConfig)
 
 
@@ -116,12 +121,41 @@ class TrainConfig:
     batch_syn: int = _help("Synthetic images per step.", 32)
     lr: float = _help("Learning rate of LoRA + head (AdamW).", 2e-3)
     weight_decay: float = _help("AdamW weight decay.", 1e-4)
-    syn_loss_weight: float = _help("Weight of the synthetic cross-entropy term.", 1.0)
     workers: int = _help(
         "1: the loop runs inside the Tune trial; >1: Ray Train TorchTrainer with DDP.", 1
     )
     threads: int = _help("torch threads per worker.", 1)
     seed: int = _help("Seed of initialisation and batch order.", 0)
+    protocol: str = _help(
+        "'joint': one training run with every objective of `loss` summed; 'two_stage': "
+        "UniCon's protocol (encoder + projection trained with the representation objectives, "
+        "then classifiers on frozen features); 'auto': two_stage when every selected "
+        "objective is a representation objective (unicon, supcon, sync), else joint.",
+        "auto",
+    )
+    n_contr: int = _help("Two-stage: encoder trainings per evaluation (UniCon's n_contr; paper 3).", 1)
+    n_classif: int = _help("Two-stage: classifier trainings per encoder (UniCon's n_classif; paper 3).", 1)
+    probe_steps: int = _help("Two-stage: optimiser steps of each classifier on frozen features.", 150)
+    probe_lr: float = _help("Two-stage: learning rate of the classifiers on frozen features.", 1e-2)
+
+
+@dataclass
+class PartitionConfig:
+    clusters_per_class: float = _help(
+        "K = round(clusters_per_class x classes) regions (paper: 2; search {0.5, 1, 2, 4}).", 2.0
+    )
+    space: str = _help(
+        "What is clustered: 'pixels' (as the official code; images at most 32x32) or "
+        "'features' (the frozen pretrained backbone's image features).",
+        "pixels",
+    )
+    method: str = _help(
+        "'static': FAISS k-means once per K, cached (full method); 'online': mini-batch "
+        "k-means updated with every batch's synthetic images (lightweight variant).",
+        "static",
+    )
+    niter: int = _help("k-means iterations (paper: 300).", 300)
+    seed: int = _help("k-means seed.", 0)
 
 
 @dataclass
@@ -156,6 +190,14 @@ class Config:
     model: ModelConfig = _help("Backbone and adapters.", factory=ModelConfig)
     pool: PoolConfig = _help("Synthetic pool.", factory=PoolConfig)
     train: TrainConfig = _help("Few-shot training.", factory=TrainConfig)
+    loss: dict[str, dict[str, Any]] = _help(
+        "Objectives and their parameters, summed: ce, bound, unicon, supcon, sync, prototype "
+        "(see raysynth.losses). Default: ce with real and synthetic weights 1.",
+        factory=lambda: {"ce": {}},
+    )
+    partition: PartitionConfig = _help(
+        "k-means regions of real + synthetic data (used by bound and sync).", factory=PartitionConfig
+    )
     search: SearchConfig = _help("Hyperparameter search.", factory=SearchConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -301,6 +343,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load a YAML config/search space, apply ``--set`` overrides, validate everything."""
     data = load_yaml(path) if path is not None else {}
     data = apply_overrides(data, overrides or [])
+    if isinstance(data.get("loss"), dict):
+        # `loss: {bound:}` in YAML selects an objective with its defaults
+        data["loss"] = {k: ({} if v is None else v) for k, v in data["loss"].items()}
     config = from_dict(Config, data)
     validate(config)
     return config
@@ -342,6 +387,11 @@ def validate(config: Config) -> None:
         "train.batch_syn": config.train.batch_syn,
         "train.workers": config.train.workers,
         "train.threads": config.train.threads,
+        "train.n_contr": config.train.n_contr,
+        "train.n_classif": config.train.n_classif,
+        "train.probe_steps": config.train.probe_steps,
+        "model.projection_dim": config.model.projection_dim,
+        "partition.niter": config.partition.niter,
         "search.trials": config.search.trials,
         "search.concurrency": config.search.concurrency,
         "model.pretrain.steps": config.model.pretrain.steps,
@@ -352,6 +402,9 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{name}: must be >= 1, got {value}")
     if config.train.lr <= 0:
         raise ConfigError(f"train.lr: must be > 0, got {config.train.lr}")
+    if config.train.probe_lr <= 0:
+        raise ConfigError(f"train.probe_lr: must be > 0, got {config.train.probe_lr}")
+    validate_objectives(config)
     if config.search.algorithm not in SEARCHERS:
         raise ConfigError(
             f"search.algorithm: unknown algorithm '{config.search.algorithm}' "
@@ -364,6 +417,36 @@ def validate(config: Config) -> None:
     from raysynth.search.space import parse_space
 
     parse_space(config.search.space, config)
+
+
+def validate_objectives(config: Config) -> None:
+    """The loss section, the training protocol and the partitions agree."""
+    from raysynth.losses import parse_loss
+
+    objectives = parse_loss(config.loss)
+    if config.train.protocol not in ("auto", "joint", "two_stage"):
+        raise ConfigError(f"train.protocol: must be 'auto', 'joint' or 'two_stage', got '{config.train.protocol}'")
+    if config.train.protocol == "two_stage" and not any(o.representation for o in objectives):
+        raise ConfigError(
+            "train.protocol: 'two_stage' needs a representation objective in loss (unicon, supcon or sync)"
+        )
+    p = config.partition
+    if p.clusters_per_class <= 0:
+        raise ConfigError(f"partition.clusters_per_class: must be > 0, got {p.clusters_per_class}")
+    if p.space not in ("pixels", "features"):
+        raise ConfigError(f"partition.space: must be 'pixels' or 'features', got '{p.space}'")
+    if p.method not in ("static", "online"):
+        raise ConfigError(f"partition.method: must be 'static' or 'online', got '{p.method}'")
+
+
+def training_protocol(config: Config) -> str:
+    """'joint' or 'two_stage' ('auto' resolved from the selected objectives)."""
+    if config.train.protocol != "auto":
+        return config.train.protocol
+    from raysynth.losses import parse_loss
+
+    objectives = parse_loss(config.loss)
+    return "two_stage" if all(o.representation for o in objectives) else "joint"
 
 
 def fingerprint(*parts: Any, length: int = 16) -> str:

@@ -1,15 +1,22 @@
-"""Cross-entropy on synthetic images with soft labels and per-class weights.
+"""Cross-entropy on real images plus per-class-weighted soft cross-entropy on synthetic ones.
 
 Each synthetic sample's loss is multiplied by the weight w_c of the class it was
 generated for (UniCon's per-class trust in the generator). The sum is divided by the
 number of synthetic samples, not by the sum of weights, so w_c = 0 removes a class's
 synthetic images from the objective instead of re-scaling the others.
+
+As an objective (``loss: {ce: {real: 0.8, synthetic: 0.2}}``) this is DataDream's
+0.8·CE_real + 0.2·CE_syn recipe; its weights are search dimensions like any other.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
+
+from raysynth.losses.base import LossBatch, Objective, check_non_negative, register_objective
 
 
 def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
@@ -25,3 +32,29 @@ def weighted_synthetic_ce(
 ) -> torch.Tensor:
     per_sample = soft_cross_entropy(logits, soft_targets) * class_weights[target_class]
     return per_sample.sum() / max(len(per_sample), 1)
+
+
+@dataclass
+class CEParams:
+    real: float = field(default=1.0, metadata={"help": "Weight of the cross-entropy on real images."})
+    synthetic: float = field(
+        default=1.0, metadata={"help": "Weight of the class-weighted soft cross-entropy on synthetic images."}
+    )
+
+
+@register_objective
+class CrossEntropy(Objective):
+    name = "ce"
+    Params = CEParams
+
+    @classmethod
+    def check(cls, params: CEParams, where: str) -> None:
+        check_non_negative(params, where, "real", "synthetic")
+
+    def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
+        out = {"ce_real": self.params.real * F.cross_entropy(batch.logits_real, batch.y_real)}
+        if batch.has_synthetic and self.params.synthetic > 0:
+            out["ce_syn"] = self.params.synthetic * weighted_synthetic_ce(
+                batch.logits_syn, batch.soft_syn, batch.syn_class, batch.class_weights
+            )
+        return out

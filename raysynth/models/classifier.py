@@ -1,7 +1,9 @@
-"""The few-shot classifier: a LoRA-adapted open_clip vision tower and a linear head.
+"""The few-shot classifier: a LoRA-adapted open_clip vision tower, a head, and (for
+contrastive objectives) a projection head.
 
 LoRA is attached with peft to the vision tower only; the backbone's own weights stay
-frozen, and only the adapters and the head train (DataDream / DISEF recipe).
+frozen, and only the adapters, the head and the projection train (DataDream / DISEF
+recipe). The head is linear, or a fixed-prototype head (raysynth.losses.prototypes).
 """
 
 from __future__ import annotations
@@ -14,16 +16,37 @@ from raysynth.config import LoraConfig
 
 
 class FewShotClassifier(nn.Module):
-    def __init__(self, encoder: nn.Module, embed_dim: int, num_classes: int):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        embed_dim: int,
+        num_classes: int,
+        head: nn.Module | None = None,
+        projection_dim: int | None = None,
+    ):
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Linear(embed_dim, num_classes)
+        self.embed_dim = embed_dim
+        self.head = head if head is not None else nn.Linear(embed_dim, num_classes)
+        # SupCon's projection g: an MLP whose L2-normalised output is what the loss sees
+        self.projection = (
+            nn.Sequential(nn.Linear(embed_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, projection_dim))
+            if projection_dim
+            else None
+        )
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(images)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(images))
+    def forward(self, images: torch.Tensor, return_projection: bool = False):
+        """Logits, or ``(logits, projection)`` (one call, so DDP sees every used parameter)."""
+        features = self.features(images)
+        logits = self.head(features)
+        if not return_projection:
+            return logits
+        if self.projection is None:
+            raise RuntimeError("this model has no projection head (no contrastive objective selected)")
+        return logits, nn.functional.normalize(self.projection(features), dim=-1)
 
 
 def attach_lora(visual: nn.Module, config: LoraConfig) -> nn.Module:
@@ -41,7 +64,13 @@ def attach_lora(visual: nn.Module, config: LoraConfig) -> nn.Module:
     return peft.get_peft_model(visual, lora)
 
 
-def build_classifier(clip_model: nn.Module, num_classes: int, lora: LoraConfig | None) -> FewShotClassifier:
+def build_classifier(
+    clip_model: nn.Module,
+    num_classes: int,
+    lora: LoraConfig | None,
+    head: nn.Module | None = None,
+    projection_dim: int | None = None,
+) -> FewShotClassifier:
     visual = clip_model.visual
     embed_dim = visual.output_dim
     if lora is not None:
@@ -49,4 +78,4 @@ def build_classifier(clip_model: nn.Module, num_classes: int, lora: LoraConfig |
     else:
         for p in visual.parameters():
             p.requires_grad_(True)
-    return FewShotClassifier(visual, embed_dim, num_classes)
+    return FewShotClassifier(visual, embed_dim, num_classes, head=head, projection_dim=projection_dim)

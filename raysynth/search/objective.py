@@ -46,13 +46,26 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], home: str, storage_p
 
 
 def train_in_process(config: Config, weights: list[float] | None, report=None, use_synthetic: bool = True):
+    """Train one config in this process; returns (last epoch's metrics, trained models)."""
+    from raysynth.config import training_protocol
+    from raysynth.losses import parse_loss
     from raysynth.train.loop import train_few_shot
-    from raysynth.train.task import build_model, cached_split, train_data
+    from raysynth.train.task import build_models, cached_split, train_data
 
     torch.set_num_threads(config.train.threads)
     split = cached_split(config)
-    model = build_model(config, split.num_classes)
+    models = build_models(config, split.num_classes)
     data = train_data(config, use_synthetic=use_synthetic)
     w = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
     callback = (lambda metrics, _state: report(metrics.as_dict())) if report else None
-    return train_few_shot(model, data, config.train, w, on_epoch_end=callback), model
+    metrics = train_few_shot(
+        models,
+        data,
+        config.train,
+        w,
+        on_epoch_end=callback,
+        objectives=parse_loss(config.loss),
+        protocol=training_protocol(config),
+        partition=config.partition,
+    )
+    return metrics, models

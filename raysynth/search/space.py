@@ -1,6 +1,7 @@
 """Search spaces: YAML -> typed dimensions -> Ray Tune distributions.
 
-``search.space`` maps a dotted config field to a distribution, plus the special key
+``search.space`` maps a dotted config field (``loss.<objective>.<parameter>`` for an
+objective's weights, e.g. ``loss.bound.lam1``) to a distribution, plus the special key
 ``class_weights`` for UniCon's per-class weights of the synthetic data::
 
     space:
@@ -67,8 +68,29 @@ class Space:
         return space
 
 
-def _field_type(dotted: str) -> Any:
+def _objective_field_type(dotted: str, config: Config | None) -> Any:
+    """``loss.<objective>.<param>``: the objective must be selected in the loss section."""
+    from raysynth.losses import OBJECTIVES
+
+    parts = dotted.split(".")
+    if len(parts) != 3:
+        raise ConfigError(f"search.space.{dotted}: expected loss.<objective>.<parameter>")
+    _, name, param = parts
+    if name not in OBJECTIVES:
+        raise ConfigError(f"search.space.{dotted}: unknown objective '{name}' (known: {', '.join(sorted(OBJECTIVES))})")
+    if config is not None and name not in (config.loss or {"ce": {}}):
+        raise ConfigError(f"search.space.{dotted}: objective '{name}' is not selected in the loss section")
+    params = OBJECTIVES[name].Params
+    names = {f.name for f in dataclasses.fields(params)}
+    if param not in names:
+        raise ConfigError(f"search.space.{dotted}: unknown parameter '{param}' of '{name}' (known: {', '.join(sorted(names))})")
+    return typing.get_type_hints(params)[param]
+
+
+def _field_type(dotted: str, config: Config | None = None) -> Any:
     """Type of a dotted Config field, or ConfigError naming the bad part."""
+    if dotted.startswith("loss."):
+        return _objective_field_type(dotted, config)
     cls: Any = Config
     parts = dotted.split(".")
     for i, part in enumerate(parts):
@@ -110,7 +132,7 @@ def parse_space(raw: dict[str, Any], config: Config | None = None) -> Space:
                 raise ConfigError(f"{where}: need 0 <= low < high, got low={low}, high={high}")
             weights = WeightSpace(kind, low, high)
             continue
-        _field_type(name)
+        _field_type(name, config)
         if kind not in KINDS:
             raise ConfigError(f"{where}.type: expected one of {', '.join(KINDS)}, got '{kind}'")
         if kind in ("uniform", "loguniform", "int"):
@@ -142,6 +164,20 @@ def strengths_in(space: Space, config: Config) -> list[float]:
     return [config.pool.strength]
 
 
+def clusters_in(space: Space, config: Config) -> list[float]:
+    """Every clusters-per-class multiple a trial may ask for (partitions are computed
+    before the search, once per K)."""
+    for d in space.dimensions:
+        if d.name == "partition.clusters_per_class":
+            if d.kind in ("choice", "fixed"):
+                return sorted({float(v) for v in d.values})
+            raise ConfigError(
+                "search.space.partition.clusters_per_class: must be a 'choice' (e.g. [0.5, 1, 2, 4]): "
+                "partitions are computed once per K before the search"
+            )
+    return [config.partition.clusters_per_class]
+
+
 def flatten_params(params: dict[str, Any], prefix: str = "", sep: str = "/") -> dict[str, Any]:
     """{'w': {'five': 0.2}, 'train.lr': 1e-3} -> {'w/five': 0.2, 'train.lr': 1e-3}."""
     out = {}
@@ -167,7 +203,7 @@ def apply_params(config: Config, params: dict[str, Any], classes: list[str]) -> 
         node = data
         parts = key.split(".")
         for p in parts[:-1]:
-            node = node[p]
+            node = node.setdefault(p, {})
         node[parts[-1]] = value
     trial = from_dict(Config, data)
     if "w" in params:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from raysynth.config import Config, dump_yaml, raysynth_home
-from raysynth.search.space import Space, apply_params, flatten_params, parse_space, strengths_in
+from raysynth.search.space import Space, apply_params, clusters_in, flatten_params, parse_space, strengths_in
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     split = cached_split(config)
     check_quality_classes(config.pool.quality, split.classes)  # bad input: before anything starts
     connect_ray()
-    prepared = prepare(config, strengths_in(space, config))
+    prepared = prepare(config, strengths_in(space, config), clusters_in(space, config))
     log.info("prepared: backbone %s, pools %s (%d generated now)", prepared.weights, prepared.pool_keys, prepared.generated)
 
     client = MlflowClient(options.tracking_uri)

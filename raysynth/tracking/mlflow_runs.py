@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 KIND_TAG = "raysynth.kind"  # "search" (parent) or "trial" (child)
 STATUS_TAG = "raysynth.status"  # finished | pruned | failed
 PARENT_TAG = "mlflow.parentRunId"
-METRIC_KEYS = ("val_acc", "loss", "ce_real", "ce_syn")
+METRIC_KEYS = ("val_acc", "val_acc_std", "loss")
+TERM_PREFIX = "loss_"  # every objective term the loop reports (loss_ce_real, loss_discrepancy, ...)
 MAX_BATCH = 100  # MLflow accepts at most 100 params per log_batch
 
 
@@ -103,7 +104,8 @@ class TrialTracker(Callback):
         epoch = int(result.get("epoch", result.get("training_iteration", 0)))
         self.last_epoch[trial.trial_id] = epoch
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(result[k]), now, epoch) for k in METRIC_KEYS if k in result]
+        keys = [k for k in result if k in METRIC_KEYS or k.startswith(TERM_PREFIX)]
+        metrics = [Metric(k, float(result[k]), now, epoch) for k in keys if isinstance(result[k], (int, float))]
         if metrics:
             self.client.log_batch(run_id, metrics=metrics)
 

@@ -22,8 +22,10 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    from raysynth.train.loop import evaluate, train_few_shot
-    from raysynth.train.task import build_model, cached_split, train_data
+    from raysynth.config import training_protocol
+    from raysynth.losses import parse_loss
+    from raysynth.train.loop import model_accuracy, train_few_shot
+    from raysynth.train.task import build_models, cached_split, train_data
 
     os.environ["RAYSYNTH_HOME"] = loop_config["home"]  # the driver's, not the worker node's
     config = from_dict(Config, loop_config["config"])
@@ -32,12 +34,16 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     rank = context.get_world_rank()
 
     split = cached_split(config)
-    model = build_model(config, split.num_classes)
-    bare = model
+    protocol = training_protocol(config)
+    bare = build_models(config, split.num_classes)
+    models = bare
     if context.get_world_size() > 1:
-        # LoRA leaves most parameters frozen; DDP must not wait for their gradients
-        model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": False})
-        bare = model.module
+        # LoRA leaves most parameters frozen (requires_grad=False: DDP ignores them); in
+        # the two-stage protocol the head gets no gradient in stage 1, so DDP must look
+        models = [
+            ray.train.torch.prepare_model(m, parallel_strategy_kwargs={"find_unused_parameters": protocol == "two_stage"})
+            for m in bare
+        ]
     data = train_data(config, use_synthetic=loop_config["use_synthetic"])
     weights = loop_config.get("class_weights")
     weights = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
@@ -46,14 +52,14 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            state = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=False)
+            state = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=True)
 
     def on_epoch_end(metrics, state_dict):
         report = metrics.as_dict()
         last = metrics.epoch == config.train.epochs
         if last and loop_config.get("evaluate_test"):
             # the one and only look at the test split, after training is over
-            report["test_acc"], _ = evaluate(bare, split.test.images, split.test.labels)
+            report["test_acc"] = model_accuracy(bare, split.test.images, split.test.labels)
         if loop_config.get("checkpoint") and rank == 0:
             with tempfile.TemporaryDirectory() as d:
                 torch.save(state_dict, os.path.join(d, "state.pt"))
@@ -62,16 +68,27 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
             ray.train.report(report)
 
     last = train_few_shot(
-        model, data, config.train, weights, on_epoch_end=on_epoch_end, state=state, rank=rank, eval_model=bare
+        models,
+        data,
+        config.train,
+        weights,
+        on_epoch_end=on_epoch_end,
+        state=state,
+        rank=rank,
+        eval_model=bare,
+        objectives=parse_loss(config.loss),
+        protocol=protocol,
+        partition=config.partition,
     )
     if last is None:
         # resumed from the final checkpoint of a finished run: nothing left to train,
-        # report its final metrics again (the loaded model is the finished one)
-        bare.load_state_dict(state["model"])
-        val_acc, _ = evaluate(bare, split.val.images, split.val.labels)
-        report = {"epoch": state["epoch"], "val_acc": val_acc}
+        # report its final metrics again (the loaded models are the finished ones)
+        for model, run_state in zip(bare, state["runs"]):
+            model.load_state_dict(run_state["model"])
+            model.probes = run_state.get("probes", [])
+        report = {"epoch": state["epoch"], "val_acc": model_accuracy(bare, split.val.images, split.val.labels)}
         if loop_config.get("evaluate_test"):
-            report["test_acc"], _ = evaluate(bare, split.test.images, split.test.labels)
+            report["test_acc"] = model_accuracy(bare, split.test.images, split.test.labels)
         ray.train.report(report)
 
 

@@ -16,13 +16,15 @@ from pathlib import Path
 
 import torch
 
-from raysynth.config import Config
+from raysynth.config import Config, training_protocol
+from raysynth.losses import parse_loss
 from raysynth.data import FewShotSplit, load_split
 from raysynth.generators.pipeline import generate_pool
 from raysynth.models import build_classifier, create_backbone
 from raysynth.models.classifier import FewShotClassifier
 from raysynth.pool import PoolStore, pool_key
 from raysynth.train.loop import TrainData
+from raysynth.train.partitions import load_or_compute, num_clusters, partition_path, partition_vectors
 from raysynth.train.pretrain import pretrain_backbone, pretrained_path
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,9 @@ class Prepared:
     generated: int  # pools generated now (0 on a warm cache)
 
 
-def prepare(config: Config, strengths: list[float] | None = None) -> Prepared:
-    """Pretrain the backbone and generate the pools the search can ask for (cached)."""
+def prepare(config: Config, strengths: list[float] | None = None, clusters: list[float] | None = None) -> Prepared:
+    """Pretrain the backbone, generate the pools and compute the k-means partitions the
+    search can ask for (each cached; a warm cache makes this a few file checks)."""
     split = cached_split(config)
     weights = None
     if not config.model.pretrained:
@@ -48,6 +51,16 @@ def prepare(config: Config, strengths: list[float] | None = None) -> Prepared:
         key, made = generate_pool(split, config.pool, strength=s)
         keys[s] = key
         generated += made
+    objectives = parse_loss(config.loss)
+    if any(o.needs_partitions for o in objectives) and config.partition.method == "static":
+        for s in strengths or [config.pool.strength]:
+            for m in clusters or [config.partition.clusters_per_class]:
+                trial = dataclasses.replace(
+                    config,
+                    pool=dataclasses.replace(config.pool, strength=s),
+                    partition=dataclasses.replace(config.partition, clusters_per_class=m),
+                )
+                train_data(trial, use_synthetic=True)
     return Prepared(weights, keys, generated)
 
 
@@ -83,10 +96,13 @@ def _backbone_state(config_json: str, weights: str | None) -> dict:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def build_model(config: Config, num_classes: int) -> FewShotClassifier:
-    """A fresh classifier: backbone weights (memoised per process) + new LoRA + new head."""
+def build_model(config: Config, num_classes: int, with_objectives: bool = True, index: int = 0) -> FewShotClassifier:
+    """A fresh classifier: backbone weights (memoised per process) + new LoRA + new head,
+    plus what the selected objectives need (a projection head, a prototype head).
+    ``index`` seeds the i-th of several repeats (UniCon's n_contr encoders)."""
     import json
 
+    from raysynth.losses import PrototypeHead
     from raysynth.models.backbone import create_model
 
     weights = None
@@ -97,10 +113,28 @@ def build_model(config: Config, num_classes: int) -> FewShotClassifier:
             raise FileNotFoundError(f"pretrained backbone missing: {path} (run `raysynth pretrain`)")
         weights = str(path)
     state = _backbone_state(json.dumps(dataclasses.asdict(config.model), sort_keys=True), weights)
-    torch.manual_seed(config.train.seed)
+    torch.manual_seed(config.train.seed + 1009 * index)
     clip = create_model(config.model.name)
     clip.load_state_dict(state)
-    return build_classifier(clip, num_classes, config.model.lora)
+    if not with_objectives:
+        return build_classifier(clip, num_classes, lora=None)
+    objectives = parse_loss(config.loss)
+    head, projection_dim = None, None
+    embed_dim = clip.visual.output_dim
+    for o in objectives:
+        if o.head == "prototype":
+            p = o.params
+            head = PrototypeHead(num_classes, embed_dim, p.prototypes, p.temperature, seed=config.train.seed)
+    if any(o.needs_projection for o in objectives):
+        # SyNC's ETF needs at least C-1 dimensions
+        projection_dim = max(config.model.projection_dim, num_classes)
+    return build_classifier(clip, num_classes, config.model.lora, head=head, projection_dim=projection_dim)
+
+
+def build_models(config: Config, num_classes: int) -> list[FewShotClassifier]:
+    """One model (joint protocol) or n_contr encoders (two-stage protocol)."""
+    n = config.train.n_contr if training_protocol(config) == "two_stage" else 1
+    return [build_model(config, num_classes, index=i) for i in range(n)]
 
 
 def train_data(config: Config, use_synthetic: bool = True, store_root: str | Path | None = None) -> TrainData:
@@ -120,4 +154,21 @@ def train_data(config: Config, use_synthetic: bool = True, store_root: str | Pat
         data.syn_images, data.syn_soft_labels, data.syn_class = _pool_tensors(
             str(store.root), key, config.pool.gamma, split.num_classes
         )
+        if any(o.needs_partitions for o in parse_loss(config.loss)):
+            _attach_partitions(config, data, split.fingerprint, key)
     return data
+
+
+_partition_memo: dict[Path, tuple] = {}  # per process: a trial loads each partition once
+
+
+def _attach_partitions(config: Config, data: TrainData, split_fingerprint: str, pool: str) -> None:
+    k = num_clusters(config.partition, data.num_classes, len(data.real_labels) + len(data.syn_images))
+    data.num_partitions = k
+    if config.partition.method == "online":
+        data.real_vectors, data.syn_vectors = partition_vectors(config, data.real_images, data.syn_images)
+        return
+    path = partition_path(config, split_fingerprint, pool, k)
+    if path not in _partition_memo:
+        _partition_memo[path] = load_or_compute(config, split_fingerprint, pool, data.real_images, data.syn_images, k)[:2]
+    data.real_part, data.syn_part = _partition_memo[path]

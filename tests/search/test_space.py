@@ -10,7 +10,7 @@ def test_default_space_to_tune():
     config = load_config(REPO / "search_spaces" / "digits.yaml")
     space = parse_space(config.search.space, config)
     tune_space = space.to_tune(["five", "six"])
-    assert set(tune_space) == {"train.lr", "train.syn_loss_weight", "w"}
+    assert set(tune_space) == {"train.lr", "loss.ce.synthetic", "w"}
     assert set(tune_space["w"]) == {"five", "six"}
 
 

@@ -50,7 +50,7 @@ def test_loop_learns_and_reports_every_epoch():
     last = train_few_shot(model, data, config, on_epoch_end=lambda m, state: seen.append((m, state["epoch"])))
     assert [m.epoch for m, _ in seen] == [1, 2, 3] and [e for _, e in seen] == [1, 2, 3]
     assert last.val_acc == evaluate(model, vx, vy)[0] > 0.9
-    assert seen[-1][0].ce_syn > 0
+    assert seen[-1][0].terms["ce_syn"] > 0 and seen[-1][0].as_dict()["loss_ce_real"] > 0
 
 
 def test_loop_resumes_from_state():

@@ -1,0 +1,119 @@
+"""The objective registry: each loss file registers the objective(s) it implements.
+
+A training objective is a named, registered class with a typed ``Params`` dataclass (the
+``loss.<name>`` section of a search-space YAML) and a ``terms(batch)`` method returning
+named, already-weighted loss terms; the training loop sums every selected objective's
+terms and logs each term on its own. Adding an objective is adding a file::
+
+    @register_objective
+    class MyObjective(Objective):
+        name = "mine"
+        Params = MyParams
+        def terms(self, batch): return {"mine": ...}
+
+Capabilities an objective declares (class attributes) tell the model builder and the
+data loader what to prepare: a projection head (contrastive objectives), partitions
+(k-means regions of real + synthetic data), or a fixed-prototype classification head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+
+@dataclass
+class LossBatch:
+    """Everything an objective may use for one optimiser step.
+
+    Synthetic rows carry both a soft label (Diff-Mix) and the class they were generated
+    for (``syn_class``): per-class weights and partition/contrastive logic use the latter.
+    """
+
+    logits_real: torch.Tensor
+    y_real: torch.Tensor
+    class_weights: torch.Tensor  # (C,) UniCon's per-class trust in the synthetic data
+    logits_syn: torch.Tensor | None = None
+    soft_syn: torch.Tensor | None = None
+    syn_class: torch.Tensor | None = None
+    proj_real: torch.Tensor | None = None  # L2-normalised projections (contrastive objectives)
+    proj_syn: torch.Tensor | None = None
+    part_real: torch.Tensor | None = None  # partition (k-means region) of each sample
+    part_syn: torch.Tensor | None = None
+
+    @property
+    def has_synthetic(self) -> bool:
+        return self.logits_syn is not None and len(self.logits_syn) > 0
+
+
+class Objective:
+    """Base class of a registered training objective."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type]
+    needs_projection: ClassVar[bool] = False
+    needs_partitions: ClassVar[bool] = False
+    # trained in stage 1 of the two-stage protocol (encoder), not with a classifier
+    representation: ClassVar[bool] = False
+    # "prototype": the model's classifier is a fixed-prototype head (see prototypes.py)
+    head: ClassVar[str | None] = None
+
+    def __init__(self, params: Any):
+        self.params = params
+
+    @classmethod
+    def check(cls, params: Any, where: str) -> None:
+        """Raise ConfigError (one line naming the field) for values types cannot catch."""
+
+    def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+OBJECTIVES: dict[str, type[Objective]] = {}
+
+
+def register_objective(cls: type[Objective]) -> type[Objective]:
+    if cls.name in OBJECTIVES:
+        raise ValueError(f"objective '{cls.name}' is registered twice")
+    OBJECTIVES[cls.name] = cls
+    return cls
+
+
+def parse_loss(raw: dict[str, Any] | None) -> list[Objective]:
+    """``loss`` section -> objective instances (ConfigError naming the field if bad)."""
+    from raysynth.config import ConfigError, from_dict
+
+    raw = raw if raw else {"ce": {}}
+    objectives = []
+    for name, spec in raw.items():
+        if name not in OBJECTIVES:
+            raise ConfigError(f"loss.{name}: unknown objective (known: {', '.join(sorted(OBJECTIVES))})")
+        if spec is None:
+            spec = {}
+        if not isinstance(spec, dict):
+            raise ConfigError(f"loss.{name}: expected a mapping of parameters, got {spec!r}")
+        cls = OBJECTIVES[name]
+        params = from_dict(cls.Params, spec, f"loss.{name}")
+        cls.check(params, f"loss.{name}")
+        objectives.append(cls(params))
+    return objectives
+
+
+def check_non_negative(params: Any, where: str, *names: str) -> None:
+    from raysynth.config import ConfigError
+
+    for n in names:
+        value = getattr(params, n)
+        if value is not None and value < 0:
+            raise ConfigError(f"{where}.{n}: must be >= 0, got {value}")
+
+
+def check_positive(params: Any, where: str, *names: str) -> None:
+    from raysynth.config import ConfigError
+
+    for n in names:
+        value = getattr(params, n)
+        if value <= 0:
+            raise ConfigError(f"{where}.{n}: must be > 0, got {value}")

@@ -1,0 +1,200 @@
+"""The generalization-bound loss of "Provably Improving Generalization of Few-Shot Models
+with Synthetic Data" (ICML 2025), eq. 7:
+
+    L = λ·F(S, h) + F(G, h)
+        + λ1 · Σ_{i∈T} (g_i/g) · 1/(|S_i||G_i|) Σ_{s∈S_i, u∈G_i} ‖h(s) − h(u)‖      (discrepancy)
+        + λ2 · (1/g) Σ_{i∈T} (1/g_i) Σ_{u1,u2∈G_i} ‖h(u1) − h(u2)‖                  (robustness)
+
+S_i / G_i are the real / synthetic samples of the batch in partition (k-means region) i,
+T is the set of partitions holding both real and synthetic samples, g_i = |G_i| and
+g = Σ_{i∈T} g_i. The robustness pairs are ordered and include u1 = u2 (the paper's
+double sum; those pairs add 0). h is the softmax output and ‖·‖ the ℓ2 norm (paper
+form, the default); ``output="logits", distance="mse"`` gives the official code's
+variant (mean squared difference of logits). F is cross-entropy; on synthetic samples
+it accepts hard or soft (Diff-Mix) labels and optional per-sample weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from raysynth.losses.base import LossBatch, Objective, check_non_negative, register_objective
+
+OUTPUTS = ("softmax", "logits")
+DISTANCES = ("l2", "mse")
+
+
+def _h(out: torch.Tensor, output: str) -> torch.Tensor:
+    if output == "softmax":
+        return out.softmax(dim=-1)
+    if output == "logits":
+        return out
+    raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+
+
+def pairwise_distance(a: torch.Tensor, b: torch.Tensor, distance: str = "l2") -> torch.Tensor:
+    """(len(a), len(b)) matrix of ‖a_i − b_j‖ ('l2') or mean((a_i − b_j)²) ('mse').
+
+    The ℓ2 norm is computed so that identical rows give exactly 0 with a zero gradient
+    (``torch.cdist`` and a plain sqrt give NaN gradients there, and the robustness sum
+    always contains u1 = u2).
+    """
+    diff = a[:, None, :] - b[None, :, :]
+    sq = (diff * diff).sum(-1)
+    if distance == "mse":
+        return sq / a.shape[-1]
+    if distance != "l2":
+        raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+    positive = sq > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+
+
+def _one_hot(part: torch.Tensor, k: int) -> torch.Tensor:
+    return F.one_hot(part.long(), k).to(torch.float32)
+
+
+def _regions(part_real: torch.Tensor, part_syn: torch.Tensor):
+    k = int(max(part_real.max().item() if len(part_real) else 0, part_syn.max().item() if len(part_syn) else 0)) + 1
+    r, s = _one_hot(part_real, k), _one_hot(part_syn, k)
+    n_i, g_i = r.sum(0), s.sum(0)
+    in_t = (n_i > 0) & (g_i > 0)
+    return r, s, n_i, g_i, in_t
+
+
+def discrepancy_term(
+    h_real: torch.Tensor,
+    part_real: torch.Tensor,
+    h_syn: torch.Tensor,
+    part_syn: torch.Tensor,
+    distance: str = "l2",
+) -> torch.Tensor:
+    """Σ_{i∈T} (g_i/g) · mean_{s∈S_i, u∈G_i} d(h(s), h(u)); 0 when T is empty.
+
+    ``h_real``/``h_syn`` are model outputs already mapped by h (softmax or logits).
+    """
+    if len(h_real) == 0 or len(h_syn) == 0:
+        return (h_real.sum() + h_syn.sum()) * 0.0
+    r, s, n_i, g_i, in_t = _regions(part_real, part_syn)
+    if not in_t.any():
+        return (h_real.sum() + h_syn.sum()) * 0.0
+    d = pairwise_distance(h_real, h_syn, distance).to(torch.float32)
+    pair_sum = ((r.T @ d) * s.T).sum(1)  # Σ_{s∈S_i, u∈G_i} d, per partition i
+    g = g_i[in_t].sum()
+    per_region = pair_sum[in_t] / (n_i[in_t] * g_i[in_t])
+    return (g_i[in_t] / g * per_region).sum()
+
+
+def robustness_term(
+    h_syn: torch.Tensor,
+    part_syn: torch.Tensor,
+    part_real: torch.Tensor,
+    distance: str = "l2",
+) -> torch.Tensor:
+    """(1/g) Σ_{i∈T} (1/g_i) Σ_{u1,u2∈G_i} d(h(u1), h(u2)); T needs real samples, hence
+    ``part_real``. Ordered pairs, u1 = u2 included (they add 0)."""
+    if len(h_syn) == 0 or len(part_real) == 0:
+        return h_syn.sum() * 0.0
+    _, s, _, g_i, in_t = _regions(part_real, part_syn)
+    if not in_t.any():
+        return h_syn.sum() * 0.0
+    d = pairwise_distance(h_syn, h_syn, distance).to(torch.float32)
+    pair_sum = ((s.T @ d) * s.T).sum(1)  # Σ_{u1,u2∈G_i} d, per partition i
+    g = g_i[in_t].sum()
+    return (pair_sum[in_t] / g_i[in_t]).sum() / g
+
+
+def synthetic_ce(out_syn: torch.Tensor, y_syn: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy on synthetic samples; ``y_syn`` hard (N,) or soft (N×C)."""
+    if y_syn.dim() == 2:
+        per = -(y_syn * F.log_softmax(out_syn, dim=-1)).sum(-1)
+    else:
+        per = F.cross_entropy(out_syn, y_syn, reduction="none")
+    if sample_weights is not None:
+        per = per * sample_weights
+    return per.sum() / max(len(per), 1)
+
+
+def bound_loss(
+    out_real: torch.Tensor,
+    y_real: torch.Tensor,
+    part_real: torch.Tensor,
+    out_syn: torch.Tensor,
+    y_syn: torch.Tensor,
+    part_syn: torch.Tensor,
+    lam: float = 4.0,
+    lam1: float = 0.1,
+    lam2: float = 1.0,
+    output: str = "softmax",
+    distance: str = "l2",
+    sample_weights: torch.Tensor | None = None,
+    return_terms: bool = False,
+):
+    """Eq. 7. ``out_*`` are logits; ``sample_weights`` (optional, per synthetic sample)
+    scale the synthetic cross-entropy (raysynth passes UniCon's per-class weights).
+
+    Returns the total, or ``(total, terms)`` with the unweighted ``ce_real``, ``ce_syn``,
+    ``discrepancy`` and ``robustness`` when ``return_terms``.
+    """
+    ce_real = F.cross_entropy(out_real, y_real)
+    ce_syn = synthetic_ce(out_syn, y_syn, sample_weights) if len(out_syn) else out_real.sum() * 0.0
+    h_real, h_syn = _h(out_real, output), _h(out_syn, output)
+    disc = discrepancy_term(h_real, part_real, h_syn, part_syn, distance)
+    rob = robustness_term(h_syn, part_syn, part_real, distance)
+    total = lam * ce_real + ce_syn + lam1 * disc + lam2 * rob
+    if return_terms:
+        return total, {"ce_real": ce_real, "ce_syn": ce_syn, "discrepancy": disc, "robustness": rob}
+    return total
+
+
+@dataclass
+class BoundParams:
+    lam: float = field(default=4.0, metadata={"help": "λ: weight of the real cross-entropy (paper: 4; 1 for Cars)."})
+    lam1: float = field(default=0.1, metadata={"help": "λ1: weight of the discrepancy term."})
+    lam2: float = field(default=1.0, metadata={"help": "λ2: weight of the robustness term (ignored if lam2_ratio is set)."})
+    lam2_ratio: float | None = field(
+        default=None, metadata={"help": "Tie λ2 = lam2_ratio · λ1 (the paper keeps 10); empty = use lam2."}
+    )
+    output: str = field(default="softmax", metadata={"help": "h: 'softmax' (paper) or 'logits' (official code)."})
+    distance: str = field(default="l2", metadata={"help": "'l2' norm (paper) or 'mse' (official code)."})
+
+    @property
+    def effective_lam2(self) -> float:
+        return self.lam2 if self.lam2_ratio is None else self.lam2_ratio * self.lam1
+
+
+@register_objective
+class BoundLoss(Objective):
+    name = "bound"
+    Params = BoundParams
+    needs_partitions = True
+
+    @classmethod
+    def check(cls, params: BoundParams, where: str) -> None:
+        from raysynth.config import ConfigError
+
+        check_non_negative(params, where, "lam", "lam1", "lam2", "lam2_ratio")
+        if params.output not in OUTPUTS:
+            raise ConfigError(f"{where}.output: must be one of {', '.join(OUTPUTS)}, got '{params.output}'")
+        if params.distance not in DISTANCES:
+            raise ConfigError(f"{where}.distance: must be one of {', '.join(DISTANCES)}, got '{params.distance}'")
+
+    def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
+        p = self.params
+        if not batch.has_synthetic:
+            return {"ce_real": p.lam * F.cross_entropy(batch.logits_real, batch.y_real)}
+        _, terms = bound_loss(
+            batch.logits_real, batch.y_real, batch.part_real,
+            batch.logits_syn, batch.soft_syn, batch.part_syn,
+            output=p.output, distance=p.distance,
+            sample_weights=batch.class_weights[batch.syn_class],
+            return_terms=True,
+        )  # fmt: skip
+        return {
+            "ce_real": p.lam * terms["ce_real"],
+            "ce_syn": terms["ce_syn"],
+            "discrepancy": p.lam1 * terms["discrepancy"],
+            "robustness": p.effective_lam2 * terms["robustness"],
+        }

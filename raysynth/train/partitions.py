@@ -1,0 +1,75 @@
+"""Partitions for the bound and SyNC objectives, computed once per K and cached.
+
+The driver computes them before the search (one FAISS k-means per cluster count a trial
+may ask for) and trials only load them: a partition is a pair of int64 arrays (region
+of every real shot, region of every synthetic image) in an ``.npz`` under
+``RAYSYNTH_HOME/partitions``, keyed by a hash of exactly what it depends on (split,
+pool, space, K, iterations, seed, and the backbone for feature space).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from raysynth.config import Config, PartitionConfig, fingerprint, raysynth_home
+
+log = logging.getLogger(__name__)
+MAX_PIXEL_SIDE = 32  # pixel-space clustering of 224 px images would need GBs per 1k images
+
+
+def num_clusters(config: PartitionConfig, num_classes: int, num_points: int | None = None) -> int:
+    """K = round(clusters_per_class x classes), at least 1 and at most the point count."""
+    k = max(1, round(config.clusters_per_class * num_classes))
+    return min(k, num_points) if num_points else k
+
+
+def pixel_vectors(images: torch.Tensor) -> torch.Tensor:
+    if images.shape[-1] > MAX_PIXEL_SIDE:
+        images = F.interpolate(images, size=(MAX_PIXEL_SIDE, MAX_PIXEL_SIDE), mode="area")
+    return images.reshape(len(images), -1).to(torch.float32)
+
+
+def partition_vectors(config: Config, real: torch.Tensor, synthetic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What k-means clusters: raw pixels, or frozen pretrained-backbone features."""
+    if config.partition.space == "pixels":
+        return pixel_vectors(real), pixel_vectors(synthetic)
+    from raysynth.train.loop import encode
+    from raysynth.train.task import build_model
+
+    model = build_model(config, 1, with_objectives=False)  # the frozen backbone; the head is unused
+    return encode(model, real), encode(model, synthetic)
+
+
+def partition_path(config: Config, split_fingerprint: str, pool: str, k: int, home: Path | None = None) -> Path:
+    p = config.partition
+    backbone = (config.model.name, config.model.pretrained, vars(config.model.pretrain)) if p.space == "features" else None
+    key = fingerprint("partition-v1", split_fingerprint, pool, k, p.space, p.niter, p.seed, backbone)
+    return (home or raysynth_home()) / "partitions" / f"{key}.npz"
+
+
+def load_or_compute(
+    config: Config, split_fingerprint: str, pool: str, real: torch.Tensor, synthetic: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """(real regions, synthetic regions, computed_now) for K = k."""
+    from raysynth.losses import kmeans_partition
+
+    path = partition_path(config, split_fingerprint, pool, k)
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return torch.from_numpy(z["real"]), torch.from_numpy(z["synthetic"]), False
+    real_vec, syn_vec = partition_vectors(config, real, synthetic)
+    k = min(k, len(real_vec) + len(syn_vec))
+    log.info("k-means: %d real + %d synthetic points into K=%d regions (%s)", len(real_vec), len(syn_vec), k, config.partition.space)
+    labels, _ = kmeans_partition(torch.cat([real_vec, syn_vec]), k, niter=config.partition.niter, seed=config.partition.seed)
+    real_part, syn_part = labels[: len(real_vec)], labels[len(real_vec) :]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
+    np.savez(tmp, real=real_part.numpy(), synthetic=syn_part.numpy())
+    os.replace(tmp, path)
+    return real_part, syn_part, True
