@@ -313,6 +313,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             tp = typing.get_type_hints(cls)[part]
             if i == len(parts) - 1:
                 node[part] = _parse_scalar(raw)
+            elif cls is SearchConfig and part == "space":
+                # search-space keys are themselves dotted field names: the rest is one key
+                space = node.setdefault(part, {})
+                if not isinstance(space, dict):
+                    raise ConfigError(f"--set {key}: 'space' is not a mapping")
+                space[".".join(parts[i + 1 :])] = _parse_scalar(raw)
+                break
             else:
                 node = node.setdefault(part, {})
                 if not isinstance(node, dict):

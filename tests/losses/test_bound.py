@@ -1,0 +1,92 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from raysynth.losses import bound_loss, discrepancy_term, robustness_term
+
+# h outputs (2-d) placed so every distance is easy to do by hand
+H_REAL = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+P_REAL = torch.tensor([0, 1])
+H_SYN = torch.tensor([[0.0, 1.0], [0.0, 3.0], [3.0, 4.0], [5.0, 5.0]])
+P_SYN = torch.tensor([0, 0, 1, 2])  # region 2 has no real sample: outside T
+
+
+def test_discrepancy_matches_a_hand_worked_example():
+    # T = {0, 1}, g_0 = 2, g_1 = 1, g = 3
+    # region 0: |s0-u0| = 1, |s0-u1| = 3 -> mean 2; region 1: |s1-u2| = |(-2,-4)| = sqrt(20)
+    expected = 2 / 3 * 2 + 1 / 3 * math.sqrt(20)
+    assert discrepancy_term(H_REAL, P_REAL, H_SYN, P_SYN).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_robustness_matches_a_hand_worked_example():
+    # region 0: ordered pairs of {u0, u1} incl. u1 = u2: 0 + 2 + 2 + 0 = 4, / g_0 = 2
+    # region 1: one sample -> 0; region 2 is outside T. Total (1/g) * 2 with g = 3
+    assert robustness_term(H_SYN, P_SYN, P_REAL).item() == pytest.approx(2 / 3, rel=1e-6)
+
+
+def test_mse_distance_is_the_official_codes_variant():
+    # region 0: mean sq diff (0+1)/2 = 0.5 and (0+9)/2 = 4.5 -> 2.5; region 1: (4+16)/2 = 10
+    expected = 2 / 3 * 2.5 + 1 / 3 * 10
+    assert discrepancy_term(H_REAL, P_REAL, H_SYN, P_SYN, distance="mse").item() == pytest.approx(expected)
+
+
+def test_discrepancy_is_zero_when_real_and_synthetic_outputs_coincide():
+    h = torch.tensor([[0.2, 0.8], [0.6, 0.4]])
+    assert discrepancy_term(h, torch.tensor([0, 1]), h.repeat(3, 1), torch.tensor([0, 1] * 3)).item() == 0.0
+
+
+def test_robustness_is_zero_for_identical_synthetic_outputs_per_region_and_has_finite_gradients():
+    h = torch.tensor([[0.1, 0.9], [0.1, 0.9], [0.7, 0.3]], requires_grad=True)
+    parts = torch.tensor([0, 0, 1])
+    r = robustness_term(h, parts, torch.tensor([0, 1]))
+    assert r.item() == 0.0
+    r.backward()  # u1 = u2 pairs have distance 0: the gradient must not be NaN there
+    assert torch.isfinite(h.grad).all()
+
+
+def test_bound_loss_without_regularisers_is_the_weighted_cross_entropies():
+    g = torch.Generator().manual_seed(0)
+    out_real, out_syn = torch.randn(6, 3, generator=g), torch.randn(8, 3, generator=g)
+    y_real = torch.tensor([0, 1, 2, 0, 1, 2])
+    soft = torch.softmax(torch.randn(8, 3, generator=g), 1)
+    parts_r, parts_s = torch.randint(0, 3, (6,), generator=g), torch.randint(0, 3, (8,), generator=g)
+    loss = bound_loss(out_real, y_real, parts_r, out_syn, soft, parts_s, lam=4.0, lam1=0.0, lam2=0.0)
+    expected = 4.0 * F.cross_entropy(out_real, y_real) - (soft * F.log_softmax(out_syn, 1)).sum(1).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    hard = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    loss_hard = bound_loss(out_real, y_real, parts_r, out_syn, hard, parts_s, lam=1.0, lam1=0.0, lam2=0.0)
+    assert loss_hard.item() == pytest.approx((F.cross_entropy(out_real, y_real) + F.cross_entropy(out_syn, hard)).item())
+
+
+def test_bound_loss_adds_the_weighted_terms_on_softmax_outputs_and_gradients_flow():
+    g = torch.Generator().manual_seed(1)
+    out_real = torch.randn(4, 3, generator=g, requires_grad=True)
+    out_syn = torch.randn(6, 3, generator=g, requires_grad=True)
+    y_real, y_syn = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 1, 2, 0, 1, 2])
+    pr, ps = torch.tensor([0, 1, 1, 0]), torch.tensor([0, 0, 1, 1, 2, 1])
+    total, terms = bound_loss(out_real, y_real, pr, out_syn, y_syn, ps, lam=2.0, lam1=0.3, lam2=5.0, return_terms=True)
+    disc = discrepancy_term(out_real.softmax(1), pr, out_syn.softmax(1), ps)
+    rob = robustness_term(out_syn.softmax(1), ps, pr)
+    assert terms["discrepancy"].item() == pytest.approx(disc.item()) and disc > 0 and rob > 0
+    expected = 2.0 * terms["ce_real"] + terms["ce_syn"] + 0.3 * disc + 5.0 * rob
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    total.backward()
+    assert out_real.grad.abs().sum() > 0 and out_syn.grad.abs().sum() > 0
+
+
+def test_bound_regularisers_pull_synthetic_outputs_toward_the_real_ones():
+    """A few gradient steps on the discrepancy term alone shrink it."""
+    g = torch.Generator().manual_seed(2)
+    out_real = torch.randn(4, 3, generator=g)
+    out_syn = torch.randn(6, 3, generator=g, requires_grad=True)
+    pr, ps = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 0, 1, 1, 1])
+    opt = torch.optim.SGD([out_syn], lr=1.0)
+    start = discrepancy_term(out_real.softmax(1), pr, out_syn.softmax(1), ps).item()
+    for _ in range(50):
+        loss = discrepancy_term(out_real.softmax(1), pr, out_syn.softmax(1), ps)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.7 * start

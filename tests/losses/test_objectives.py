@@ -1,0 +1,123 @@
+"""Every registered objective on the same tiny model (table-driven), the two-stage
+protocol, and the loss section's validation."""
+
+import pytest
+import torch
+from torch import nn
+
+from raysynth.config import ConfigError, TrainConfig, load_config, training_protocol
+from raysynth.losses import OBJECTIVES, PrototypeHead, parse_loss
+from raysynth.models.classifier import FewShotClassifier
+from raysynth.train.loop import TrainData, model_accuracy, train_few_shot
+
+REPO_SPACE = __import__("pathlib").Path(__file__).resolve().parents[2] / "search_spaces" / "digits.yaml"
+
+
+def _blobs(n, g, classes=3):
+    labels = torch.arange(n) % classes
+    images = torch.rand(n, 3, 8, 8, generator=g) * 0.2
+    for c in range(classes):
+        images[labels == c, c, :, :] += 0.8  # class c: bright channel c
+    return images, labels
+
+
+def _data(with_partitions=True):
+    g = torch.Generator().manual_seed(0)
+    x, y = _blobs(12, g)
+    vx, vy = _blobs(60, g)
+    sx, sy = _blobs(24, g)
+    data = TrainData(x, y, vx, vy, 3, sx, torch.nn.functional.one_hot(sy, 3).float(), sy)
+    if with_partitions:
+        data.real_part, data.syn_part = y.clone(), sy.clone()  # one region per class
+    return data
+
+
+def _model(objectives, seed=0):
+    torch.manual_seed(seed)
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, 16))
+    head = None
+    for o in objectives:
+        if o.head == "prototype":
+            head = PrototypeHead(3, 16, o.params.prototypes, o.params.temperature)
+    projection = 8 if any(o.needs_projection for o in objectives) else None
+    return FewShotClassifier(encoder, 16, 3, head=head, projection_dim=projection)
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_every_objective_trains_the_tiny_model_and_logs_its_terms(name):
+    objectives = parse_loss({name: {}})
+    model = _model(objectives)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = TrainConfig(epochs=2, steps_per_epoch=4, batch_real=6, batch_syn=6, lr=1e-2)
+    protocol = "two_stage" if all(o.representation for o in objectives) else "joint"
+    last = train_few_shot(model, _data(), config, objectives=objectives, protocol=protocol)
+    assert last.epoch == 2 and 0.0 <= last.val_acc <= 1.0
+    assert last.terms and all(torch.isfinite(torch.tensor(v)) for v in last.terms.values())
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("encoder") for k in changed), f"{name}: no gradient reached the encoder"
+
+
+def test_terms_of_combined_objectives_are_logged_separately():
+    objectives = parse_loss({"bound": {"lam1": 0.5, "lam2_ratio": 10}, "unicon": {"weight": 0.2}})
+    config = TrainConfig(epochs=1, steps_per_epoch=3, batch_real=6, batch_syn=6, lr=1e-2)
+    last = train_few_shot(_model(objectives), _data(), config, objectives=objectives)
+    assert {"ce_real", "ce_syn", "discrepancy", "robustness", "contrastive"} <= set(last.terms)
+    assert last.loss == pytest.approx(sum(last.terms.values()), rel=1e-5)
+    assert objectives[0].params.effective_lam2 == 5.0
+
+
+def test_online_partitions_follow_the_batches():
+    objectives = parse_loss({"bound": {}})
+    data = _data(with_partitions=False)
+    data.real_vectors, data.syn_vectors = data.real_images.flatten(1), data.syn_images.flatten(1)
+    data.num_partitions = 3
+    states = []
+    config = TrainConfig(epochs=1, steps_per_epoch=3, batch_real=6, batch_syn=6, lr=1e-2)
+    last = train_few_shot(_model(objectives), data, config, objectives=objectives, on_epoch_end=lambda m, s: states.append(s))
+    assert "discrepancy" in last.terms
+    assert states[-1]["online_kmeans"]["counts"].sum().item() == 3 * 6  # every synthetic image seen once
+
+
+def test_two_stage_protocol_averages_n_contr_by_n_classif_classifiers():
+    objectives = parse_loss({"unicon": {}})
+    models = [_model(objectives, seed=i) for i in range(2)]
+    config = TrainConfig(epochs=2, steps_per_epoch=4, batch_real=6, batch_syn=6, lr=1e-2, n_contr=2, n_classif=3, probe_steps=30)
+    seen = []
+    data = _data()
+    last = train_few_shot(models, data, config, objectives=objectives, protocol="two_stage", on_epoch_end=lambda m, s: seen.append((m, s)))
+    assert [m.epoch for m, _ in seen] == [1, 2]
+    assert seen[0][0].val_acc_std is None and last.val_acc_std is not None  # the spread exists after the classifiers
+    assert [len(r["probes"]) for r in seen[-1][1]["runs"]] == [3, 3]
+    assert model_accuracy(models, data.val_images, data.val_labels) == pytest.approx(last.val_acc)
+    assert not torch.equal(models[0].projection[0].weight, models[1].projection[0].weight)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["loss={bogus: {}}"], "loss.bogus: unknown objective"),
+        (["loss={bound: {}}"], "search.space.loss.ce.synthetic: objective 'ce' is not selected"),
+        (["loss={bound: {lam1: -1}}"], "loss.bound.lam1: must be >= 0"),
+        (["loss={bound: {lam3: 1}}"], "unknown config field 'loss.bound.lam3'"),
+        (["loss={bound: {output: probs}}"], "loss.bound.output: must be one of softmax, logits"),
+        (["loss={supcon: {synthetic: fake}}"], "loss.supcon.synthetic"),
+        (["train.protocol=two_stage"], "train.protocol: 'two_stage' needs a representation objective"),
+        (["partition.clusters_per_class=0"], "partition.clusters_per_class: must be > 0"),
+        (["partition.space=latent"], "partition.space"),
+        (["search.space.loss.bound.lam1={type: uniform, low: 0.1, high: 1}"], "objective 'bound' is not selected"),
+        (["loss={bound: {}}", "search.space={}", "search.space.loss.bound.beta={type: uniform, low: 0.1, high: 1}"], "unknown parameter 'beta'"),
+    ],
+)
+def test_bad_loss_configs_name_the_field(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")) as info:
+        load_config(REPO_SPACE, overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_protocol_auto_follows_the_objectives():
+    def protocol(loss):
+        return training_protocol(load_config(REPO_SPACE, [f"loss={loss}", "search.space={}"]))
+
+    assert protocol("{unicon: {}}") == "two_stage"
+    assert protocol("{unicon: {}, ce: {}}") == "joint"
+    assert protocol("{bound: {}}") == "joint"
