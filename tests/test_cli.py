@@ -17,6 +17,7 @@ from conftest import run_job
         (["--algorithm", "grid"], "search.algorithm"),
         (["--space", "/nonexistent/space.yaml"], "not found"),
         (["--set", "pool.quality.eleven=counter"], "pool.quality"),
+        (["--set", "loss={bound: {lam1: -0.1}}", "--set", "search.space={}"], "loss.bound.lam1"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, args, needle):

@@ -1,7 +1,8 @@
 """Everything a trial needs, built once per worker process and reused.
 
-A trial never pretrains a backbone or runs a generator: the driver prepares both before
-the search (:func:`prepare`), and trials only *load* them from RAYSYNTH_HOME. Loaded
+A trial never pretrains a backbone, runs a generator or runs k-means: the driver
+prepares all three before the search (:func:`prepare`), and trials only *load* them
+from RAYSYNTH_HOME. Loaded
 splits, pools and weights are memoised per process, so with ``reuse_actors=True`` a
 Tune actor pays for loading once, not once per trial.
 """

@@ -58,3 +58,25 @@ def test_trial_with_two_workers_runs_torch_trainer(ray_session, tmp_path):
     children = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get(KIND_TAG) == "trial"]
     assert len(children) == 1 and "val_acc" in children[0].data.metrics
     assert (tmp_path / "tune" / f"trial-{children[0].data.tags['raysynth.trial_id']}").is_dir()
+
+
+def test_search_over_bound_regularisers_and_cluster_counts(ray_session, tmp_path, raysynth_home):
+    """The ICML 2025 loss in a search: λ1 searched with λ2 tied at 10·λ1, K searched as a
+    multiple of the class count; partitions are computed before the trials, once per K."""
+    extra = [
+        "loss={bound: {lam2_ratio: 10}}",
+        "search.space={}",
+        "search.space.loss.bound.lam1={type: loguniform, low: 0.05, high: 2.0}",
+        "search.space.partition.clusters_per_class={type: choice, values: [1, 2]}",
+    ]
+    before = set((raysynth_home / "partitions").glob("*.npz"))
+    _, options, summary = _search(tmp_path, "e2e-bound", extra, experiment="bound")
+    assert summary.trials == 2
+    made = set((raysynth_home / "partitions").glob("*.npz")) - before
+    assert len(made) == 2  # K = 5 and K = 10, whatever the trials drew
+    client = MlflowClient(options.tracking_uri)
+    exp = client.get_experiment_by_name("bound")
+    children = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags.get(KIND_TAG) == "trial"]
+    for child in children:
+        assert {"loss.bound.lam1", "partition.clusters_per_class"} <= set(child.data.params)
+        assert {"loss_discrepancy", "loss_robustness", "loss_ce_real", "loss_ce_syn"} <= set(child.data.metrics)

@@ -1,0 +1,43 @@
+"""Partitions on the embedded default: computed once per K by the driver, loaded by trials."""
+
+import dataclasses
+
+import torch
+
+from raysynth.pool import pool_key
+from raysynth.train.partitions import load_or_compute, num_clusters, partition_path
+from raysynth.train.task import cached_split, prepare, train_data
+
+
+def _with(config, **partition):
+    return dataclasses.replace(
+        config, loss={"bound": {}}, partition=dataclasses.replace(config.partition, **partition)
+    )
+
+
+def test_prepare_computes_each_k_once_and_trials_load_it(ray_session, tiny_config):
+    config = _with(tiny_config, space="features", niter=20)
+    prepare(config, clusters=[1.0, 2.0])
+    split = cached_split(config)
+    key = pool_key(split.fingerprint, config.pool)
+    for m in (1.0, 2.0):
+        k = num_clusters(dataclasses.replace(config.partition, clusters_per_class=m), split.num_classes)
+        assert partition_path(config, split.fingerprint, key, k).is_file()
+    data = train_data(config)
+    assert data.num_partitions == 10 and len(data.real_part) == len(data.real_labels)
+    assert len(data.syn_part) == len(data.syn_images) and int(data.syn_part.max()) < 10
+    # a second request is a file load, not a k-means
+    *_, computed = load_or_compute(config, split.fingerprint, key, data.real_images, data.syn_images, 10)
+    assert not computed
+    # pixel space is a different partition, cached under a different key
+    pixels = _with(tiny_config, space="pixels", niter=20)
+    assert partition_path(pixels, split.fingerprint, key, 10) != partition_path(config, split.fingerprint, key, 10)
+
+
+def test_online_method_hands_the_loop_vectors_instead_of_regions(ray_session, tiny_config):
+    config = _with(tiny_config, method="online", clusters_per_class=1.0)
+    prepare(config)
+    data = train_data(config)
+    assert data.real_part is None and data.num_partitions == 5
+    assert data.real_vectors.shape == (len(data.real_labels), 3 * 32 * 32)
+    assert torch.equal(data.syn_vectors, data.syn_images.reshape(len(data.syn_images), -1))
