@@ -167,7 +167,12 @@ class SchedulerConfig:
 
 @dataclass
 class SearchConfig:
-    algorithm: str = _help("optuna-tpe, random (see raysynth.search.searchers).", "optuna-tpe")
+    algorithm: str = _help(
+        "optuna-tpe, optuna-gp, skopt-gp, random (see raysynth.search.searchers).", "optuna-tpe"
+    )
+    initial_points: int = _help(
+        "Random trials before a model-based searcher starts modelling (UniCon: 20 of 100).", 8
+    )
     trials: int = _help("Number of trials.", 24)
     concurrency: int = _help("Trials run at once.", 2)
     seed: int = _help("Seed of the searcher.", 0)
@@ -180,6 +185,14 @@ class SearchConfig:
         "After the search, retrain the best config and two baselines (real only; all "
         "weights 1) with Ray Train and evaluate each once on the test split.",
         True,
+    )
+    final_seeds: int = _help(
+        "Seeds each final model is retrained with (test accuracy reported as mean ± std).", 3
+    )
+    resources: dict[str, float] = _help(
+        "Resources of one trial, e.g. {cpu: 1, gpu: 0.25} (fractional GPUs let several LoRA "
+        "trials share one). Empty: train.threads CPUs, and a whole GPU when one is present.",
+        factory=dict,
     )
 
 
@@ -401,6 +414,8 @@ def validate(config: Config) -> None:
         "partition.niter": config.partition.niter,
         "search.trials": config.search.trials,
         "search.concurrency": config.search.concurrency,
+        "search.initial_points": config.search.initial_points,
+        "search.final_seeds": config.search.final_seeds,
         "model.pretrain.steps": config.model.pretrain.steps,
         "model.lora.r": config.model.lora.r,
     }
@@ -417,6 +432,11 @@ def validate(config: Config) -> None:
             f"search.algorithm: unknown algorithm '{config.search.algorithm}' "
             f"(known: {', '.join(sorted(SEARCHERS))})"
         )
+    for name, amount in config.search.resources.items():
+        if name not in ("cpu", "gpu", "memory"):
+            raise ConfigError(f"search.resources.{name}: unknown resource (known: cpu, gpu, memory)")
+        if amount < 0:
+            raise ConfigError(f"search.resources.{name}: must be >= 0, got {amount}")
     if config.search.scheduler.name not in ("asha", "fifo"):
         raise ConfigError(f"search.scheduler.name: must be 'asha' or 'fifo', got '{config.search.scheduler.name}'")
     if config.search.metric != "val_acc":

@@ -53,6 +53,38 @@ class FewShotSplit:
         return len(self.classes)
 
 
+class AuditedImageSet(ImageSet):
+    """The test split. Every read of its images is appended, with the time and the
+    process, to ``RAYSYNTH_HOME/audit/test_reads.jsonl``: the record that the test split
+    was only looked at after the search, never to choose anything."""
+
+    def __getattribute__(self, name: str):
+        if name == "images":
+            _record_test_read()
+        return object.__getattribute__(self, name)
+
+
+def audit_path():
+    from raysynth.config import raysynth_home
+
+    return raysynth_home() / "audit" / "test_reads.jsonl"
+
+
+def audit_event(event: str, **fields) -> None:
+    import json
+    import os
+    import time
+
+    path = audit_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:  # one short line per write: appends do not interleave
+        f.write(json.dumps({"event": event, "time": time.time(), "pid": os.getpid(), **fields}) + "\n")
+
+
+def _record_test_read() -> None:
+    audit_event("test_read")
+
+
 DATASETS: dict[str, Callable[[DataConfig], FewShotSplit]] = {}
 
 
@@ -69,7 +101,9 @@ def register_dataset(name: str):
 def load_split(name: str, config: DataConfig) -> FewShotSplit:
     if name not in DATASETS:
         raise ConfigError(f"dataset: unknown dataset '{name}' (known: {', '.join(sorted(DATASETS))})")
-    return DATASETS[name](config)
+    split = DATASETS[name](config)
+    split.test = AuditedImageSet(split.test.images, split.test.labels)
+    return split
 
 
 def stratified_holdout(

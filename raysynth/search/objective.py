@@ -17,7 +17,9 @@ from raysynth.config import Config, from_dict
 from raysynth.search.space import apply_params
 
 
-def run_trial(params: dict[str, Any], base: dict[str, Any], home: str, storage_path: str) -> None:
+def run_trial(
+    params: dict[str, Any], base: dict[str, Any], home: str, storage_path: str, weight_context: dict | None = None
+) -> None:
     import os
 
     from ray import tune
@@ -26,8 +28,11 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], home: str, storage_p
     os.environ["RAYSYNTH_HOME"] = home
     from raysynth.train.task import cached_split
 
+    from raysynth.search.weights import WeightContext
+
     base_config = from_dict(Config, base)
-    config, weights = apply_params(base_config, params, cached_split(base_config).classes)
+    context = WeightContext(**weight_context) if weight_context else None
+    config, weights = apply_params(base_config, params, cached_split(base_config).classes, context)
     if config.train.workers > 1:
         from raysynth.train.ray_train import fit_with_trainer
 

@@ -1,11 +1,44 @@
-"""Search algorithms by name. Each builder takes (metric, mode, seed) and returns a
-Ray Tune searcher; adding one is adding a registered function."""
+"""Search algorithms by name: optuna-tpe, optuna-gp, skopt-gp, random.
+
+Each builder takes a :class:`SearcherOptions` and returns a Ray Tune searcher; adding
+one is adding a registered function. Two traps of model-based searchers under ASHA and
+concurrency are handled here:
+
+* **Mixed fidelity.** ASHA stops weak trials early; Ray's OptunaSearch would record them
+  as COMPLETE with their partial score, and a GP fitted on a mix of 2-epoch and 6-epoch
+  accuracies models noise. raysynth's searchers learn only from comparable values: a
+  trial that did not reach ``max_epochs`` is told to Optuna as PRUNED (TPE ranks pruned
+  trials below complete ones by their intermediate values; the GP ignores them), and the
+  scikit-optimize GP is fitted on complete trials only (pruned points are remembered so
+  they are not proposed again).
+* **Duplicates.** Optuna's GPSampler can propose an already-evaluated point while other
+  trials are running; a duplicate is never run: it is answered from the cache of
+  finished values (so the sampler learns nothing new) and the sampler is asked again,
+  falling back to a random point after a few tries.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+from dataclasses import dataclass
 from typing import Any, Callable
 
-SEARCHERS: dict[str, Callable[..., Any]] = {}
+from ray.tune.search import Searcher
+
+log = logging.getLogger(__name__)
+SEARCHERS: dict[str, Callable[["SearcherOptions"], Any]] = {}
+DUPLICATE_RETRIES = 8
+
+
+@dataclass
+class SearcherOptions:
+    metric: str
+    mode: str
+    seed: int
+    max_epochs: int  # a trial that stops before this was pruned by ASHA
+    initial_points: int = 10  # random points before a model-based searcher models
 
 
 def register_searcher(name: str):
@@ -18,23 +51,273 @@ def register_searcher(name: str):
     return wrap
 
 
-@register_searcher("optuna-tpe")
-def optuna_tpe(metric: str, mode: str, seed: int):
-    import optuna
+def _key(params: dict[str, Any]) -> str:
+    from raysynth.search.space import flatten_params
+
+    flat = flatten_params(params)
+    return json.dumps({k: (round(v, 12) if isinstance(v, float) else v) for k, v in flat.items()}, sort_keys=True)
+
+
+def _pruned(result: dict | None, max_epochs: int) -> bool:
+    return bool(result) and result.get("epoch", max_epochs) < max_epochs
+
+
+def _optuna_search_class():
     from ray.tune.search.optuna import OptunaSearch
 
+    class FidelityAwareOptunaSearch(OptunaSearch):
+        """OptunaSearch that tells ASHA-stopped trials as PRUNED and never runs a duplicate."""
+
+        def __init__(self, *args, max_epochs: int, seed: int, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._max_epochs = max_epochs
+            self._seed = seed
+            self._proposed: dict[str, str] = {}  # params key -> trial id
+            self._values: dict[str, float] = {}  # params key -> finished value
+
+        def suggest(self, trial_id: str):
+            import optuna
+
+            for attempt in range(DUPLICATE_RETRIES + 1):
+                if attempt == DUPLICATE_RETRIES:
+                    # the model keeps proposing evaluated points: one random point instead
+                    sampler = self._ot_study.sampler
+                    self._ot_study.sampler = optuna.samplers.RandomSampler(seed=self._seed + len(self._proposed))
+                    try:
+                        params = super().suggest(trial_id)
+                    finally:
+                        self._ot_study.sampler = sampler
+                else:
+                    params = super().suggest(trial_id)
+                key = _key(params)
+                if key not in self._proposed:
+                    self._proposed[key] = trial_id
+                    return params
+                ot_trial = self._ot_trials.pop(trial_id)
+                log.debug("searcher proposed a duplicate of trial %s; asking again", self._proposed[key])
+                if key in self._values:
+                    self._ot_study.tell(ot_trial, self._values[key])
+                else:  # the original is still running
+                    self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+            return params
+
+        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+            import optuna
+
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return
+            key = next((k for k, t in self._proposed.items() if t == trial_id), None)
+            if not error and _pruned(result, self._max_epochs):
+                self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+                self._completed_trials.add(trial_id)
+                return
+            if result and not error and key is not None and self.metric in result:
+                self._values[key] = float(result[self.metric])
+            super().on_trial_complete(trial_id, result, error)
+
+    return FidelityAwareOptunaSearch
+
+
+@register_searcher("optuna-tpe")
+def optuna_tpe(o: SearcherOptions):
+    import optuna
+
     # multivariate TPE models the weights jointly: the poisoned classes interact
-    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
-    return OptunaSearch(metric=metric, mode=mode, sampler=sampler)
+    sampler = optuna.samplers.TPESampler(seed=o.seed, multivariate=True, n_startup_trials=o.initial_points)
+    return _optuna_search_class()(metric=o.metric, mode=o.mode, sampler=sampler, max_epochs=o.max_epochs, seed=o.seed)
+
+
+@register_searcher("optuna-gp")
+def optuna_gp(o: SearcherOptions):
+    import optuna
+
+    sampler = optuna.samplers.GPSampler(seed=o.seed, n_startup_trials=o.initial_points, deterministic_objective=False)
+    return _optuna_search_class()(metric=o.metric, mode=o.mode, sampler=sampler, max_epochs=o.max_epochs, seed=o.seed)
+
+
+@register_searcher("skopt-gp")
+def skopt_gp(o: SearcherOptions):
+    return SkoptSearch(metric=o.metric, mode=o.mode, seed=o.seed, max_epochs=o.max_epochs, initial_points=o.initial_points)
 
 
 @register_searcher("random")
-def random_search(metric: str, mode: str, seed: int):
+def random_search(o: SearcherOptions):
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=seed)
+    return BasicVariantGenerator(random_state=o.seed)
 
 
-def build_searcher(name: str, metric: str, mode: str, seed: int):
+def build_searcher(name: str, options: SearcherOptions):
     # concurrency is limited by TuneConfig.max_concurrent_trials (Tune wraps the searcher)
-    return SEARCHERS[name](metric, mode, seed)
+    return SEARCHERS[name](options)
+
+
+# --------------------------------------------------------------------------- scikit-optimize
+
+
+def _dimension_spec(domain) -> dict:
+    """A Ray Tune domain -> a JSON description of a scikit-optimize dimension."""
+    from ray.tune.search.sample import Categorical, Float, Integer, LogUniform, Quantized
+
+    sampler = domain.get_sampler()
+    if isinstance(sampler, Quantized):
+        sampler = sampler.sampler
+    if isinstance(domain, Float):
+        prior = "log-uniform" if isinstance(sampler, LogUniform) else "uniform"
+        return {"kind": "real", "low": domain.lower, "high": domain.upper, "prior": prior}
+    if isinstance(domain, Integer):
+        return {"kind": "integer", "low": domain.lower, "high": domain.upper - 1}  # randint excludes upper
+    if isinstance(domain, Categorical):
+        return {"kind": "categorical", "categories": list(domain.categories)}
+    raise ValueError(f"skopt-gp cannot search a {type(domain).__name__} dimension")
+
+
+def _dimension(spec: dict):
+    from skopt.space import Categorical, Integer, Real
+
+    if spec["kind"] == "real":
+        return Real(spec["low"], spec["high"], prior=spec["prior"])
+    if spec["kind"] == "integer":
+        return Integer(spec["low"], spec["high"])
+    return Categorical(spec["categories"])
+
+
+def _plain(value):
+    """numpy scalars -> Python (JSON, Ray configs)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+class SkoptSearch(Searcher):
+    """UniCon's Bayesian optimisation as a Ray Tune searcher over ``skopt.Optimizer``.
+
+    GP base estimator, ``acq_func="gp_hedge"``, ``acq_optimizer="lbfgs"``, the first
+    ``initial_points`` points random (UniCon: 100 calls, 20 initial). Maximising modes
+    are negated (skopt minimises). Concurrent suggestions use the constant-liar strategy
+    so running trials are not proposed twice. ``save``/``restore`` write JSON (every
+    told point and every proposal): a restored searcher refits the same GP and never
+    repeats a point.
+    """
+
+    def __init__(self, metric: str | None = None, mode: str | None = None, seed: int = 0, max_epochs: int = 1, initial_points: int = 10):
+        super().__init__(metric=metric, mode=mode)
+        self._seed = seed
+        self._max_epochs = max_epochs
+        self._initial_points = initial_points
+        self._names: list[tuple] = []  # flattened paths of the searched dimensions
+        self._specs: list[dict] = []
+        self._constants: dict[tuple, Any] = {}
+        self._optimizer = None
+        self._live: dict[str, list] = {}  # trial id -> point
+        self._told: list[tuple[list, float]] = []
+        self._proposed: list[list] = []
+        self._restarts = 0
+
+    # -- Ray Tune plumbing
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        if self._optimizer is not None:
+            return False
+        from ray.tune.search.variant_generator import parse_spec_vars
+
+        if metric:
+            self._metric = metric
+        if mode:
+            self._mode = mode
+        resolved, domains, grid = parse_spec_vars(config)
+        if grid:
+            raise ValueError("skopt-gp cannot search a grid_search dimension")
+        self._constants = {tuple(path): value for path, value in resolved}
+        self._names = [tuple(path) for path, _ in domains]
+        self._specs = [_dimension_spec(d) for _, d in domains]
+        self._new_optimizer()
+        return True
+
+    def _new_optimizer(self) -> None:
+        from skopt import Optimizer
+
+        self._optimizer = Optimizer(
+            [_dimension(spec) for spec in self._specs],
+            base_estimator="GP",
+            n_initial_points=self._initial_points,
+            acq_func="gp_hedge",
+            acq_optimizer="lbfgs",
+            random_state=self._seed + 7919 * self._restarts,
+        )
+        if self._told:
+            xs, ys = zip(*self._told)
+            self._optimizer.tell([list(x) for x in xs], list(ys))
+
+    def _config(self, point: list) -> dict:
+        from ray.tune.utils.util import unflatten_dict
+
+        flat = {"/".join(map(str, k)): v for k, v in self._constants.items()}
+        flat.update({"/".join(map(str, k)): _plain(v) for k, v in zip(self._names, point)})
+        return unflatten_dict(flat, delimiter="/")
+
+    def suggest(self, trial_id: str):
+        if self._optimizer is None:
+            raise RuntimeError("skopt-gp: no search space (set_search_properties was not called)")
+        pending = [p for p in self._live.values()]
+        seen = {json.dumps([_plain(v) for v in p]) for p in self._proposed}
+        for n in range(1, DUPLICATE_RETRIES + 1):
+            if pending:
+                points = self._optimizer.ask(n_points=len(pending) + n, strategy="cl_min")
+            else:
+                points = [self._optimizer.ask()] if n == 1 else self._optimizer.ask(n_points=n, strategy="cl_min")
+            fresh = [p for p in points if json.dumps([_plain(v) for v in p]) not in seen]
+            if fresh:
+                point = [_plain(v) for v in fresh[-1]]
+                break
+        else:
+            point = [_plain(v) for v in self._optimizer.space.rvs(random_state=self._seed + len(self._proposed))[0]]
+        self._live[trial_id] = point
+        self._proposed.append(point)
+        return self._config(point)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        point = self._live.pop(trial_id, None)
+        if point is None or error or not result or self.metric not in result:
+            return
+        if _pruned(result, self._max_epochs):
+            return  # partial fidelity: not comparable with complete trials
+        value = float(result[self.metric])
+        if not math.isfinite(value):
+            return
+        y = -value if self.mode == "max" else value
+        self._told.append((point, y))
+        self._optimizer.tell(point, y)
+
+    # -- state
+    def save(self, checkpoint_path: str) -> None:
+        state = {
+            "seed": self._seed,
+            "max_epochs": self._max_epochs,
+            "initial_points": self._initial_points,
+            "metric": self._metric,
+            "mode": self._mode,
+            "names": [list(n) for n in self._names],
+            "constants": [[list(k), v] for k, v in self._constants.items()],
+            "dims": self._specs,
+            "told": self._told,
+            "proposed": self._proposed,
+            "live": self._live,
+            "restarts": self._restarts,
+        }
+        with open(checkpoint_path, "w") as f:
+            json.dump(state, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as f:
+            state = json.load(f)
+        self._seed, self._max_epochs = state["seed"], state["max_epochs"]
+        self._initial_points = state["initial_points"]
+        self._metric, self._mode = state["metric"], state["mode"]
+        self._names = [tuple(n) for n in state["names"]]
+        self._constants = {tuple(k): v for k, v in state["constants"]}
+        self._specs = state["dims"]
+        self._told = [(list(x), float(y)) for x, y in state["told"]]
+        self._proposed = [list(p) for p in state["proposed"]]
+        # trials that were running when the search stopped are re-run by Tune: keep them pending
+        self._live = {k: list(v) for k, v in state["live"].items()}
+        # a fresh random stream: the restored optimizer must not replay the initial points
+        self._restarts = state["restarts"] + 1
+        self._new_optimizer()

@@ -7,6 +7,7 @@ and two baselines through Ray Train -> MLflow.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from raysynth.config import Config, dump_yaml, raysynth_home
+from raysynth.data.base import audit_event
+from raysynth.search.weights import measure_context
 from raysynth.search.space import Space, apply_params, clusters_in, flatten_params, parse_space, strengths_in
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,7 @@ class FinalResult:
     test_acc: float
     val_acc: float
     weights: list[float] | None
+    test_acc_std: float = 0.0
 
 
 @dataclass
@@ -47,6 +51,7 @@ class SearchSummary:
     quality: dict[str, str]
     finals: list[FinalResult] = field(default_factory=list)
     top_weights: dict[str, float] = field(default_factory=dict)
+    best_weights: list[float] | None = None
     trials: int = 0
     seconds: float = 0.0
 
@@ -67,24 +72,43 @@ def connect_ray() -> None:
         ray.init()
 
 
-def build_tuner(config: Config, space: Space, classes: list[str], options: SearchOptions, callbacks: list):
+def trial_resources(config: Config) -> dict[str, float]:
+    """What one trial asks Ray for.
+
+    In-trial path: the trial is the worker (``search.resources``, default train.threads
+    CPUs and a whole GPU when the cluster has one). TorchTrainer path: the trial only
+    drives the trainer, whose workers ask for their own; the trial asks for none (a
+    1-byte memory request because Ray refuses an empty resource bundle).
+    """
+    import ray
+
+    if config.train.workers > 1:
+        return {"cpu": 0, "memory": 1}
+    resources = {"cpu": config.train.threads}
+    if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0:
+        resources["gpu"] = 1
+    resources.update(config.search.resources)
+    return resources
+
+
+def build_tuner(
+    config: Config, space: Space, classes: list[str], options: SearchOptions, callbacks: list, weight_context=None
+):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from raysynth.search.objective import run_trial
-    from raysynth.search.searchers import build_searcher
+    from raysynth.search.searchers import SearcherOptions, build_searcher
 
     s = config.search
     trainable = tune.with_parameters(
-        run_trial, base=config.to_dict(), home=str(raysynth_home()), storage_path=str(options.storage)
+        run_trial,
+        base=config.to_dict(),
+        home=str(raysynth_home()),
+        storage_path=str(options.storage),
+        weight_context=weight_context.to_dict() if weight_context is not None else None,
     )
-    # In-trial path: the trial is the worker. TorchTrainer path: the trial only drives the
-    # trainer, whose workers ask for their own CPUs; the trial asks for none (a 1-byte
-    # memory request because Ray refuses an empty resource bundle).
-    if config.train.workers == 1:
-        trainable = tune.with_resources(trainable, {"cpu": config.train.threads})
-    else:
-        trainable = tune.with_resources(trainable, {"cpu": 0, "memory": 1})
+    trainable = tune.with_resources(trainable, trial_resources(config))
     if s.scheduler.name == "asha":
         scheduler = ASHAScheduler(
             time_attr="epoch",
@@ -104,7 +128,9 @@ def build_tuner(config: Config, space: Space, classes: list[str], options: Searc
         tune_config=tune.TuneConfig(
             metric=s.metric,
             mode="max",
-            search_alg=build_searcher(s.algorithm, s.metric, "max", s.seed),
+            search_alg=build_searcher(
+                s.algorithm, SearcherOptions(s.metric, "max", s.seed, config.train.epochs, s.initial_points)
+            ),
             scheduler=scheduler,
             num_samples=s.trials,
             max_concurrent_trials=s.concurrency,
@@ -114,16 +140,19 @@ def build_tuner(config: Config, space: Space, classes: list[str], options: Searc
     )
 
 
-def top_quartile_weights(results, epochs: int, classes: list[str]) -> dict[str, float]:
+def top_quartile_weights(results, epochs: int, classes: list[str], space: Space, context=None) -> dict[str, float]:
     """Mean weight per class over the best quarter of the finished trials: a steadier
     read of what the search learned than the single best trial, whose weights for a
     class that barely affects accuracy are noise."""
-    full = [r for r in results if r.error is None and r.metrics and r.metrics.get("epoch", 0) >= epochs and "w" in r.config]
+    from raysynth.search.weights import class_weights
+
+    full = [r for r in results if r.error is None and r.metrics and r.metrics.get("epoch", 0) >= epochs]
     full.sort(key=lambda r: r.metrics["val_acc"], reverse=True)
-    top = full[: max(3, len(full) // 4)]
+    top = [class_weights(space.weights, r.config, classes, context) for r in full[: max(3, len(full) // 4)]]
+    top = [w for w in top if w is not None]
     if not top:
         return {}
-    return {c: sum(r.config["w"][c] for r in top) / len(top) for c in classes}
+    return {c: sum(w[i] for w in top) / len(top) for i, c in enumerate(classes)}
 
 
 def best_trial(results, epochs: int) -> tuple[dict[str, Any], float, int]:
@@ -161,13 +190,14 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     connect_ray()
     prepared = prepare(config, strengths_in(space, config), clusters_in(space, config))
     log.info("prepared: backbone %s, pools %s (%d generated now)", prepared.weights, prepared.pool_keys, prepared.generated)
+    context = measure_context(config, space)
 
     client = MlflowClient(options.tracking_uri)
     experiment_id = get_or_create_experiment(client, options.experiment)
     tags = {
         "raysynth.dataset": config.dataset,
         "raysynth.algorithm": config.search.algorithm,
-        "raysynth.objective": "weighted-ce",
+        "raysynth.objective": "+".join(sorted(config.loss or {"ce": {}})),
         "raysynth.search": options.name,
     }
     marker = options.storage / options.name / "raysynth_parent_run.json"
@@ -189,20 +219,25 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         parent_id = parent.info.run_id
         log_params_batched(client, parent_id, flatten_params(config.to_dict(), sep="."))
         client.log_text(parent_id, dump_yaml(config), "resolved_config.yaml")
+        if context is not None:
+            _log_weight_context(client, parent_id, context, split.classes)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"run_id": parent_id}))
 
     try:
         tracker = TrialTracker(options.tracking_uri, experiment_id, parent_id, tags, config.train.epochs)
         progress = TrialProgress(config.search.trials, config.train.epochs)
-        tuner = build_tuner(config, space, split.classes, options, [tracker, progress])
+        tuner = build_tuner(config, space, split.classes, options, [tracker, progress], context)
         results = tuner.fit()
         params, val_acc, n_trials = best_trial(results, config.train.epochs)
+        best_config, weights = apply_params(config, params, split.classes, context)
         summary = SearchSummary(parent_id, params, val_acc, split.classes, config.pool.quality, trials=n_trials)
-        summary.top_weights = top_quartile_weights(results, config.train.epochs, split.classes)
+        summary.best_weights = weights
+        summary.top_weights = top_quartile_weights(results, config.train.epochs, split.classes, space, context)
         log.info("best trial: val_acc %.4f params %s", val_acc, flatten_params(params))
+        # from here on the test split may be read: record when the search stopped choosing
+        audit_event("search_finished", search=options.name)
 
-        best_config, weights = apply_params(config, params, split.classes)
         ones = [1.0] * split.num_classes
         finals = [
             ("best", best_config, weights, True),
@@ -210,15 +245,21 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
             ("all_weights_1", best_config, ones, True),
         ]
         for label, cfg, w, syn in finals if config.search.final_eval else []:
-            log.info("final training '%s' (Ray Train, test split evaluated once)", label)
+            seeds = config.search.final_seeds
+            log.info("final training '%s' over %d seeds (Ray Train, test split evaluated once)", label, seeds)
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, n_contr=max(cfg.train.n_contr, seeds)))
             metrics = run_final(cfg, w, syn, f"{options.name}-final-{label}", options.storage)
-            summary.finals.append(FinalResult(label, metrics["test_acc"], metrics["val_acc"], w))
+            summary.finals.append(
+                FinalResult(label, metrics["test_acc"], metrics["val_acc"], w, metrics.get("test_acc_std", 0.0))
+            )
 
         now = int(time.time() * 1000)
         client.log_batch(
             parent_id,
             metrics=[Metric("best_val_acc", val_acc, now, 0), Metric("trials", n_trials, now, 0)]
             + [Metric(f"test_acc/{f.label}", f.test_acc, now, 0) for f in summary.finals]
+            + [Metric(f"test_acc_std/{f.label}", f.test_acc_std, now, 0) for f in summary.finals]
+            + [Metric(f"best_w/{c}", w, now, 0) for c, w in zip(split.classes, weights or [])]
             + [Metric(f"top_quartile_w/{c}", w, now, 0) for c, w in summary.top_weights.items()],
             tags=[RunTag("raysynth.best_params", json.dumps(flatten_params(params)))],
         )
@@ -229,6 +270,21 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     except BaseException:
         client.set_terminated(parent_id, "FAILED")
         raise
+
+
+def _log_weight_context(client, run_id: str, context, classes: list[str]) -> None:
+    """q_c (and the groups) measured before the search, on the parent run."""
+    from mlflow.entities import Metric
+
+    from raysynth.tracking.mlflow_runs import log_params_batched
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"quality/{c}", q, now, 0) for c, q in zip(classes, context.quality)]
+    metrics += [Metric(f"discrepancy/{c}", d, now, 0) for c, d in zip(classes, context.discrepancy) if d == d]
+    for i in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[i : i + 1000])
+    if context.groups:
+        log_params_batched(client, run_id, {f"group/{c}": g for c, g in zip(classes, context.groups)})
 
 
 def best_config_with_space(config: Config) -> Config:
@@ -246,14 +302,14 @@ def format_summary(summary: SearchSummary) -> str:
     others = {k: v for k, v in flat.items() if not k.startswith("w/")}
     if others:
         lines.append("best config: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in others.items()))
-    if "w" in summary.best_params:
+    if summary.best_weights is not None:
         lines.append("learned per-class weights of the synthetic data (best trial; mean of the top quarter of trials):")
-        for c in summary.classes:
+        for c, w in zip(summary.classes, summary.best_weights):
             q = summary.quality.get(c, "faithful")
             top = summary.top_weights.get(c)
             top_s = f"  top-quarter mean {top:.3f}" if top is not None else ""
-            lines.append(f"  {c:>10s}  w={summary.best_params['w'][c]:.3f}{top_s}  ({q})")
-    lines.append("test accuracy (each trained once more with Ray Train, test split touched once):")
+            lines.append(f"  {c:>10s}  w={w:.3f}{top_s}  ({q})")
+    lines.append("test accuracy, mean ± std over seeds (retrained with Ray Train after the search, test split touched once):")
     for f in summary.finals:
-        lines.append(f"  {f.label:<14s} {f.test_acc:.4f}")
+        lines.append(f"  {f.label:<14s} {f.test_acc:.4f} ± {f.test_acc_std:.4f}")
     return "\n".join(lines)

@@ -8,7 +8,8 @@ sync, prototype — see :mod:`raysynth.losses`). Each term is logged on its own.
 Two protocols:
 
 * ``joint`` — one model, every objective summed, validation accuracy of the model's own
-  head after each epoch.
+  head after each epoch; with ``n_contr > 1`` the same config is trained with n_contr
+  seeds in lockstep and the reported value is their mean (with its spread).
 * ``two_stage`` — UniCon's protocol (its Algorithm 1): ``n_contr`` encoders (LoRA +
   projection) are trained in lockstep with the representation objectives; after each
   epoch the reported accuracy is the nearest-class-mean classifier on frozen features
@@ -307,8 +308,13 @@ def train_few_shot(
             else:
                 val_acc = sum(nearest_mean_accuracy(r.eval_model, data) for r in runs) / len(runs)
         else:
-            refresh_prototypes(runs[0].eval_model, data)
-            val_acc, _ = evaluate(runs[0].eval_model, data.val_images, data.val_labels)
+            # n_contr > 1: the same config trained with n_contr seeds; the value is the mean
+            accs = []
+            for run in runs:
+                refresh_prototypes(run.eval_model, data)
+                accs.append(evaluate(run.eval_model, data.val_images, data.val_labels)[0])
+            val_acc = sum(accs) / len(accs)
+            std = torch.tensor(accs).std().item() if len(accs) > 1 else None
         metrics = EpochMetrics(epoch + 1, val_acc, loss, time.perf_counter() - start, totals, std)
         log.debug("epoch %d val_acc %.4f loss %.4f (%.1f s)", epoch + 1, val_acc, loss, metrics.seconds)
         if on_epoch_end is not None:
@@ -324,10 +330,16 @@ def train_few_shot(
     return metrics
 
 
-def model_accuracy(models: nn.Module | list[nn.Module], images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Accuracy of trained model(s) on a held-out split: the model's head (joint), or the
-    mean over every frozen-feature classifier (two_stage: models carry ``probes``)."""
+def model_accuracies(models: nn.Module | list[nn.Module], images: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """Accuracy of every trained classifier on a held-out split: each model's head
+    (joint), or every frozen-feature classifier (two_stage: models carry ``probes``)."""
     models = models if isinstance(models, list) else [models]
     if getattr(models[0], "probes", None):
-        return probe_accuracies(models, [m.probes for m in models], images, labels).mean().item()
-    return evaluate(models[0], images, labels)[0]
+        return probe_accuracies(models, [m.probes for m in models], images, labels).tolist()
+    return [evaluate(m, images, labels)[0] for m in models]
+
+
+def model_accuracy(models: nn.Module | list[nn.Module], images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean of :func:`model_accuracies`."""
+    accs = model_accuracies(models, images, labels)
+    return sum(accs) / len(accs)

@@ -59,7 +59,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         last = metrics.epoch == config.train.epochs
         if last and loop_config.get("evaluate_test"):
             # the one and only look at the test split, after training is over
-            report["test_acc"] = model_accuracy(bare, split.test.images, split.test.labels)
+            report.update(_test_report(bare, split))
         if loop_config.get("checkpoint") and rank == 0:
             with tempfile.TemporaryDirectory() as d:
                 torch.save(state_dict, os.path.join(d, "state.pt"))
@@ -88,8 +88,16 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
             model.probes = run_state.get("probes", [])
         report = {"epoch": state["epoch"], "val_acc": model_accuracy(bare, split.val.images, split.val.labels)}
         if loop_config.get("evaluate_test"):
-            report["test_acc"] = model_accuracy(bare, split.test.images, split.test.labels)
+            report.update(_test_report(bare, split))
         ray.train.report(report)
+
+
+def _test_report(models, split) -> dict[str, float]:
+    """Test accuracy, mean and spread over every trained classifier (seeds, probes)."""
+    from raysynth.train.loop import model_accuracies
+
+    accs = torch.tensor(model_accuracies(models, split.test.images, split.test.labels))
+    return {"test_acc": accs.mean().item(), "test_acc_std": accs.std().item() if len(accs) > 1 else 0.0}
 
 
 def fit_with_trainer(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from raysynth.config import Config, training_protocol
+from raysynth.config import Config
 from raysynth.losses import parse_loss
 from raysynth.data import FewShotSplit, load_split
 from raysynth.generators.pipeline import generate_pool
@@ -133,9 +133,8 @@ def build_model(config: Config, num_classes: int, with_objectives: bool = True, 
 
 
 def build_models(config: Config, num_classes: int) -> list[FewShotClassifier]:
-    """One model (joint protocol) or n_contr encoders (two-stage protocol)."""
-    n = config.train.n_contr if training_protocol(config) == "two_stage" else 1
-    return [build_model(config, num_classes, index=i) for i in range(n)]
+    """n_contr models: seeds of one config (joint) or UniCon's encoders (two-stage)."""
+    return [build_model(config, num_classes, index=i) for i in range(config.train.n_contr)]
 
 
 def train_data(config: Config, use_synthetic: bool = True, store_root: str | Path | None = None) -> TrainData:

@@ -63,3 +63,20 @@ def test_loop_resumes_from_state():
     epochs = []
     train_few_shot(_Tiny(), data, config, state=states[1], on_epoch_end=lambda m, s: epochs.append(m.epoch))
     assert epochs == [3, 4]
+
+
+def test_nested_objective_is_the_mean_over_seeds_with_its_spread():
+    """n_contr > 1 in the joint protocol: the same config trained with several seeds in
+    lockstep; the reported value is the mean validation accuracy, the spread is logged."""
+    g = torch.Generator().manual_seed(2)
+    x, y = _blobs(16, g)
+    vx, vy = _blobs(64, g)
+    data = TrainData(x, y, vx, vy, 2)
+    config = TrainConfig(epochs=2, steps_per_epoch=3, batch_real=4, lr=1e-2, n_contr=3)
+    torch.manual_seed(0)
+    models = [_Tiny() for _ in range(3)]
+    last = train_few_shot(models, data, config)
+    accs = [evaluate(m, vx, vy)[0] for m in models]
+    assert last.val_acc == pytest.approx(sum(accs) / 3)
+    assert last.val_acc_std == pytest.approx(torch.tensor(accs).std().item())
+    assert "val_acc_std" in last.as_dict()

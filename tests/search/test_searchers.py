@@ -1,0 +1,112 @@
+"""Every registered searcher through Ray Tune on a cheap objective; the fidelity and
+duplicate traps; the scikit-optimize searcher's save/restore."""
+
+import json
+import sys
+
+import optuna
+import pytest
+import ray.cloudpickle
+from ray import tune
+
+from raysynth.search.searchers import SEARCHERS, SearcherOptions, SkoptSearch, build_searcher
+
+SPACE = {"x": tune.uniform(0.0, 1.0), "y": tune.loguniform(1e-3, 1.0), "k": tune.choice(["a", "b"]), "fixed": 3}
+
+
+def _objective(config):
+    # best at x = 0.3, y = 0.1, k = "b"; one "epoch", so no trial counts as pruned
+    import math
+
+    value = -((config["x"] - 0.3) ** 2) - (math.log10(config["y"]) + 1) ** 2 / 4 - (0.0 if config["k"] == "b" else 0.3)
+    tune.report({"score": value, "epoch": 1})
+
+
+@pytest.mark.parametrize("name", sorted(SEARCHERS))
+def test_each_searcher_improves_on_its_first_points(ray_session, tmp_path, name):
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
+    initial, trials = 4, 12
+    searcher = build_searcher(name, SearcherOptions("score", "max", seed=0, max_epochs=1, initial_points=initial))
+    tuner = tune.Tuner(
+        _objective,
+        param_space=SPACE,
+        tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=searcher, num_samples=trials, max_concurrent_trials=2),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name=name, verbose=0),
+    )
+    results = tuner.fit()
+    assert not results.errors
+    scores = [r.metrics["score"] for r in results]  # in the order the trials were created
+    assert len(scores) == trials and all(r.config["fixed"] == 3 for r in results)
+    first = max(scores[:initial])
+    if name == "random":
+        assert max(scores) >= first
+    else:
+        assert max(scores) > first, f"{name} never beat its {initial} initial points: {scores}"
+
+
+def _tune_space():
+    return {"x": tune.uniform(0.0, 1.0), "n": tune.randint(1, 5), "w": {"a": tune.uniform(0, 1)}, "c": 7}
+
+
+def test_skopt_save_restore_continues_its_model_without_repeating_points(tmp_path):
+    first = SkoptSearch(metric="score", mode="max", seed=1, max_epochs=3, initial_points=3)
+    first.set_search_properties("score", "max", _tune_space())
+    seen = []
+    for i in range(6):
+        config = first.suggest(f"t{i}")
+        assert config["c"] == 7 and 1 <= config["n"] <= 4 and set(config["w"]) == {"a"}
+        seen.append(json.dumps(config, sort_keys=True))
+        first.on_trial_complete(f"t{i}", {"score": -abs(config["x"] - 0.5), "epoch": 3})
+    pending = first.suggest("running")  # a trial still running when the driver died
+    first.save(str(tmp_path / "searcher.json"))
+
+    restored = SkoptSearch()
+    restored.restore(str(tmp_path / "searcher.json"))
+    assert len(restored._optimizer.yi) == 6  # the GP is refitted on every told point
+    assert restored._live == {"running": first._live["running"]}
+    for i in range(6, 12):
+        config = restored.suggest(f"t{i}")
+        key = json.dumps(config, sort_keys=True)
+        assert key not in seen and key != json.dumps(pending, sort_keys=True)
+        seen.append(key)
+        restored.on_trial_complete(f"t{i}", {"score": -abs(config["x"] - 0.5), "epoch": 3})
+    assert len(restored._optimizer.yi) == 12
+
+
+def test_skopt_learns_only_from_full_fidelity_trials():
+    s = SkoptSearch(metric="score", mode="max", seed=0, max_epochs=6, initial_points=2)
+    s.set_search_properties("score", "max", _tune_space())
+    s.suggest("a"), s.suggest("b")
+    s.on_trial_complete("a", {"score": 0.9, "epoch": 2})  # stopped by ASHA at epoch 2
+    s.on_trial_complete("b", {"score": 0.5, "epoch": 6})
+    assert s._optimizer.yi == [-0.5]
+
+
+def test_optuna_search_tells_asha_stopped_trials_as_pruned():
+    searcher = build_searcher("optuna-gp", SearcherOptions("score", "max", seed=0, max_epochs=6, initial_points=2))
+    searcher.set_search_properties("score", "max", {"x": tune.uniform(0, 1)})
+    searcher.suggest("a"), searcher.suggest("b")
+    searcher.on_trial_complete("a", {"score": 0.9, "epoch": 2, "training_iteration": 2})
+    searcher.on_trial_complete("b", {"score": 0.5, "epoch": 6, "training_iteration": 6})
+    states = [t.state for t in searcher._ot_study.get_trials()]
+    assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE]
+
+
+class _StuckSampler(optuna.samplers.RandomSampler):
+    """Proposes the same point forever (what GPSampler can do under concurrency)."""
+
+    def sample_independent(self, study, trial, name, distribution):
+        return 0.25
+
+
+def test_optuna_search_never_runs_a_duplicate():
+    from raysynth.search.searchers import _optuna_search_class
+
+    searcher = _optuna_search_class()(metric="score", mode="max", sampler=_StuckSampler(seed=0), max_epochs=1, seed=0)
+    searcher.set_search_properties("score", "max", {"x": tune.uniform(0, 1)})
+    a = searcher.suggest("a")
+    b = searcher.suggest("b")  # the sampler insists on 0.25 while "a" runs
+    assert a == {"x": 0.25} and b["x"] != 0.25
+    searcher.on_trial_complete("a", {"score": 1.0, "epoch": 1, "training_iteration": 1})
+    c = searcher.suggest("c")
+    assert c["x"] not in (0.25, b["x"])
