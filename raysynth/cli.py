@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, help="number of trials")
     p.add_argument("--concurrency", type=int, help="trials run at once")
     p.add_argument("--seed", type=int, help="searcher seed")
-    p.add_argument("--algorithm", help="optuna-tpe, random")
+    p.add_argument("--algorithm", help="optuna-tpe, optuna-gp, skopt-gp, random")
     p.add_argument("--tracking-uri", help="MLflow store (default sqlite:///$RAYSYNTH_HOME/mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment (default: the dataset name)")
     p.add_argument("--storage", help="where Ray Tune keeps search state (default $RAYSYNTH_HOME/tune)")
