@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="where Ray Tune keeps search state (default $RAYSYNTH_HOME/tune)")
     p.add_argument("--name", help="name of the search (needed with --resume)")
     p.add_argument("--resume", action="store_true", help="resume the interrupted search --name")
+    p.add_argument("--quiet", action="store_true", help="no progress lines; only the final summary")
 
     p = sub.add_parser("pretrain", help="pretrain the backbone on the base classes (cached)")
     _add_config_flags(p)
@@ -81,11 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate the synthetic pool(s) of a config (cached)")
     _add_config_flags(p)
 
-    p = sub.add_parser("leaderboard", help="finished trials ordered by validation accuracy")
-    p.add_argument("--experiment", default="digits")
+    p = sub.add_parser("leaderboard", help="finished trials ordered by validation accuracy (or --sort)")
+    p.add_argument("--experiment", help="MLflow experiment (default: every experiment)")
+    p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="filter, e.g. dataset=digits, algorithm=skopt-gp (repeatable)")
+    p.add_argument("--sort", default="val_acc", metavar="METRIC", help="metric to sort by (default val_acc)")
+    p.add_argument("--ascending", action="store_true", help="smallest first (for losses)")
     p.add_argument("--top", type=int, default=None)
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--all", action="store_true", help="include trials stopped early by ASHA")
+    p.add_argument("--compare", nargs=2, metavar="RUN_ID", help="show two runs side by side (fields that differ)")
     p.add_argument("--tracking-uri")
 
     p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for the project's store")
@@ -94,13 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging() -> None:
+def setup_logging(quiet: bool = False) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
     logger = logging.getLogger("raysynth")
     if not logger.handlers:
         logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False  # Ray configures the root logger too: print once
 
 
@@ -122,7 +127,7 @@ def cmd_search(args) -> int:
         name=name,
         resume=args.resume,
     )
-    setup_logging()
+    setup_logging(quiet=args.quiet)
     summary = run_search(config, options)
     print(format_summary(summary))
     print(f"MLflow: {options.tracking_uri} experiment '{options.experiment}', parent run {summary.parent_run_id}")
@@ -159,11 +164,21 @@ def cmd_generate(args) -> int:
 
 def cmd_leaderboard(args) -> int:
     from raysynth.tracking import default_tracking_uri
-    from raysynth.tracking.leaderboard import format_rows, leaderboard_rows
+    from raysynth.tracking.leaderboard import compare_runs, format_rows, leaderboard_rows
 
+    uri = args.tracking_uri or default_tracking_uri()
+    if args.compare:
+        print(format_rows(compare_runs(uri, *args.compare), args.format, numbered=False))
+        return 0
     if args.top is not None and args.top < 1:
         raise ConfigError(f"--top: must be >= 1, got {args.top}")
-    rows = leaderboard_rows(args.tracking_uri or default_tracking_uri(), args.experiment, args.top, args.all)
+    tags = {}
+    for item in args.tag or []:
+        if "=" not in item:
+            raise ConfigError(f"--tag expects KEY=VALUE, got '{item}'")
+        key, value = item.split("=", 1)
+        tags[key] = value
+    rows = leaderboard_rows(uri, args.experiment, args.top, args.all, metric=args.sort, tags=tags, ascending=args.ascending)
     print(format_rows(rows, args.format))
     return 0
 

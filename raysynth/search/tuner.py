@@ -40,6 +40,7 @@ class FinalResult:
     val_acc: float
     weights: list[float] | None
     test_acc_std: float = 0.0
+    confusion: list[list[int]] | None = None
 
 
 @dataclass
@@ -250,7 +251,10 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, n_contr=max(cfg.train.n_contr, seeds)))
             metrics = run_final(cfg, w, syn, f"{options.name}-final-{label}", options.storage)
             summary.finals.append(
-                FinalResult(label, metrics["test_acc"], metrics["val_acc"], w, metrics.get("test_acc_std", 0.0))
+                FinalResult(
+                    label, metrics["test_acc"], metrics["val_acc"], w, metrics.get("test_acc_std", 0.0),
+                    json.loads(metrics["test_confusion"]) if "test_confusion" in metrics else None,
+                )
             )
 
         now = int(time.time() * 1000)
@@ -263,13 +267,65 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
             + [Metric(f"top_quartile_w/{c}", w, now, 0) for c, w in summary.top_weights.items()],
             tags=[RunTag("raysynth.best_params", json.dumps(flatten_params(params)))],
         )
-        client.log_text(parent_id, dump_yaml(best_config_with_space(best_config)), "best_config.yaml")
         summary.seconds = time.perf_counter() - start
+        log_search_report(client, parent_id, summary, results, config, best_config, space, context, options)
         client.set_terminated(parent_id, "FINISHED")
         return summary
     except BaseException:
         client.set_terminated(parent_id, "FAILED")
         raise
+
+
+def log_search_report(client, parent_id, summary, results, config, best_config, space, context, options) -> None:
+    """Plots, best config and the HTML report as artifacts of the parent run."""
+    import tempfile
+
+
+    from raysynth.tracking.report import SearchStory, write_search_report
+    from raysynth.train.task import cached_split, train_data
+
+    split = cached_split(config)
+    epochs = config.train.epochs
+    ended = [r for r in results if r.metrics and "val_acc" in r.metrics]
+    finished = [r.metrics.get("epoch", 0) >= epochs for r in ended]
+    rows = []
+    for r, full in zip(ended, finished):
+        if full:
+            flat = {k: v for k, v in flatten_params(r.config).items() if not k.startswith(WEIGHT_PREFIXES)}
+            rows.append({**{k: v for k, v in flat.items() if isinstance(v, (int, float))}, "val_acc": r.metrics["val_acc"]})
+    real, synthetic = [], []
+    syn = train_data(best_config, use_synthetic=True)
+    for c in range(split.num_classes):
+        real.append(split.train.images[split.train.labels == c][:4].numpy())
+        synthetic.append(syn.syn_images[syn.syn_class == c][:4].numpy())
+    if context is not None:
+        quality = [f"q={q:+.2f}" for q in context.quality]
+    else:
+        quality = [config.pool.quality.get(c, "faithful") for c in split.classes]
+    best_final = next((f for f in summary.finals if f.label == "best"), None)
+    story = SearchStory(
+        title=f"raysynth search {options.name} ({config.dataset}, {config.search.algorithm})",
+        summary_text=format_summary(summary),
+        classes=split.classes,
+        best_weights=summary.best_weights,
+        top_weights=[summary.top_weights[c] for c in split.classes] if summary.top_weights else None,
+        quality_labels=quality,
+        real_images=real,
+        synthetic_images=synthetic,
+        trial_scores=[float(r.metrics["val_acc"]) for r in ended],
+        trial_finished=finished,
+        trial_params=rows,
+        confusion=best_final.confusion if best_final else None,
+        best_config_yaml=dump_yaml(best_config_with_space(best_config)),
+        finals=[{"label": f.label, "test_acc": f.test_acc, "test_acc_std": f.test_acc_std, "val_acc": f.val_acc} for f in summary.finals],
+    )
+    with tempfile.TemporaryDirectory() as d:
+        write_search_report(story, Path(d))
+        client.log_artifacts(parent_id, d)
+    log.info("report: plots, best_config.yaml and report.html logged to the parent run %s", parent_id)
+
+
+WEIGHT_PREFIXES = ("w/", "w_group/", "w_quality/")
 
 
 def _log_weight_context(client, run_id: str, context, classes: list[str]) -> None:

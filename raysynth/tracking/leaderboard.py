@@ -1,4 +1,6 @@
-"""``raysynth leaderboard``: finished trials of an experiment, best validation accuracy first."""
+"""``raysynth leaderboard``: finished trials across searches and datasets, sorted by any
+metric (validation accuracy by default), filtered by experiment and tags; and a compare
+mode that puts two runs side by side."""
 
 from __future__ import annotations
 
@@ -13,23 +15,49 @@ from raysynth.config import ConfigError
 from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, STATUS_TAG
 
 
-def leaderboard_rows(
-    tracking_uri: str, experiment: str, top: int | None = None, include_pruned: bool = False, metric: str = "val_acc"
-) -> list[dict[str, Any]]:
-    client = MlflowClient(tracking_uri)
+def _experiments(client: MlflowClient, tracking_uri: str, experiment: str | None) -> list[str]:
+    if experiment is None:
+        return [e.experiment_id for e in client.search_experiments()]
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise ConfigError(f"--experiment: no MLflow experiment named '{experiment}' in {tracking_uri}")
+    return [exp.experiment_id]
+
+
+def _tag_filter(tags: dict[str, str] | None) -> str:
+    parts = [f"tags.`{KIND_TAG}` = 'trial'"]
+    for key, value in (tags or {}).items():
+        if "'" in key + value or "`" in key:
+            raise ConfigError(f"--tag: quotes are not allowed in '{key}={value}'")
+        full = key if key.startswith(("raysynth.", "mlflow.")) else f"raysynth.{key}"
+        parts.append(f"tags.`{full}` = '{value}'")
+    return " and ".join(parts)
+
+
+def leaderboard_rows(
+    tracking_uri: str,
+    experiment: str | None,
+    top: int | None = None,
+    include_pruned: bool = False,
+    metric: str = "val_acc",
+    tags: dict[str, str] | None = None,
+    ascending: bool = False,
+) -> list[dict[str, Any]]:
+    """Trials of ``experiment`` (every experiment if None) with ``tags`` (``dataset=digits``
+    means the tag ``raysynth.dataset``), sorted by ``metric``, best first."""
+    client = MlflowClient(tracking_uri)
+    ids = _experiments(client, tracking_uri, experiment)
     statuses = ("finished", "pruned") if include_pruned else ("finished",)
-    query = f"tags.`{KIND_TAG}` = 'trial'"
+    query = _tag_filter(tags)
     runs = []
     token = None
-    while True:
-        page = client.search_runs([exp.experiment_id], filter_string=query, max_results=1000, page_token=token)
+    while ids:
+        page = client.search_runs(ids, filter_string=query, max_results=1000, page_token=token)
         runs.extend(page)
         token = page.token
         if not token:
             break
+    names = {e.experiment_id: e.name for e in client.search_experiments()} if experiment is None else {}
     rows = []
     for run in runs:
         if run.data.tags.get(STATUS_TAG) not in statuses or metric not in run.data.metrics:
@@ -41,10 +69,33 @@ def leaderboard_rows(
             "status": run.data.tags.get(STATUS_TAG),
             metric: run.data.metrics[metric],
         }
+        if experiment is None:
+            row["experiment"] = names.get(run.info.experiment_id, run.info.experiment_id)
         row.update(dict(sorted(run.data.params.items())))
         rows.append(row)
-    rows.sort(key=lambda r: r[metric], reverse=True)
+    rows.sort(key=lambda r: r[metric], reverse=not ascending)
     return rows[:top] if top else rows
+
+
+def compare_runs(tracking_uri: str, run_a: str, run_b: str, all_fields: bool = False) -> list[dict[str, Any]]:
+    """Rows (field, a, b) of two runs' params, metrics and raysynth tags; only the fields
+    that differ unless ``all_fields``."""
+    client = MlflowClient(tracking_uri)
+    runs = []
+    for run_id in (run_a, run_b):
+        try:
+            runs.append(client.get_run(run_id))
+        except Exception:
+            raise ConfigError(f"--compare: no run '{run_id}' in {tracking_uri}") from None
+    a, b = runs
+    rows = []
+    for kind, get in (("metric", lambda r: r.data.metrics), ("param", lambda r: r.data.params), ("tag", lambda r: {k: v for k, v in r.data.tags.items() if k.startswith("raysynth.")})):
+        keys = sorted(set(get(a)) | set(get(b)))
+        for k in keys:
+            va, vb = get(a).get(k, ""), get(b).get(k, "")
+            if all_fields or va != vb:
+                rows.append({"field": f"{kind}:{k}", a.info.run_name or run_a: va, b.info.run_name or run_b: vb})
+    return rows
 
 
 def _short(value: Any) -> str:
@@ -57,7 +108,7 @@ def _short(value: Any) -> str:
         return str(value)
 
 
-def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:
+def format_rows(rows: list[dict[str, Any]], fmt: str, numbered: bool = True) -> str:
     if fmt == "json":
         return json.dumps(rows, indent=2)
     columns: list[str] = []
@@ -70,9 +121,12 @@ def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:
         writer.writerows(rows)
         return buf.getvalue()
     if not rows:
-        return "(no finished trials)"
+        return "(no finished trials)" if numbered else "(no differences)"
     shown = [c for c in columns if c not in ("run_id", "search")]
-    table = [["#"] + shown] + [[str(i + 1)] + [_short(r.get(c, "")) for c in shown] for i, r in enumerate(rows)]
+    if numbered:
+        table = [["#"] + shown] + [[str(i + 1)] + [_short(r.get(c, "")) for c in shown] for i, r in enumerate(rows)]
+    else:
+        table = [shown] + [[_short(r.get(c, "")) for c in shown] for r in rows]
     widths = [max(len(line[j]) for line in table) for j in range(len(table[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table]
     lines.insert(1, "  ".join("-" * w for w in widths))

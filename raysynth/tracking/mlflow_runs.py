@@ -58,6 +58,20 @@ def git_commit() -> str:
         return "unknown"
 
 
+def trial_error_reason(trial) -> str:
+    """The last line of a failed trial's traceback (the exception), else its error file."""
+    try:
+        error = trial.get_error()
+        text = str(error) if error is not None else ""
+    except Exception:  # an unreadable error file must not break tracking
+        text = ""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    exception_lines = [line for line in lines if "Error" in line.split(":")[0] or "Exception" in line.split(":")[0]]
+    if exception_lines:
+        return exception_lines[-1][:5000]
+    return (lines[-1] if lines else str(getattr(trial, "error_file", "") or "error"))[:5000]
+
+
 def get_or_create_experiment(client: MlflowClient, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
@@ -122,6 +136,6 @@ class TrialTracker(Callback):
         run_id = self.runs.get(trial.trial_id)
         if run_id is None:
             return
-        reason = str(getattr(trial, "error_file", "") or "error")
+        reason = trial_error_reason(trial)
         self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, "failed"), RunTag("raysynth.error", reason[:5000])])
         self.client.set_terminated(run_id, "FAILED")

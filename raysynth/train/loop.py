@@ -339,6 +339,20 @@ def model_accuracies(models: nn.Module | list[nn.Module], images: torch.Tensor, 
     return [evaluate(m, images, labels)[0] for m in models]
 
 
+@torch.no_grad()
+def model_predictions(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Predictions of a trained model: its head, or its first frozen-feature classifier."""
+    probes = getattr(model, "probes", None)
+    if probes:
+        return F.linear(encode(model, images), probes[0]["weight"], probes[0]["bias"]).argmax(1)
+    return evaluate(model, images, torch.zeros(len(images), dtype=torch.long))[1]
+
+
+def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> list[list[int]]:
+    m = torch.bincount(labels * num_classes + preds, minlength=num_classes * num_classes)
+    return m.view(num_classes, num_classes).tolist()
+
+
 def model_accuracy(models: nn.Module | list[nn.Module], images: torch.Tensor, labels: torch.Tensor) -> float:
     """Mean of :func:`model_accuracies`."""
     accs = model_accuracies(models, images, labels)

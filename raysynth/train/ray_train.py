@@ -94,10 +94,19 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
 
 def _test_report(models, split) -> dict[str, float]:
     """Test accuracy, mean and spread over every trained classifier (seeds, probes)."""
-    from raysynth.train.loop import model_accuracies
+    import json
 
-    accs = torch.tensor(model_accuracies(models, split.test.images, split.test.labels))
-    return {"test_acc": accs.mean().item(), "test_acc_std": accs.std().item() if len(accs) > 1 else 0.0}
+    from raysynth.train.loop import confusion_matrix, model_accuracies, model_predictions
+
+    test = split.test  # one read of the audited test split
+    images, labels = test.images, test.labels
+    accs = torch.tensor(model_accuracies(models, images, labels))
+    confusion = confusion_matrix(labels, model_predictions(models[0], images), split.num_classes)
+    return {
+        "test_acc": accs.mean().item(),
+        "test_acc_std": accs.std().item() if len(accs) > 1 else 0.0,
+        "test_confusion": json.dumps(confusion),  # of the first seed's model
+    }
 
 
 def fit_with_trainer(

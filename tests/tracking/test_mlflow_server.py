@@ -1,0 +1,115 @@
+"""A real `mlflow server` on 127.0.0.1 (free port, sqlite store), a tiny search against
+it, and everything read back through MLflow's REST API from this process."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from raysynth.config import load_config
+from raysynth.search.tuner import SearchOptions, run_search
+from raysynth.tracking.leaderboard import compare_runs, leaderboard_rows
+
+from conftest import REPO, tiny_overrides
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not come up")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _get(url: str, path: str, **params):
+    with urllib.request.urlopen(f"{url}{path}?{urllib.parse.urlencode(params)}", timeout=30) as r:
+        return r.read()
+
+
+def _post(url: str, path: str, body: dict) -> dict:
+    req = urllib.request.Request(f"{url}{path}", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def test_search_story_read_back_through_the_rest_api(ray_session, tmp_path, mlflow_server):
+    # lr = 1e30 makes the loss non-finite at once: that trial must show up as failed, with its reason
+    config = load_config(
+        REPO / "search_spaces" / "digits.yaml",
+        tiny_overrides()
+        + ["search.space.train.lr={type: choice, values: [0.002, 1.0e+30]}", "search.algorithm=random", "search.trials=4",
+           "search.final_seeds=1"],
+    )  # fmt: skip
+    options = SearchOptions(mlflow_server, "served", tmp_path / "tune", "served-search")
+    summary = run_search(config, options)
+    assert {f.label for f in summary.finals} == {"best", "real_only", "all_weights_1"}
+
+    exp = json.loads(_get(mlflow_server, "/api/2.0/mlflow/experiments/get-by-name", experiment_name="served"))["experiment"]
+    runs = _post(mlflow_server, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 100})["runs"]
+    tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
+    parents = [r for r, t in zip(runs, tags) if t.get("raysynth.kind") == "search"]
+    children = [(r, t) for r, t in zip(runs, tags) if t.get("raysynth.kind") == "trial"]
+    assert len(parents) == 1 and len(children) == 4
+    parent_id = parents[0]["info"]["run_id"]
+    assert all(t["mlflow.parentRunId"] == parent_id for _, t in children)
+    assert {"raysynth.dataset", "raysynth.algorithm", "raysynth.objective"} <= set(tags[runs.index(parents[0])])
+
+    failed = [(r, t) for r, t in children if t["raysynth.status"] == "failed"]
+    assert failed and all("non-finite loss" in t["raysynth.error"] for _, t in failed)
+    ok = [(r, t) for r, t in children if t["raysynth.status"] in ("finished", "pruned")]
+    assert ok
+    for run, _ in ok:
+        params = {p["key"] for p in run["data"]["params"]}
+        assert {"w/five", "w/nine", "train.lr"} <= params
+        history = json.loads(_get(mlflow_server, "/api/2.0/mlflow/metrics/get-history", run_id=run["info"]["run_id"], metric_key="loss_ce_real"))["metrics"]
+        assert [m["step"] for m in history] == list(range(1, len(history) + 1)) and history
+
+    listing = json.loads(_get(mlflow_server, "/api/2.0/mlflow/artifacts/list", run_id=parent_id))
+    files = {f["path"]: f for f in listing["files"]}
+    pngs = ["weights.png", "real_vs_synthetic.png", "confusion_matrix.png", "history.png", "parallel_coordinates.png"]
+    assert set(pngs + ["report.html", "best_config.yaml"]) <= set(files)
+    for name in pngs:
+        data = _get(mlflow_server, "/get-artifact", path=name, run_uuid=parent_id)
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+    text = _get(mlflow_server, "/get-artifact", path="best_config.yaml", run_uuid=parent_id).decode()
+    (tmp_path / "best.yaml").write_text(text)
+    assert load_config(tmp_path / "best.yaml").search.space == {}
+
+    # the leaderboard is the test's own sort of the finished trials
+    rows = leaderboard_rows(mlflow_server, "served")
+    finished = [r for r, t in children if t["raysynth.status"] == "finished"]
+    expected = sorted((next(m["value"] for m in r["data"]["metrics"] if m["key"] == "val_acc") for r in finished), reverse=True)
+    assert [r["val_acc"] for r in rows] == expected
+    assert leaderboard_rows(mlflow_server, None, tags={"dataset": "digits", "algorithm": "random"}) == rows
+    assert leaderboard_rows(mlflow_server, "served", tags={"algorithm": "skopt-gp"}) == []
+    if len(ok) >= 2:
+        diff = compare_runs(mlflow_server, ok[0][0]["info"]["run_id"], ok[1][0]["info"]["run_id"])
+        assert any(d["field"] == "param:w/five" for d in diff)
