@@ -60,9 +60,14 @@ def git_commit() -> str:
 
 def trial_error_reason(trial) -> str:
     """The last line of a failed trial's traceback (the exception), else its error file."""
+    text = ""
     try:
-        error = trial.get_error()
-        text = str(error) if error is not None else ""
+        # the driver's local copy exists at once; the storage copy may still be syncing
+        if trial.error_file and os.path.isfile(trial.error_file):
+            text = Path(trial.error_file).read_text(errors="replace")
+        else:
+            error = trial.get_error()
+            text = str(error) if error is not None else ""
     except Exception:  # an unreadable error file must not break tracking
         text = ""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]

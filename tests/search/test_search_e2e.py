@@ -80,27 +80,3 @@ def test_search_over_bound_regularisers_and_cluster_counts(ray_session, tmp_path
     for child in children:
         assert {"loss.bound.lam1", "partition.clusters_per_class"} <= set(child.data.params)
         assert {"loss_discrepancy", "loss_robustness", "loss_ce_real", "loss_ce_syn"} <= set(child.data.metrics)
-
-
-def test_final_step_reads_the_test_split_only_after_the_search(ray_session, tmp_path, raysynth_home):
-    """The final models are retrained over seeds and scored on test once each; the test
-    split's audit log shows no read before the search finished choosing."""
-    import json
-
-    audit = raysynth_home / "audit" / "test_reads.jsonl"
-    start = len(audit.read_text().splitlines()) if audit.exists() else 0
-    config, options, summary = _search(
-        tmp_path, "e2e-final", ["search.final_eval=true", "search.final_seeds=2", "search.algorithm=skopt-gp"], experiment="final"
-    )
-    events = [json.loads(line) for line in audit.read_text().splitlines()[start:]]
-    finished = [e for e in events if e["event"] == "search_finished"]
-    reads = [e for e in events if e["event"] == "test_read"]
-    assert len(finished) == 1 and len(reads) == 3  # best, real only, all weights 1
-    assert all(r["time"] > finished[0]["time"] for r in reads)
-    assert {f.label for f in summary.finals} == {"best", "real_only", "all_weights_1"}
-    parent = [
-        r for r in MlflowClient(options.tracking_uri).search_runs([MlflowClient(options.tracking_uri).get_experiment_by_name("final").experiment_id])
-        if r.data.tags.get(KIND_TAG) == "search"
-    ][0]
-    assert {"test_acc/best", "test_acc_std/best", "best_w/five"} <= set(parent.data.metrics)
-    assert parent.data.metrics["test_acc_std/best"] >= 0.0

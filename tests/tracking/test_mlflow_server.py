@@ -49,8 +49,8 @@ def mlflow_server(tmp_path):
         proc.wait(timeout=30)
 
 
-def _get(url: str, path: str, **params):
-    with urllib.request.urlopen(f"{url}{path}?{urllib.parse.urlencode(params)}", timeout=30) as r:
+def _get(url: str, endpoint: str, **params):
+    with urllib.request.urlopen(f"{url}{endpoint}?{urllib.parse.urlencode(params)}", timeout=30) as r:
         return r.read()
 
 
@@ -60,7 +60,7 @@ def _post(url: str, path: str, body: dict) -> dict:
         return json.loads(r.read())
 
 
-def test_search_story_read_back_through_the_rest_api(ray_session, tmp_path, mlflow_server):
+def test_search_story_read_back_through_the_rest_api(ray_session, tmp_path, mlflow_server, raysynth_home):
     # lr = 1e30 makes the loss non-finite at once: that trial must show up as failed, with its reason
     config = load_config(
         REPO / "search_spaces" / "digits.yaml",
@@ -69,8 +69,16 @@ def test_search_story_read_back_through_the_rest_api(ray_session, tmp_path, mlfl
            "search.final_seeds=1"],
     )  # fmt: skip
     options = SearchOptions(mlflow_server, "served", tmp_path / "tune", "served-search")
+    audit = raysynth_home / "audit" / "test_reads.jsonl"
+    start = len(audit.read_text().splitlines()) if audit.exists() else 0
     summary = run_search(config, options)
     assert {f.label for f in summary.finals} == {"best", "real_only", "all_weights_1"}
+
+    # the final models are scored on test once each, and only after the search chose
+    events = [json.loads(line) for line in audit.read_text().splitlines()[start:]]
+    finished = [e for e in events if e["event"] == "search_finished"]
+    reads = [e for e in events if e["event"] == "test_read"]
+    assert len(finished) == 1 and len(reads) == 3 and all(r["time"] > finished[0]["time"] for r in reads)
 
     exp = json.loads(_get(mlflow_server, "/api/2.0/mlflow/experiments/get-by-name", experiment_name="served"))["experiment"]
     runs = _post(mlflow_server, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 100})["runs"]
@@ -79,6 +87,8 @@ def test_search_story_read_back_through_the_rest_api(ray_session, tmp_path, mlfl
     children = [(r, t) for r, t in zip(runs, tags) if t.get("raysynth.kind") == "trial"]
     assert len(parents) == 1 and len(children) == 4
     parent_id = parents[0]["info"]["run_id"]
+    parent_metrics = {m["key"] for m in parents[0]["data"]["metrics"]}
+    assert {"test_acc/best", "test_acc_std/best", "best_w/five", "best_val_acc"} <= parent_metrics
     assert all(t["mlflow.parentRunId"] == parent_id for _, t in children)
     assert {"raysynth.dataset", "raysynth.algorithm", "raysynth.objective"} <= set(tags[runs.index(parents[0])])
 
@@ -94,7 +104,9 @@ def test_search_story_read_back_through_the_rest_api(ray_session, tmp_path, mlfl
 
     listing = json.loads(_get(mlflow_server, "/api/2.0/mlflow/artifacts/list", run_id=parent_id))
     files = {f["path"]: f for f in listing["files"]}
-    pngs = ["weights.png", "real_vs_synthetic.png", "confusion_matrix.png", "history.png", "parallel_coordinates.png"]
+    pngs = ["weights.png", "real_vs_synthetic.png", "confusion_matrix.png", "history.png"]
+    if sum(t["raysynth.status"] == "finished" for _, t in children) >= 2:
+        pngs.append("parallel_coordinates.png")  # needs two finished trials to draw lines between
     assert set(pngs + ["report.html", "best_config.yaml"]) <= set(files)
     for name in pngs:
         data = _get(mlflow_server, "/get-artifact", path=name, run_uuid=parent_id)
@@ -108,7 +120,8 @@ def test_search_story_read_back_through_the_rest_api(ray_session, tmp_path, mlfl
     finished = [r for r, t in children if t["raysynth.status"] == "finished"]
     expected = sorted((next(m["value"] for m in r["data"]["metrics"] if m["key"] == "val_acc") for r in finished), reverse=True)
     assert [r["val_acc"] for r in rows] == expected
-    assert leaderboard_rows(mlflow_server, None, tags={"dataset": "digits", "algorithm": "random"}) == rows
+    across = leaderboard_rows(mlflow_server, None, tags={"dataset": "digits", "algorithm": "random"})
+    assert all(r.pop("experiment") == "served" for r in across) and across == rows
     assert leaderboard_rows(mlflow_server, "served", tags={"algorithm": "skopt-gp"}) == []
     if len(ok) >= 2:
         diff = compare_runs(mlflow_server, ok[0][0]["info"]["run_id"], ok[1][0]["info"]["run_id"])
