@@ -190,7 +190,8 @@ def _plain(value):
 class SkoptSearch(Searcher):
     """UniCon's Bayesian optimisation as a Ray Tune searcher over ``skopt.Optimizer``.
 
-    GP base estimator, ``acq_func="gp_hedge"``, ``acq_optimizer="lbfgs"``, the first
+    GP base estimator, ``acq_func="gp_hedge"``, ``acq_optimizer="lbfgs"`` (``"sampling"``
+    when a dimension is categorical), the first
     ``initial_points`` points random (UniCon: 100 calls, 20 initial). Maximising modes
     are negated (skopt minimises). Concurrent suggestions use the constant-liar strategy
     so running trials are not proposed twice. ``save``/``restore`` write JSON (every
@@ -239,7 +240,9 @@ class SkoptSearch(Searcher):
             base_estimator="GP",
             n_initial_points=self._initial_points,
             acq_func="gp_hedge",
-            acq_optimizer="lbfgs",
+            # UniCon's L-BFGS over the (continuous) weights; with a categorical dimension
+            # L-BFGS works on the one-hot relaxation and stalls, so sample the acquisition
+            acq_optimizer="sampling" if any(spec["kind"] == "categorical" for spec in self._specs) else "lbfgs",
             random_state=self._seed + 7919 * self._restarts,
         )
         if self._told:
