@@ -62,11 +62,13 @@ def class_weights(space, params: dict[str, Any], classes: list[str], context: We
 def class_discrepancy(real: torch.Tensor, real_labels: torch.Tensor, syn: torch.Tensor, syn_class: torch.Tensor, num_classes: int) -> list[float]:
     """Definition 3.1 per class on features (N×d): mean ‖h(s) − h(u)‖ over real s and
     synthetic u of the class (NaN for a class without synthetic images)."""
+    from raysynth.losses.bound import pairwise_distance
+
     real, syn = F.normalize(real, dim=-1), F.normalize(syn, dim=-1)
     out = []
     for c in range(num_classes):
         s, u = real[real_labels == c], syn[syn_class == c]
-        out.append(float(torch.cdist(s, u).mean()) if len(s) and len(u) else float("nan"))
+        out.append(float(pairwise_distance(s, u).mean()) if len(s) and len(u) else float("nan"))
     return out
 
 
