@@ -89,10 +89,15 @@ class ModelConfig:
 
 @dataclass
 class PoolConfig:
-    generator: str = _help("Generator backend (registered name), e.g. 'morph'.", "morph")
+    generator: str = _help("Generator backend (registered name): 'morph', 'ddpm' or 'stable_diffusion'.", "morph")
+    options: dict[str, Any] = _help(
+        "Backend options, validated by the backend (e.g. ddpm: train_steps, inference_steps; "
+        "stable_diffusion: model, steps, guidance, lora). See `raysynth.generators`.",
+        factory=dict,
+    )
     mode: str = _help(
         "Where references come from: 'mix' (Diff-Mix: another class), 'aug' (Diff-Aug: the "
-        "same class).",
+        "same class), 'gen' (Diff-Gen: no reference, from noise / text).",
         "mix",
     )
     per_class: int = _help("Synthetic images per novel class.", 64)
@@ -111,6 +116,26 @@ class PoolConfig:
     )
     seed: int = _help("Seed of the pool plan (references, partners, per-image seeds).", 0)
     actors: int = _help("Ray Data actors that run the generator.", 1)
+    actor_gpus: float | None = _help(
+        "GPUs per generation actor; empty = 1 when the cluster has GPUs, else 0 (CPU actors).", None
+    )
+    shard_size: int = _help(
+        "Images per shard: the unit of work of an actor and of resumption (a killed run "
+        "re-run keeps its finished shards).",
+        32,
+    )
+    clip_model: str | None = _help(
+        "open_clip model that scores every synthetic image against the class prompts "
+        "(CLIP filtering); empty = no scores.",
+        None,
+    )
+    clip_pretrained: str | None = _help("open_clip pretrained tag or checkpoint path of clip_model.", None)
+    filter: str = _help(
+        "Applied at load time to the stored CLIP scores: 'none', 'bottom' (drop the lowest "
+        "filter_fraction of each class) or 'mismatch' (drop images CLIP assigns to another class).",
+        "none",
+    )
+    filter_fraction: float = _help("Fraction of each class dropped by filter 'bottom'.", 0.2)
 
 
 @dataclass
@@ -384,8 +409,17 @@ def validate(config: Config) -> None:
             f"pool.generator: unknown generator '{config.pool.generator}' "
             f"(known: {', '.join(sorted(GENERATORS))})"
         )
-    if config.pool.mode not in ("mix", "aug"):
-        raise ConfigError(f"pool.mode: must be 'mix' or 'aug', got '{config.pool.mode}'")
+    if config.pool.mode not in ("mix", "aug", "gen"):
+        raise ConfigError(f"pool.mode: must be 'mix', 'aug' or 'gen', got '{config.pool.mode}'")
+    GENERATORS[config.pool.generator].parse_options(config.pool.options)
+    if config.pool.filter not in ("none", "bottom", "mismatch"):
+        raise ConfigError(f"pool.filter: must be 'none', 'bottom' or 'mismatch', got '{config.pool.filter}'")
+    if config.pool.filter != "none" and not config.pool.clip_model:
+        raise ConfigError(f"pool.filter: '{config.pool.filter}' needs CLIP scores; set pool.clip_model")
+    if not 0.0 <= config.pool.filter_fraction < 1.0:
+        raise ConfigError(f"pool.filter_fraction: must be in [0, 1), got {config.pool.filter_fraction}")
+    if config.pool.actor_gpus is not None and config.pool.actor_gpus < 0:
+        raise ConfigError(f"pool.actor_gpus: must be >= 0, got {config.pool.actor_gpus}")
     if not 0.0 < config.pool.strength <= 1.0:
         raise ConfigError(f"pool.strength: must be in (0, 1], got {config.pool.strength}")
     if config.pool.learn_from not in ("shots", "prior"):
@@ -401,6 +435,7 @@ def validate(config: Config) -> None:
         "data.image_size": config.data.image_size,
         "pool.per_class": config.pool.per_class,
         "pool.actors": config.pool.actors,
+        "pool.shard_size": config.pool.shard_size,
         "train.epochs": config.train.epochs,
         "train.steps_per_epoch": config.train.steps_per_epoch,
         "train.batch_real": config.train.batch_real,

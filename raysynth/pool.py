@@ -27,16 +27,18 @@ from raysynth.generators.labels import diffmix_soft_labels
 
 def pool_key(split_fingerprint: str, config: PoolConfig, strength: float | None = None) -> str:
     return fingerprint(
-        "pool-v1",
+        "pool-v2",
         split_fingerprint,
-        config.generator,
-        GENERATORS[config.generator].version,
+        GENERATORS[config.generator].config_key(config),
         config.mode,
         config.per_class,
         float(config.strength if strength is None else strength),
         sorted(config.quality.items()),
         config.learn_from,
         config.seed,
+        config.clip_model,
+        config.clip_pretrained,
+        # shard_size and actors are not in the key: they change how, not what, is generated
     )
 
 
@@ -51,12 +53,19 @@ class Pool:
     def __len__(self) -> int:
         return len(self.manifest)
 
-    def tensors(self, gamma: float, num_classes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(images float in [0,1], Diff-Mix soft labels, target class) for training."""
-        images = torch.from_numpy(np.array(self.images)).float() / 255.0
-        target = torch.tensor(self.manifest["target_class"].to_numpy(np.int64))
-        reference = torch.tensor(self.manifest["reference_class"].to_numpy(np.int64))
-        strength = torch.tensor(self.manifest["strength"].to_numpy(np.float32))
+    def tensors(
+        self, gamma: float, num_classes: int, filter: str = "none", fraction: float = 0.2
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images float in [0,1], Diff-Mix soft labels, target class) for training,
+        after the CLIP filter rule (see :mod:`raysynth.generators.filtering`)."""
+        from raysynth.generators.filtering import keep_mask
+
+        keep = np.flatnonzero(keep_mask(self.manifest, filter, fraction))
+        manifest = self.manifest.iloc[keep]
+        images = torch.from_numpy(np.asarray(self.images[keep])).float() / 255.0
+        target = torch.tensor(manifest["target_class"].to_numpy(np.int64))
+        reference = torch.tensor(manifest["reference_class"].to_numpy(np.int64))
+        strength = torch.tensor(manifest["strength"].to_numpy(np.float32))
         return images, diffmix_soft_labels(target, reference, strength, gamma, num_classes), target
 
 
@@ -70,22 +79,56 @@ class PoolStore:
     def exists(self, key: str) -> bool:
         return (self.path(key) / "meta.json").is_file()
 
+    def work_path(self, key: str) -> Path:
+        """Where an unfinished generation keeps its finished shards."""
+        return self.root / f".work-{key}"
+
     def load(self, key: str) -> Pool:
         path = self.path(key)
-        images = np.load(path / "images.npy")
+        # memory-mapped: a trial reads the rows it keeps, not the whole pool
+        images = np.load(path / "images.npy", mmap_mode="r", allow_pickle=False)
         manifest = pd.read_parquet(path / "manifest.parquet")
         meta = json.loads((path / "meta.json").read_text())
         return Pool(images, manifest, meta)
 
     def save(self, key: str, pool: Pool) -> Path:
+        def write(tmp: Path) -> None:
+            np.save(tmp / "images.npy", np.asarray(pool.images), allow_pickle=False)
+            pool.manifest.to_parquet(tmp / "manifest.parquet", index=False)
+
+        return self._commit(key, write, pool.meta)
+
+    def assemble(self, key: str, shards: list[Path], meta: dict) -> Path:
+        """Concatenate shards (``<stem>.npy`` + ``<stem>.parquet``, in order) into a pool,
+        streaming the images through a memory map (the pool need not fit in memory)."""
+
+        def write(tmp: Path) -> None:
+            manifests = [pd.read_parquet(s.with_suffix(".parquet")) for s in shards]
+            first = np.load(shards[0].with_suffix(".npy"), mmap_mode="r", allow_pickle=False)
+            total = sum(len(m) for m in manifests)
+            out = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(total, *first.shape[1:]))
+            row = 0
+            for s, m in zip(shards, manifests):
+                part = np.load(s.with_suffix(".npy"), mmap_mode="r", allow_pickle=False)
+                if len(part) != len(m):
+                    raise RuntimeError(f"{s}: {len(part)} images but {len(m)} manifest rows")
+                out[row : row + len(part)] = part
+                row += len(part)
+            out.flush()
+            del out
+            pd.concat(manifests, ignore_index=True).to_parquet(tmp / "manifest.parquet", index=False)
+
+        return self._commit(key, write, meta)
+
+    def _commit(self, key: str, write, meta: dict) -> Path:
+        """Write a pool into a temporary directory, then rename it into place."""
         self.root.mkdir(parents=True, exist_ok=True)
         final = self.path(key)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self.root))
         try:
-            np.save(tmp / "images.npy", pool.images)
-            pool.manifest.to_parquet(tmp / "manifest.parquet", index=False)
+            write(tmp)
             # meta.json last: its presence marks a complete pool
-            (tmp / "meta.json").write_text(json.dumps(pool.meta, indent=2, sort_keys=True))
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
             if final.exists():  # a concurrent writer got there first; both are identical
                 shutil.rmtree(tmp)
             else:

@@ -1,14 +1,31 @@
-"""Pool generation with Ray Data: plan rows, ``map_batches`` over generator actors, store.
+"""Pool generation with Ray Data: plan, shard, generate on an actor pool, assemble.
 
-The plan has one row per synthetic image (reference, target class, strength, seed), so
-the output is a pure function of the config: the same config gives the same pool.
-Each actor builds and fits its generator once, then translates batches.
+1. **Plan.** One row per synthetic image (id, reference, target class, strength, seed).
+   The plan and the per-image seeds are a pure function of the config, so the same
+   config gives the same pool on any number of actors.
+2. **Shards.** Rows are cut into shards of ``pool.shard_size`` images; a shard is the
+   unit of work and of resumption. Each shard is written by its actor to a temporary
+   name and renamed into ``<store>/.work-<key>/`` (images ``.npy``, then the manifest
+   ``.parquet``, whose presence marks the shard finished). A killed run, re-run,
+   generates only the shards that are missing.
+3. **Actors.** ``map_batches`` over the shard ids with ``ActorPoolStrategy(size=N)``: each
+   actor loads the generator once (a trainable backend is fitted once beforehand by a
+   Ray task and saved as safetensors) and the CLIP scorer if one is configured.
+   GPU actors take ``pool.actor_gpus`` GPUs; CPU actors take a fraction of a CPU so
+   that Ray Data's own tasks still get scheduled (a pool that takes every CPU hangs).
+4. **Assemble.** The shards are concatenated into the pool store's final layout
+   (``images.npy``, ``manifest.parquet``, ``meta.json``) in a temporary directory that is
+   renamed into place; then the work directory is removed.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,22 +33,25 @@ import torch
 
 from raysynth.config import ConfigError, PoolConfig, fingerprint
 from raysynth.data.base import FewShotSplit, ImageSet
-from raysynth.generators.base import create_generator
+from raysynth.generators.base import GENERATORS, create_generator
 from raysynth.generators.quality import quality_controlled_shots
-from raysynth.pool import Pool, PoolStore, pool_key
+from raysynth.pool import PoolStore, pool_key
 
 log = logging.getLogger(__name__)
 
 
 def plan_pool(shots: ImageSet, num_classes: int, config: PoolConfig, strength: float) -> pd.DataFrame:
     """One row per synthetic image. Diff-Mix draws the reference from another class,
-    Diff-Aug from the target class itself."""
+    Diff-Aug from the target class itself, Diff-Gen has none (reference_index -1)."""
     rng = np.random.default_rng(config.seed)
     labels = shots.labels.numpy()
     by_class = [np.flatnonzero(labels == c) for c in range(num_classes)]
     rows = []
     for target in range(num_classes):
         for _ in range(config.per_class):
+            if config.mode == "gen":
+                rows.append((len(rows), -1, target, target, strength))
+                continue
             if config.mode == "mix":
                 ref_class = int(rng.choice([c for c in range(num_classes) if c != target]))
             else:
@@ -41,26 +61,173 @@ def plan_pool(shots: ImageSet, num_classes: int, config: PoolConfig, strength: f
     plan = pd.DataFrame(rows, columns=["id", "reference_index", "reference_class", "target_class", "strength"])
     # per-image seeds from the plan seed and the row id: stable under re-sharding
     plan["seed"] = [int(fingerprint(config.seed, i, length=8), 16) for i in plan["id"]]
+    plan["shard"] = plan["id"] // config.shard_size
     return plan
 
 
-class TranslateBatch:
-    """Ray Data callable class: fits the generator once per actor, translates batches."""
+# ---------------------------------------------------------------------------- shards
 
-    def __init__(self, config: PoolConfig, num_classes: int, shots: ImageSet, learned: ImageSet):
-        torch.set_num_threads(1)
-        self.shots = shots
-        self.generator = create_generator(config, num_classes)
-        self.generator.fit(learned)
+
+def shard_name(shard: int) -> str:
+    return f"shard-{shard:05d}"
+
+
+def finished_shards(work: Path) -> set[int]:
+    """Shards whose manifest exists (written last, so the images are complete too)."""
+    if not work.is_dir():
+        return set()
+    return {int(p.stem.split("-")[1]) for p in work.glob("shard-*.parquet")}
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary name in the same directory, then rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_shard(work: Path, shard: int, images: np.ndarray, manifest: pd.DataFrame) -> None:
+    def save_npy(tmp):
+        with open(tmp, "wb") as f:
+            np.save(f, images, allow_pickle=False)
+
+    _atomic_write(work / f"{shard_name(shard)}.npy", save_npy)
+    _atomic_write(work / f"{shard_name(shard)}.parquet", lambda tmp: manifest.to_parquet(tmp, index=False))
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    return (images.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
+
+
+class GenerateShards:
+    """Ray Data callable class: one generator (and CLIP scorer) per actor; each call
+    generates, scores and writes whole shards."""
+
+    def __init__(
+        self,
+        plan: pd.DataFrame,
+        config: PoolConfig,
+        classes: list[str],
+        metaclass: str,
+        references: np.ndarray,
+        learned: ImageSet | None,
+        fitted: str | None,
+        work: str,
+        threads: int = 1,
+    ):
+        torch.set_num_threads(max(1, threads))
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.plan, self.config, self.work = plan, config, Path(work)
+        self.references = references  # uint8 N x 3 x H x W
+        self.size = references.shape[-1]
+        self.generator = create_generator(config, classes, metaclass, device)
+        if fitted is not None:
+            self.generator.load(Path(fitted))
+        else:
+            self.generator.fit(learned)
+        self.scorer = None
+        if config.clip_model:
+            from raysynth.generators.filtering import ClipScorer
+
+            self.scorer = ClipScorer(config.clip_model, config.clip_pretrained, classes, metaclass, device)
+
+    def generate(self, rows: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+        targets = torch.from_numpy(rows["target_class"].to_numpy(np.int64))
+        seeds = torch.from_numpy(rows["seed"].to_numpy(np.int64))
+        if self.config.mode == "gen":
+            images, _ = self.generator.generate(targets, seeds, self.size)
+        else:
+            refs = torch.from_numpy(self.references[rows["reference_index"].to_numpy(np.int64)]).float() / 255.0
+            images, _ = self.generator.translate(refs, targets, float(rows["strength"].iloc[0]), seeds)
+        manifest = rows.reset_index(drop=True).copy()
+        if self.scorer is not None:
+            for column, values in self.scorer.score(images, targets).items():
+                manifest[column] = values
+        return to_uint8(images), manifest
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        refs = self.shots.images[torch.from_numpy(batch["reference_index"].astype(np.int64))]
-        targets = torch.from_numpy(batch["target_class"].astype(np.int64))
-        strength = float(batch["strength"][0])
-        seeds = torch.from_numpy(batch["seed"].astype(np.int64))
-        images, _ = self.generator.translate(refs, targets, strength, seeds)
-        batch["image"] = (images * 255.0).round().to(torch.uint8).numpy()
-        return batch
+        seconds = []
+        for shard in batch["shard"].tolist():
+            start = time.perf_counter()
+            rows = self.plan[self.plan["shard"] == shard]
+            images, manifest = self.generate(rows)
+            write_shard(self.work, shard, images, manifest)
+            seconds.append(time.perf_counter() - start)
+        return {"shard": batch["shard"], "images": np.array([int((self.plan["shard"] == s).sum()) for s in batch["shard"]]), "seconds": np.array(seconds)}
+
+
+# ---------------------------------------------------------------------------- fitting
+
+
+def generator_key(split_fingerprint: str, config: PoolConfig) -> str:
+    """What a trainable backend's fit depends on (not the strength or the plan)."""
+    return fingerprint(
+        "generator-v1",
+        split_fingerprint,
+        GENERATORS[config.generator].config_key(config),
+        sorted(config.quality.items()),
+        config.learn_from,
+    )
+
+
+def _fit_and_save(config: PoolConfig, classes: list[str], metaclass: str, learned: ImageSet, final: str) -> str:
+    """Runs as a Ray task: fit the backend on the learned shots, save it atomically."""
+    import logging as _logging
+
+    _logging.getLogger("raysynth").setLevel(_logging.INFO)
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    generator = create_generator(config, classes, metaclass, device)
+    generator.fit(learned)
+    final_path = Path(final)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final_path.name}-", dir=final_path.parent))
+    try:
+        generator.save(tmp)
+        if final_path.exists():
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, final_path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def ensure_fitted(split: FewShotSplit, config: PoolConfig, learned: ImageSet, store: PoolStore, use_gpu: bool) -> tuple[Path, bool]:
+    """The trainable backend's saved weights (fitted now by a Ray task if missing)."""
+    import ray
+
+    path = store.root / "generators" / generator_key(split.fingerprint, config)
+    if path.is_dir():
+        return path, False
+    log.info("generator %s: fitting on %d images (once; saved to %s)", config.generator, len(learned), path)
+    task = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(_fit_and_save)
+    ray.get(task.remote(config, split.classes, split.metaclass, learned, str(path)))
+    return path, True
+
+
+# ---------------------------------------------------------------------------- driver
+
+
+def actor_resources(config: PoolConfig) -> dict[str, float]:
+    """Resources of one generation actor."""
+    import ray
+
+    gpus = config.actor_gpus
+    if gpus is None:
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    if gpus > 0:
+        return {"num_cpus": 1, "num_gpus": gpus}
+    # leave half a CPU for Ray Data's own tasks; never more than one CPU per actor
+    cpus = float(ray.available_resources().get("CPU", 1.0))
+    per_actor = max(0.25, min(1.0, (cpus - 0.5) / config.actors))
+    return {"num_cpus": round(per_actor, 2), "num_gpus": 0}
 
 
 def generate_pool(
@@ -68,11 +235,11 @@ def generate_pool(
     config: PoolConfig,
     strength: float | None = None,
     store: PoolStore | None = None,
-    batch_size: int = 64,
 ) -> tuple[str, bool]:
     """Make sure the pool for (split, config, strength) is in the store.
 
     Returns (key, generated): ``generated`` is False on a cache hit, when nothing runs.
+    An interrupted earlier run's finished shards are kept and not generated again.
     """
     import ray
 
@@ -88,36 +255,79 @@ def generate_pool(
     source = split.prior if config.learn_from == "prior" else split.train
     learned = quality_controlled_shots(source, split.classes, config.quality)
     plan = plan_pool(split.train, split.num_classes, config, strength)
+    shards = sorted(plan["shard"].unique().tolist())
+    work = store.work_path(key)
+    work.mkdir(parents=True, exist_ok=True)
+    done = finished_shards(work)
+    todo = [s for s in shards if s not in done]
+    if done:
+        log.info("pool %s: resuming, %d of %d shards already finished", key, len(done), len(shards))
+
     start = time.perf_counter()
-    ds = ray.data.from_pandas(plan).repartition(max(1, config.actors * 2))
-    ds = ds.map_batches(
-        TranslateBatch,
-        fn_constructor_kwargs=dict(config=config, num_classes=split.num_classes, shots=split.train, learned=learned),
-        batch_size=batch_size,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=config.actors),
-        # fractional CPUs: on a 2-core machine whole-CPU actors starve the read tasks
-        num_cpus=0.5,
-    )
-    parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
-    ids = np.concatenate([p["id"] for p in parts])
-    order = np.argsort(ids)
-    images = np.concatenate([p["image"] for p in parts])[order]
-    manifest = pd.concat([pd.DataFrame({k: v for k, v in p.items() if k != "image"}) for p in parts])
-    manifest = manifest.iloc[order].reset_index(drop=True)
+    if todo:
+        resources = actor_resources(config)
+        fitted = None
+        if GENERATORS[config.generator].trainable:
+            fitted, _ = ensure_fitted(split, config, learned, store, resources["num_gpus"] > 0)
+        _run_actors(plan, config, split, learned, fitted, work, todo, resources, key)
+    missing = sorted(set(shards) - finished_shards(work))
+    if missing:
+        raise RuntimeError(f"pool {key}: shards {missing[:5]} were not written")
     seconds = time.perf_counter() - start
     meta = {
         "key": key,
         "split": split.fingerprint,
         "dataset": split.name,
         "classes": split.classes,
-        "generator": config.generator,
+        "generator": GENERATORS[config.generator].config_key(config),
         "mode": config.mode,
         "strength": strength,
         "quality": config.quality,
-        "images": int(len(manifest)),
+        "clip_model": config.clip_model,
+        "images": int(len(plan)),
+        "shards": len(shards),
+        "generated_shards": len(todo),
         "seconds": round(seconds, 2),
     }
-    store.save(key, Pool(images, manifest, meta))
-    log.info("pool %s: generated %d images in %.1f s (%.0f images/s)", key, len(manifest), seconds, len(manifest) / seconds)
+    store.assemble(key, [work / shard_name(s) for s in shards], meta)
+    shutil.rmtree(work, ignore_errors=True)
+    n = int(plan["shard"].isin(todo).sum())
+    log.info("pool %s: %d images generated in %.1f s (%.1f images/s)", key, n, seconds, n / max(seconds, 1e-9))
     return key, True
+
+
+def _run_actors(plan, config, split, learned, fitted, work, todo, resources, key) -> None:
+    import ray
+
+    actors = max(1, min(config.actors, len(todo)))
+    ds = ray.data.from_items([{"shard": s} for s in todo], override_num_blocks=len(todo))
+    ds = ds.map_batches(
+        GenerateShards,
+        fn_constructor_kwargs=dict(
+            plan=plan,
+            config=config,
+            classes=split.classes,
+            metaclass=split.metaclass,
+            references=to_uint8(split.train.images),
+            learned=None if fitted is not None else learned,
+            fitted=None if fitted is None else str(fitted),
+            work=str(work),
+            threads=max(1, int(resources["num_cpus"])),
+        ),
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        **resources,
+    )
+    total = int(plan["shard"].isin(todo).sum())
+    made, start, last = 0, time.perf_counter(), 0.0
+    for i, row in enumerate(ds.iter_rows(), 1):
+        made += int(row["images"])
+        now = time.perf_counter() - start
+        if now - last > 5 or i == len(todo):
+            last = now
+            rate = made / max(now, 1e-9)
+            log.info(
+                "pool %s: %d/%d shards, %d/%d images, %.1f images/s, ETA %.0f s",
+                key, i, len(todo), made, total, rate, (total - made) / max(rate, 1e-9),
+            )

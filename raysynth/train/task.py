@@ -83,8 +83,8 @@ def cached_split(config: Config) -> FewShotSplit:
 
 
 @functools.lru_cache(maxsize=8)
-def _pool_tensors(root: str, key: str, gamma: float, num_classes: int):
-    return PoolStore(root).load(key).tensors(gamma, num_classes)
+def _pool_tensors(root: str, key: str, gamma: float, num_classes: int, filter: str = "none", fraction: float = 0.2):
+    return PoolStore(root).load(key).tensors(gamma, num_classes, filter, fraction)
 
 
 @functools.lru_cache(maxsize=2)
@@ -152,10 +152,12 @@ def train_data(config: Config, use_synthetic: bool = True, store_root: str | Pat
         if not store.exists(key):
             raise FileNotFoundError(f"synthetic pool {key} missing from {store.root}: the driver must generate it first")
         data.syn_images, data.syn_soft_labels, data.syn_class = _pool_tensors(
-            str(store.root), key, config.pool.gamma, split.num_classes
+            str(store.root), key, config.pool.gamma, split.num_classes, config.pool.filter, config.pool.filter_fraction
         )
         if any(o.needs_partitions for o in parse_loss(config.loss)):
-            _attach_partitions(config, data, split.fingerprint, key)
+            # partitions are of the filtered pool: the filter is part of their cache key
+            selection = key if config.pool.filter == "none" else f"{key}-{config.pool.filter}-{config.pool.filter_fraction}"
+            _attach_partitions(config, data, split.fingerprint, selection)
     return data
 
 

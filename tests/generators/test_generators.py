@@ -15,10 +15,21 @@ def _shots(num_classes=3, k=4, size=16):
     return ImageSet(images, labels)
 
 
-@pytest.mark.parametrize("name", sorted(GENERATORS))
+# the backends that learn from the shots; stable_diffusion has its own tests (tiny pipeline)
+TINY_OPTIONS = {
+    "morph": {},
+    "ddpm": {"channels": [8, 16], "train_steps": 3, "batch_size": 8, "inference_steps": 6},
+}
+
+
+def test_every_backend_is_tested():
+    assert set(GENERATORS) == set(TINY_OPTIONS) | {"stable_diffusion"}
+
+
+@pytest.mark.parametrize("name", sorted(TINY_OPTIONS))
 def test_every_generator_is_deterministic_and_in_range(name):
     shots = _shots()
-    gen = create_generator(PoolConfig(generator=name), num_classes=3)
+    gen = create_generator(PoolConfig(generator=name, options=TINY_OPTIONS[name]), ["a", "b", "c"])
     gen.fit(shots)
     refs = shots.images[:5]
     targets = torch.tensor([1, 2, 0, 1, 2])
@@ -33,7 +44,7 @@ def test_every_generator_is_deterministic_and_in_range(name):
 
 def test_morph_strength_interpolates_toward_target():
     shots = _shots()
-    gen = create_generator(PoolConfig(generator="morph"), num_classes=3)
+    gen = create_generator(PoolConfig(generator="morph"), ["a", "b", "c"])
     gen.fit(shots)
     refs = shots.images[:1]
     seeds = torch.tensor([3])
