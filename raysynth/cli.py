@@ -1,4 +1,4 @@
-"""The ``raysynth`` command: search | pretrain | generate | leaderboard | ui.
+"""The ``raysynth`` command: search | pretrain | generate | finetune-generator | leaderboard | ui.
 
 Exit codes: 0 success; 2 bad input (one line on stderr, nothing started or written);
 1 anything else.
@@ -82,6 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate the synthetic pool(s) of a config (cached)")
     _add_config_flags(p)
 
+    p = sub.add_parser("finetune-generator", help="fine-tune Stable Diffusion on the shots (UNet LoRA + one token per class)")
+    _add_config_flags(p)
+    p.add_argument("--model", required=True, help="Stable Diffusion: hub id or local diffusers directory")
+    p.add_argument("--rank", type=int, default=10, help="UNet LoRA rank (Diff-Mix: 10)")
+    p.add_argument("--steps", type=int, default=1000, help="optimiser steps (per class with --per-class)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr-lora", type=float, default=1e-4)
+    p.add_argument("--lr-token", type=float, default=5e-4)
+    p.add_argument("--resolution", type=int, default=512)
+    p.add_argument("--per-class", action="store_true", help="one LoRA per class (DataDream's class-level variant)")
+    p.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP)")
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--output", help="result directory (default $RAYSYNTH_HOME/generators/finetuned/<dataset>-<key>)")
+
     p = sub.add_parser("leaderboard", help="finished trials ordered by validation accuracy (or --sort)")
     p.add_argument("--experiment", help="MLflow experiment (default: every experiment)")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="filter, e.g. dataset=digits, algorithm=skopt-gp (repeatable)")
@@ -162,6 +176,40 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_finetune_generator(args) -> int:
+    import dataclasses
+
+    from raysynth.config import fingerprint
+    from raysynth.generators.finetune import FinetuneOptions, finetune_generator
+    from raysynth.generators.pipeline import to_uint8
+    from raysynth.generators.stable_diffusion import check_model_available
+    from raysynth.generators.quality import quality_controlled_shots
+    from raysynth.search.tuner import connect_ray
+    from raysynth.train.task import cached_split
+
+    config = _config_from_args(args)
+    options = FinetuneOptions(
+        model=args.model, rank=args.rank, steps=args.steps, batch_size=args.batch_size, lr_lora=args.lr_lora,
+        lr_token=args.lr_token, resolution=args.resolution, per_class=args.per_class, workers=args.workers,
+        checkpoint_every=args.checkpoint_every, seed=config.train.seed,
+    )
+    options.validate()
+    check_model_available(options.model)
+    setup_logging()
+    split = cached_split(config)
+    shots = quality_controlled_shots(split.train, split.classes, config.pool.quality)
+    if args.output:
+        output = Path(args.output)
+    else:
+        key = fingerprint(split.fingerprint, dataclasses.asdict(options), sorted(config.pool.quality.items()))
+        output = raysynth_home() / "generators" / "finetuned" / f"{config.dataset}-{key}"
+    connect_ray()
+    out = finetune_generator(options, to_uint8(shots.images), shots.labels.numpy(), split.classes, split.metaclass, output)
+    print(out)
+    print(f"use it: --set pool.generator=stable_diffusion --set pool.options.model={args.model} --set pool.options.finetuned={out}")
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from raysynth.tracking import default_tracking_uri
     from raysynth.tracking.leaderboard import compare_runs, format_rows, leaderboard_rows
@@ -197,6 +245,7 @@ COMMANDS = {
     "search": cmd_search,
     "pretrain": cmd_pretrain,
     "generate": cmd_generate,
+    "finetune-generator": cmd_finetune_generator,
     "leaderboard": cmd_leaderboard,
     "ui": cmd_ui,
 }

@@ -412,6 +412,7 @@ def validate(config: Config) -> None:
     if config.pool.mode not in ("mix", "aug", "gen"):
         raise ConfigError(f"pool.mode: must be 'mix', 'aug' or 'gen', got '{config.pool.mode}'")
     GENERATORS[config.pool.generator].parse_options(config.pool.options)
+    GENERATORS[config.pool.generator].preflight(config.pool)
     if config.pool.filter not in ("none", "bottom", "mismatch"):
         raise ConfigError(f"pool.filter: must be 'none', 'bottom' or 'mismatch', got '{config.pool.filter}'")
     if config.pool.filter != "none" and not config.pool.clip_model:

@@ -74,7 +74,7 @@ def pytest_collection_modifyitems(config, items):
     and hold the session's CPUs (left open in the closing note)."""
 
     def rank(item) -> int:
-        if "test_pool" in item.nodeid:
+        if "test_pool" in item.nodeid or "test_pipeline" in item.nodeid:
             return 0
         if "two_workers" in item.nodeid:
             return 2

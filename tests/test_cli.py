@@ -18,6 +18,10 @@ from conftest import run_job
         (["--space", "/nonexistent/space.yaml"], "not found"),
         (["--set", "pool.quality.eleven=counter"], "pool.quality"),
         (["--set", "loss={bound: {lam1: -0.1}}", "--set", "search.space={}"], "loss.bound.lam1"),
+        (["--set", "pool.generator=stable_diffusion", "--set", "pool.options.model=/nonexistent/sd"], "pool.options.model"),
+        (["--set", "pool.generator=ddpm", "--set", "pool.options.resolution=7"], "pool.options.resolution"),
+        (["--set", "pool.filter=bottom"], "pool.clip_model"),
+        (["--set", "pool.mode=remix"], "pool.mode"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, args, needle):
@@ -41,3 +45,12 @@ def test_malformed_yaml_exits_2(tmp_path):
 def test_leaderboard_unknown_experiment(tmp_path, capsys):
     assert main(["leaderboard", "--experiment", "nope", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]) == 2
     assert "no MLflow experiment named 'nope'" in capsys.readouterr().err
+
+
+def test_finetune_generator_bad_model_exits_2_before_starting_ray(capsys):
+    assert main(["finetune-generator", "--model", "/nonexistent/sd"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pool.options.model" in err[0]
+    import ray
+
+    assert not ray.is_initialized()

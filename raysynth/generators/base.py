@@ -67,6 +67,11 @@ class Generator(ABC):
         return from_dict(cls.Params, dict(options), "pool.options")
 
     @classmethod
+    def preflight(cls, config: PoolConfig) -> None:
+        """Checks of the environment (weights present, ...) run when the config is loaded,
+        before anything starts: raise ConfigError with one line."""
+
+    @classmethod
     def config_key(cls, config: PoolConfig) -> dict:
         """Everything about this backend that changes its output (part of the pool key)."""
         return {"name": cls.name, "version": cls.version, "options": dataclasses.asdict(cls.parse_options(config.options))}

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class DDPMParams:
     resolution: int = 8
     channels: list[int] = field(default_factory=lambda: [32, 64])
-    train_steps: int = 1200
+    train_steps: int = 800
     batch_size: int = 64
     lr: float = 2e-3
     train_timesteps: int = 1000

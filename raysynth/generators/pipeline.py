@@ -269,7 +269,9 @@ def generate_pool(
         fitted = None
         if GENERATORS[config.generator].trainable:
             fitted, _ = ensure_fitted(split, config, learned, store, resources["num_gpus"] > 0)
-        _run_actors(plan, config, split, learned, fitted, work, todo, resources, key)
+        timing = _run_actors(plan, config, split, learned, fitted, work, todo, resources, key)
+    else:
+        timing = {}
     missing = sorted(set(shards) - finished_shards(work))
     if missing:
         raise RuntimeError(f"pool {key}: shards {missing[:5]} were not written")
@@ -288,6 +290,7 @@ def generate_pool(
         "shards": len(shards),
         "generated_shards": len(todo),
         "seconds": round(seconds, 2),
+        **timing,
     }
     store.assemble(key, [work / shard_name(s) for s in shards], meta)
     shutil.rmtree(work, ignore_errors=True)
@@ -320,14 +323,22 @@ def _run_actors(plan, config, split, learned, fitted, work, todo, resources, key
         **resources,
     )
     total = int(plan["shard"].isin(todo).sum())
+    log.info("pool %s: %d shards (%d images) on %d actor(s) with %s each", key, len(todo), total, actors, resources)
     made, start, last = 0, time.perf_counter(), 0.0
+    first = None  # (time, images) at the first finished shard: the rate excludes actor start-up
     for i, row in enumerate(ds.iter_rows(), 1):
         made += int(row["images"])
         now = time.perf_counter() - start
+        if first is None:
+            first = (now, made)
         if now - last > 5 or i == len(todo):
             last = now
-            rate = made / max(now, 1e-9)
+            rate = (made - first[1]) / (now - first[0]) if now > first[0] else made / max(now, 1e-9)
             log.info(
                 "pool %s: %d/%d shards, %d/%d images, %.1f images/s, ETA %.0f s",
                 key, i, len(todo), made, total, rate, (total - made) / max(rate, 1e-9),
             )
+    now = time.perf_counter() - start
+    steady = (made - first[1]) / (now - first[0]) if first and now > first[0] and made > first[1] else None
+    # start-up (actors loading the generator) vs steady-state throughput, for benchmarks
+    return {"first_shard_s": round(first[0], 2) if first else None, "steady_images_per_s": steady}

@@ -107,6 +107,10 @@ class StableDiffusionGenerator(Generator):
             raise ConfigError(f"pool.options.finetuned: {params.finetuned} has no tokens.json (run jobs/finetune_generator.py)")
         return params
 
+    @classmethod
+    def preflight(cls, config) -> None:
+        check_model_available(cls.parse_options(config.options).model)
+
     def fit(self, shots: ImageSet) -> None:
         """Load the pipeline (and the fine-tuned LoRA/TI). The shots were learned by the
         fine-tuning job, not here."""
