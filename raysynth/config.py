@@ -44,11 +44,12 @@ def raysynth_home() -> Path:
 @dataclass
 class DataConfig:
     root: str | None = _help("Where a real dataset lives (unused for digits).", None)
-    shots: int = _help("Real training images per novel class (k-shot).", 8)
+    shots: int | str = _help("Real training images per novel class (k-shot), or 'all'.", 8)
     seed: int = _help("Seed of the k-shot sample; the validation/test splits never change.", 0)
     image_size: int = _help("Images are resized to image_size x image_size, 3 channels.", 32)
     val_per_class: int = _help("Fixed validation images per novel class.", 80)
-    test_per_class: int = _help("Fixed test images per novel class.", 60)
+    test_per_class: int = _help("Fixed test images per novel class (real datasets: <= 0 keeps the whole official test split).", 60)
+    metaclass: str = _help("What every class is a kind of, for prompts ('folder' datasets; cub: bird, flowers: flower).", "object")
 
 
 @dataclass
@@ -79,6 +80,16 @@ class ModelConfig:
         None,
     )
     lora: LoraConfig = _help("LoRA adapters on the vision tower.", factory=LoraConfig)
+    head: str = _help(
+        "'linear' (random init) or 'zero_shot': cosine classifier initialised from the text "
+        "embeddings of 'a photo of a <class>, a type of <metaclass>.' (needs a text tower).",
+        "linear",
+    )
+    normalize: bool | None = _help(
+        "Normalise pixels with the model's mean/std before the encoder; empty = yes when "
+        "model.pretrained is set (CLIP weights expect it), no for raysynth's own pretraining.",
+        None,
+    )
     projection_dim: int = _help(
         "Output size of the projection head used by contrastive objectives (unicon, supcon, "
         "sync); raised to the class count when SyNC's ETF needs more.",
@@ -432,7 +443,6 @@ def validate(config: Config) -> None:
 
         parse_quality(value, f"pool.quality.{name}")
     positive = {
-        "data.shots": config.data.shots,
         "data.image_size": config.data.image_size,
         "pool.per_class": config.pool.per_class,
         "pool.actors": config.pool.actors,
@@ -455,9 +465,25 @@ def validate(config: Config) -> None:
         "model.pretrain.steps": config.model.pretrain.steps,
         "model.lora.r": config.model.lora.r,
     }
+    if config.data.shots != "all" and (isinstance(config.data.shots, str) or config.data.shots < 1):
+        raise ConfigError(f"data.shots: must be an integer >= 1 or 'all', got {config.data.shots!r}")
+    from raysynth.data import DATASET_CHECKS
+
+    if config.dataset in DATASET_CHECKS:
+        DATASET_CHECKS[config.dataset](config.data)
+    if config.dataset != "digits" and not config.model.pretrained:
+        raise ConfigError(
+            f"model.pretrained: dataset '{config.dataset}' has no base classes to pretrain on; give an "
+            "open_clip pretrained tag (e.g. openai) or a checkpoint path"
+        )
+    from raysynth.models.backbone import check_pretrained
+
+    check_pretrained(config.model)
     for name, value in positive.items():
         if value < 1:
             raise ConfigError(f"{name}: must be >= 1, got {value}")
+    if config.model.head not in ("linear", "zero_shot"):
+        raise ConfigError(f"model.head: must be 'linear' or 'zero_shot', got '{config.model.head}'")
     if config.train.lr <= 0:
         raise ConfigError(f"train.lr: must be > 0, got {config.train.lr}")
     if config.train.probe_lr <= 0:

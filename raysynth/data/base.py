@@ -86,13 +86,18 @@ def _record_test_read() -> None:
 
 
 DATASETS: dict[str, Callable[[DataConfig], FewShotSplit]] = {}
+# Cheap checks run when the config is loaded (the root and its metadata files exist),
+# so a missing dataset is exit 2 before anything starts.
+DATASET_CHECKS: dict[str, Callable[[DataConfig], None]] = {}
 
 
-def register_dataset(name: str):
+def register_dataset(name: str, check: Callable[[DataConfig], None] | None = None):
     def wrap(fn: Callable[[DataConfig], FewShotSplit]):
         if name in DATASETS:
             raise ValueError(f"dataset '{name}' is already registered")
         DATASETS[name] = fn
+        if check is not None:
+            DATASET_CHECKS[name] = check
         return fn
 
     return wrap
@@ -130,8 +135,10 @@ def stratified_holdout(
     return [np.sort(np.asarray(c, dtype=np.int64)) for c in chunks]
 
 
-def sample_shots(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
-    """Indices of ``shots`` examples per class, deterministic per seed."""
+def sample_shots(labels: np.ndarray, shots: int | str, seed: int) -> np.ndarray:
+    """Indices of ``shots`` examples per class ('all': every one), deterministic per seed."""
+    if shots == "all":
+        return np.arange(len(labels))
     rng = np.random.default_rng(seed)
     out = []
     for c in np.unique(labels):
@@ -144,3 +151,53 @@ def sample_shots(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
 
 def split_fingerprint(name: str, config: DataConfig) -> str:
     return fingerprint(name, config.shots, config.seed, config.image_size, config.val_per_class, config.test_per_class)
+
+
+def split_from_files(
+    name: str,
+    config: DataConfig,
+    classes: list[str],
+    metaclass: str,
+    train: tuple[list, np.ndarray],
+    test: tuple[list, np.ndarray],
+    val: tuple[list, np.ndarray] | None = None,
+    holdout_seed: int = 1234,
+) -> FewShotSplit:
+    """A few-shot split of a dataset given as files: (paths, labels 0..C-1) per split.
+
+    Validation is the dataset's own when it has one, else ``val_per_class`` images per
+    class carved from train with a fixed seed (never the k-shot seed, so selection is
+    comparable across searches); the k shots are sampled from the rest of train with
+    ``data.seed``. ``test_per_class`` <= 0 keeps the whole official test split.
+    Only the images a split uses are decoded.
+    """
+    from raysynth.data.images import load_images, to_float
+
+    train_paths, train_labels = train
+    if val is None:
+        val_i, rest_i = stratified_holdout(train_labels, [config.val_per_class], holdout_seed)
+        val = ([train_paths[i] for i in val_i], train_labels[val_i])
+    else:
+        rest_i = np.arange(len(train_labels))
+    shot_i = rest_i[sample_shots(train_labels[rest_i], config.shots, config.seed)]
+    test_paths, test_labels = test
+    if config.test_per_class > 0:
+        (keep,) = stratified_holdout(test_labels, [config.test_per_class], holdout_seed)[:1]
+        test_paths, test_labels = [test_paths[i] for i in keep], test_labels[keep]
+
+    def images(paths, labels, part) -> ImageSet:
+        array = load_images(list(paths), config.image_size, f"{name}-{part}")
+        return ImageSet(to_float(array), torch.from_numpy(np.asarray(labels, dtype=np.int64)))
+
+    size = config.image_size
+    return FewShotSplit(
+        name=name,
+        classes=classes,
+        base_classes=[],
+        base=ImageSet(torch.empty(0, 3, size, size), torch.empty(0, dtype=torch.long)),
+        train=images([train_paths[i] for i in shot_i], train_labels[shot_i], "train"),
+        val=images(*val, "val"),
+        test=images(test_paths, test_labels, "test"),
+        metaclass=metaclass,
+        fingerprint=split_fingerprint(name, config) + fingerprint(config.root or "", length=6),
+    )

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -224,8 +225,8 @@ def actor_resources(config: PoolConfig) -> dict[str, float]:
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     if gpus > 0:
         return {"num_cpus": 1, "num_gpus": gpus}
-    # leave half a CPU for Ray Data's own tasks; never more than one CPU per actor
-    cpus = float(ray.available_resources().get("CPU", 1.0))
+    # one CPU per actor where the cluster has them; a fraction on a small machine
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
     per_actor = max(0.25, min(1.0, (cpus - 0.5) / config.actors))
     return {"num_cpus": round(per_actor, 2), "num_gpus": 0}
 
@@ -299,10 +300,52 @@ def generate_pool(
     return key, True
 
 
-def _run_actors(plan, config, split, learned, fitted, work, todo, resources, key) -> None:
+@contextlib.contextmanager
+def reserved(actors: int, resources: dict[str, float]):
+    """Run Ray Data inside a placement group holding exactly the actors' resources.
+
+    Ray Data 2.60 otherwise sizes an execution from its autoscaling coordinator's
+    reservations, which it shares (integer division) among every live requester —
+    earlier executions whose requests have not expired yet, Ray Train runs: on a small
+    machine a new execution can be granted 0 CPUs and wait forever. With a placement
+    group its budget is the group's bundles, reserved up front.
+    """
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    bundle = {"CPU": resources["num_cpus"]}
+    if resources.get("num_gpus"):
+        bundle["GPU"] = resources["num_gpus"]
+    pg = placement_group([dict(bundle) for _ in range(actors)], strategy="PACK")
+    while True:
+        ready, _ = ray.wait([pg.ready()], timeout=30)
+        if ready:
+            break
+        log.info("generation: waiting for %d x %s to be free (%s available)", actors, bundle, ray.available_resources())
+    ctx = ray.data.DataContext.get_current()
+    saved = (ctx.scheduling_strategy, ctx.scheduling_strategy_large_args, ctx.op_resource_reservation_enabled)
+    strategy = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)
+    ctx.scheduling_strategy = ctx.scheduling_strategy_large_args = strategy
+    # the group's bundles carry no object-store memory, which Ray Data's per-operator
+    # budget would read as "one task in flight"; the group already bounds the work
+    ctx.op_resource_reservation_enabled = False
+    try:
+        yield
+    finally:
+        ctx.scheduling_strategy, ctx.scheduling_strategy_large_args, ctx.op_resource_reservation_enabled = saved
+        remove_placement_group(pg)
+
+
+def _run_actors(plan, config, split, learned, fitted, work, todo, resources, key) -> dict:
+    actors = max(1, min(config.actors, len(todo)))
+    with reserved(actors, resources):
+        return _iterate(plan, config, split, learned, fitted, work, todo, resources, key, actors)
+
+
+def _iterate(plan, config, split, learned, fitted, work, todo, resources, key, actors) -> dict:
     import ray
 
-    actors = max(1, min(config.actors, len(todo)))
     ds = ray.data.from_items([{"shard": s} for s in todo], override_num_blocks=len(todo))
     ds = ds.map_batches(
         GenerateShards,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from pathlib import Path
 
 import open_clip
@@ -66,7 +67,55 @@ def create_backbone(config: ModelConfig, weights: str | Path | None = None) -> t
         model.load_state_dict(state)
         return model
     if config.pretrained:
-        return create_model(config.name, pretrained=config.pretrained)
+        check_pretrained(config)
+        try:
+            return create_model(config.name, pretrained=resolve_pretrained(config.pretrained))
+        except (RuntimeError, OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                f"model.pretrained: cannot load '{config.pretrained}' for {config.name} ({first}); "
+                "without internet give a local checkpoint path"
+            ) from None
     raise ConfigError(
         f"model.pretrained: model '{config.name}' needs weights: give an open_clip tag or a checkpoint path"
     )
+
+
+def is_path(pretrained: str) -> bool:
+    return os.sep in pretrained or pretrained.startswith(("~", ".")) or pretrained.endswith(
+        (".pt", ".pth", ".bin", ".safetensors")
+    )
+
+
+def resolve_pretrained(pretrained: str) -> str:
+    return str(Path(pretrained).expanduser()) if is_path(pretrained) else pretrained
+
+
+def check_pretrained(config: ModelConfig) -> None:
+    """One-line ConfigError for weights that cannot be had: a missing checkpoint file, a
+    tag open_clip does not know for the model, or a tag not in the local cache while the
+    hub is offline (``HF_HUB_OFFLINE=1``). Never a silent random initialisation."""
+    p = config.pretrained
+    if not p:
+        return
+    model_config(config.name)
+    if is_path(p):
+        if not Path(p).expanduser().is_file():
+            raise ConfigError(f"model.pretrained: checkpoint file {p} not found")
+        return
+    tags = open_clip.list_pretrained_tags_by_model(config.name)
+    if p not in tags:
+        raise ConfigError(
+            f"model.pretrained: '{p}' is not an open_clip tag of {config.name} "
+            f"(known: {', '.join(tags) or 'none'}; or give a checkpoint path)"
+        )
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false"):
+        from open_clip.pretrained import download_pretrained, get_pretrained_cfg
+
+        try:
+            download_pretrained(get_pretrained_cfg(config.name, p))
+        except Exception:
+            raise ConfigError(
+                f"model.pretrained: weights '{p}' of {config.name} are not in the local cache and HF_HUB_OFFLINE "
+                "is set; download them on a machine with internet or give a checkpoint path"
+            ) from None

@@ -66,16 +66,19 @@ def prepare(config: Config, strengths: list[float] | None = None, clusters: list
 
 
 def _data_key(config: Config) -> tuple:
-    d = config.data
-    return (config.dataset, d.root, d.shots, d.seed, d.image_size, d.val_per_class, d.test_per_class)
+    import json
+
+    return (config.dataset, json.dumps(dataclasses.asdict(config.data), sort_keys=True))
 
 
 @functools.lru_cache(maxsize=4)
 def _split(key: tuple) -> FewShotSplit:
-    from raysynth.config import DataConfig
+    import json
 
-    dataset, root, shots, seed, size, val, test = key
-    return load_split(dataset, DataConfig(root, shots, seed, size, val, test))
+    from raysynth.config import DataConfig, from_dict
+
+    dataset, data = key
+    return load_split(dataset, from_dict(DataConfig, json.loads(data)))
 
 
 def cached_split(config: Config) -> FewShotSplit:
@@ -118,7 +121,7 @@ def build_model(config: Config, num_classes: int, with_objectives: bool = True, 
     clip = create_model(config.model.name)
     clip.load_state_dict(state)
     if not with_objectives:
-        return build_classifier(clip, num_classes, lora=None)
+        return build_classifier(clip, num_classes, lora=None, normalize=normalizes(config))
     objectives = parse_loss(config.loss)
     head, projection_dim = None, None
     embed_dim = clip.visual.output_dim
@@ -129,7 +132,18 @@ def build_model(config: Config, num_classes: int, with_objectives: bool = True, 
     if any(o.needs_projection for o in objectives):
         # SyNC's ETF needs at least C-1 dimensions
         projection_dim = max(config.model.projection_dim, num_classes)
-    return build_classifier(clip, num_classes, config.model.lora, head=head, projection_dim=projection_dim)
+    if head is None and config.model.head == "zero_shot":
+        from raysynth.models.classifier import zero_shot_head
+
+        split = cached_split(config)
+        head = zero_shot_head(clip, config.model.name, split.classes, split.metaclass)
+    model = build_classifier(clip, num_classes, config.model.lora, head=head, projection_dim=projection_dim, normalize=normalizes(config))
+    return model.to("cuda") if torch.cuda.is_available() else model
+
+
+def normalizes(config: Config) -> bool:
+    """Pixel normalisation: explicit, else on for pretrained CLIP weights."""
+    return config.model.normalize if config.model.normalize is not None else bool(config.model.pretrained)
 
 
 def build_models(config: Config, num_classes: int) -> list[FewShotClassifier]:

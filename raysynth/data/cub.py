@@ -1,0 +1,71 @@
+"""CUB-200-2011 (Wah et al., 2011): 200 bird species, the official train/test split.
+
+Expected layout under ``--data-root`` (the extracted ``CUB_200_2011.tgz``)::
+
+    images.txt              <image id> <relative path>
+    image_class_labels.txt  <image id> <class id, 1-based>
+    train_test_split.txt    <image id> <1 = train, 0 = test>
+    classes.txt             <class id> <001.Black_footed_Albatross>
+    images/<class dir>/<file>.jpg
+
+Validation is carved from the official train split (``data.val_per_class`` per class,
+fixed seed); the k shots come from the rest. Class names are made readable
+("001.Black_footed_Albatross" -> "black footed albatross"); the metaclass is "bird".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from raysynth.config import ConfigError, DataConfig
+from raysynth.data.base import FewShotSplit, register_dataset, split_from_files
+from raysynth.data.images import readable_class_name, require_files
+
+FILES = ["images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt", "images"]
+WHERE = "download CUB_200_2011.tgz from https://data.caltech.edu/records/65de6-vp158 and extract it (--data-root CUB_200_2011)"
+
+
+def _root(config: DataConfig) -> Path:
+    if not config.root:
+        raise ConfigError(f"data.root: dataset 'cub' needs --data-root; {WHERE}")
+    return Path(config.root).expanduser()
+
+
+def check(config: DataConfig) -> None:
+    require_files(_root(config), FILES, "CUB-200-2011", WHERE)
+
+
+def _table(path: Path) -> dict[int, str]:
+    rows = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise ConfigError(f"data.root: {path} line {n} is not '<id> <value>': {line[:60]!r}")
+        rows[int(parts[0])] = parts[1].strip()
+    return rows
+
+
+@register_dataset("cub", check=check)
+def load_cub_split(config: DataConfig) -> FewShotSplit:
+    root = _root(config)
+    check(config)
+    images, labels, is_train, classes = (_table(root / f) for f in FILES[:4])
+    missing = sorted(set(images) - set(labels))[:1] or sorted(set(images) - set(is_train))[:1]
+    if missing:
+        raise ConfigError(f"data.root: image id {missing[0]} of images.txt has no label or split in {root}")
+    class_ids = sorted(classes)
+    index = {c: i for i, c in enumerate(class_ids)}
+    names = [readable_class_name(classes[c]) for c in class_ids]
+    ids = sorted(images)
+    paths = [root / "images" / images[i] for i in ids]
+    y = np.array([index[int(labels[i])] for i in ids], dtype=np.int64)
+    train = np.array([is_train[i].strip() == "1" for i in ids])
+    return split_from_files(
+        "cub", config, names, "bird",
+        train=([p for p, t in zip(paths, train) if t], y[train]),
+        test=([p for p, t in zip(paths, train) if not t], y[~train]),
+    )

@@ -1,0 +1,118 @@
+"""CUB-200-2011, Flowers102 and image folders on miniature trees in the real formats."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from raysynth.config import ConfigError, DataConfig
+from raysynth.data import DATASET_CHECKS, load_split
+
+CUB_CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]
+
+
+def _jpeg(path, colour, size=(40, 30)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(sum(colour))
+    pixels = np.clip(np.array(colour)[None, None, :] + rng.integers(-20, 20, (size[1], size[0], 3)), 0, 255)
+    Image.fromarray(pixels.astype(np.uint8)).save(path, quality=90)
+
+
+def make_cub(root, train_per_class=8, test_per_class=3):
+    """The official CUB file formats, with 3 classes of coloured JPEGs."""
+    images, labels, split = [], [], []
+    for c, name in enumerate(CUB_CLASSES, 1):
+        for i in range(train_per_class + test_per_class):
+            rel = f"{name}/{name.split('.')[1]}_{i:04d}.jpg"
+            _jpeg(root / "images" / rel, (80 * c, 40 * i % 255, 200 - 50 * c))
+            images.append(rel)
+            labels.append(c)
+            split.append(1 if i < train_per_class else 0)
+    (root / "images.txt").write_text("".join(f"{i} {p}\n" for i, p in enumerate(images, 1)))
+    (root / "image_class_labels.txt").write_text("".join(f"{i} {c}\n" for i, c in enumerate(labels, 1)))
+    (root / "train_test_split.txt").write_text("".join(f"{i} {s}\n" for i, s in enumerate(split, 1)))
+    (root / "classes.txt").write_text("".join(f"{c} {n}\n" for c, n in enumerate(CUB_CLASSES, 1)))
+    return root
+
+
+def make_flowers(root, classes=3, per_split=(6, 2, 3)):
+    from scipy.io import savemat
+
+    labels, ids = [], {"trnid": [], "valid": [], "tstid": []}
+    n = 0
+    for c in range(classes):
+        for key, count in zip(ids, per_split):
+            for _ in range(count):
+                n += 1
+                _jpeg(root / "jpg" / f"image_{n:05d}.jpg", (60 * c + 30, 120, 90 * c % 255))
+                labels.append(c + 1)
+                ids[key].append(n)
+    savemat(root / "imagelabels.mat", {"labels": np.array([labels])})
+    savemat(root / "setid.mat", {k: np.array([v]) for k, v in ids.items()})
+    return root
+
+
+def _config(root, **kw):
+    return DataConfig(root=str(root), shots=kw.pop("shots", 2), image_size=16, val_per_class=kw.pop("val", 2), test_per_class=0, **kw)
+
+
+def test_cub_layout_names_splits_and_shots(tmp_path):
+    root = make_cub(tmp_path / "CUB_200_2011")
+    split = load_split("cub", _config(root))
+    assert split.classes == ["black footed albatross", "laysan albatross", "sooty albatross"]
+    assert split.metaclass == "bird"
+    assert len(split.train) == 3 * 2 and len(split.val) == 3 * 2 and len(split.test) == 3 * 3
+    assert split.train.images.shape[1:] == (3, 16, 16) and split.train.images.max() <= 1
+    # the class colours survive decoding: class 2's images are redder than class 0's
+    assert split.test.images[split.test.labels == 2, 0].mean() > split.test.images[split.test.labels == 0, 0].mean()
+    again = load_split("cub", _config(root))
+    other = load_split("cub", _config(root, seed=1))
+    assert torch.equal(again.train.images, split.train.images)  # same seed, same shots
+    assert not torch.equal(other.train.images, split.train.images)
+    assert torch.equal(other.val.images, split.val.images)  # validation never depends on the seed
+    everything = load_split("cub", _config(root, shots="all"))
+    assert len(everything.train) == 3 * (8 - 2)
+
+
+def test_flowers_official_splits(tmp_path):
+    root = make_flowers(tmp_path / "flowers102")
+    split = load_split("flowers", _config(root))
+    assert split.classes == ["pink primrose", "hard-leaved pocket orchid", "canterbury bells"]
+    assert split.metaclass == "flower"
+    assert (len(split.train), len(split.val), len(split.test)) == (6, 3 * 2, 3 * 3)
+
+
+def test_folder_dataset(tmp_path):
+    root = tmp_path / "pets"
+    for part, count in (("train", 5), ("test", 2)):
+        for c, name in enumerate(["siamese_cat", "pug"]):
+            for i in range(count):
+                _jpeg(root / part / name / f"{i}.jpg", (100 * c + 20, 50, 50))
+    split = load_split("folder", _config(root, metaclass="pet"))
+    assert split.classes == ["pug", "siamese cat"] and split.metaclass == "pet"
+    assert (len(split.train), len(split.val), len(split.test)) == (4, 4, 4)
+
+
+@pytest.mark.parametrize("dataset, remove, needle", [
+    ("cub", None, "not a directory"),
+    ("cub", "train_test_split.txt", "train_test_split.txt is missing"),
+    ("flowers", "setid.mat", "setid.mat is missing"),
+])
+def test_missing_root_or_file_names_it(tmp_path, dataset, remove, needle):
+    root = tmp_path / "data"
+    if remove is not None:
+        (make_cub if dataset == "cub" else make_flowers)(root)
+        (root / remove).unlink()
+    with pytest.raises(ConfigError, match=needle) as info:
+        DATASET_CHECKS[dataset](_config(root))
+    assert "\n" not in str(info.value) and "download" in str(info.value)
+
+
+def test_corrupt_image_and_too_many_shots_are_errors(tmp_path):
+    root = make_cub(tmp_path / "cub")
+    with pytest.raises(ConfigError, match="data.shots: 7 shots requested"):
+        load_split("cub", _config(root, shots=7))  # 8 train - 2 validation = 6 per class
+    victim = sorted((root / "images").rglob("*.jpg"))[0]
+    victim.write_bytes(b"not a jpeg")
+    with pytest.raises(ConfigError, match=f"cannot decode image {victim}"):
+        load_split("cub", _config(root, shots="all", val=1))
