@@ -415,6 +415,10 @@ def validate(config: Config) -> None:
 
     if config.dataset not in DATASETS:
         raise ConfigError(f"dataset: unknown dataset '{config.dataset}' (known: {', '.join(sorted(DATASETS))})")
+    from raysynth.data import DATASET_CHECKS
+
+    if config.dataset in DATASET_CHECKS:  # the data first: the most basic thing to get right
+        DATASET_CHECKS[config.dataset](config.data)
     if config.pool.generator not in GENERATORS:
         raise ConfigError(
             f"pool.generator: unknown generator '{config.pool.generator}' "
@@ -467,10 +471,6 @@ def validate(config: Config) -> None:
     }
     if config.data.shots != "all" and (isinstance(config.data.shots, str) or config.data.shots < 1):
         raise ConfigError(f"data.shots: must be an integer >= 1 or 'all', got {config.data.shots!r}")
-    from raysynth.data import DATASET_CHECKS
-
-    if config.dataset in DATASET_CHECKS:
-        DATASET_CHECKS[config.dataset](config.data)
     if config.dataset != "digits" and not config.model.pretrained:
         raise ConfigError(
             f"model.pretrained: dataset '{config.dataset}' has no base classes to pretrain on; give an "

@@ -81,3 +81,56 @@ def pytest_collection_modifyitems(config, items):
         return 3 if "test_job_submit" in item.nodeid else 1
 
     items.sort(key=rank)
+
+
+# ------------------------------------------------------------------ miniature datasets
+
+
+CUB_CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]
+
+
+def _jpeg(path, colour, size=(40, 30)):
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(sum(colour))
+    pixels = np.clip(np.array(colour)[None, None, :] + rng.integers(-20, 20, (size[1], size[0], 3)), 0, 255)
+    Image.fromarray(pixels.astype(np.uint8)).save(path, quality=90)
+
+
+def make_cub(root, train_per_class=8, test_per_class=3):
+    """The official CUB file formats, with 3 classes of coloured JPEGs."""
+    images, labels, split = [], [], []
+    for c, name in enumerate(CUB_CLASSES, 1):
+        for i in range(train_per_class + test_per_class):
+            rel = f"{name}/{name.split('.')[1]}_{i:04d}.jpg"
+            _jpeg(root / "images" / rel, (80 * c, 40 * i % 255, 200 - 50 * c))
+            images.append(rel)
+            labels.append(c)
+            split.append(1 if i < train_per_class else 0)
+    (root / "images.txt").write_text("".join(f"{i} {p}\n" for i, p in enumerate(images, 1)))
+    (root / "image_class_labels.txt").write_text("".join(f"{i} {c}\n" for i, c in enumerate(labels, 1)))
+    (root / "train_test_split.txt").write_text("".join(f"{i} {s}\n" for i, s in enumerate(split, 1)))
+    (root / "classes.txt").write_text("".join(f"{c} {n}\n" for c, n in enumerate(CUB_CLASSES, 1)))
+    return root
+
+
+def make_flowers(root, classes=3, per_split=(6, 2, 3)):
+    import numpy as np
+    from scipy.io import savemat
+
+    labels, ids = [], {"trnid": [], "valid": [], "tstid": []}
+    n = 0
+    for c in range(classes):
+        for key, count in zip(ids, per_split):
+            for _ in range(count):
+                n += 1
+                _jpeg(root / "jpg" / f"image_{n:05d}.jpg", (60 * c + 30, 120, 90 * c % 255))
+                labels.append(c + 1)
+                ids[key].append(n)
+    savemat(root / "imagelabels.mat", {"labels": np.array([labels])})
+    savemat(root / "setid.mat", {k: np.array([v]) for k, v in ids.items()})
+    return root
+
+
