@@ -6,7 +6,7 @@ import sqlite3
 
 import torch
 
-from conftest import REPO, run_job
+from conftest import run_job
 from conftest import make_cub
 
 
@@ -27,7 +27,7 @@ def test_cub_search_end_to_end(tmp_path):
         "--set", "model.name=raysynth-tiny", "--set", f"model.pretrained={ckpt}",
         "--set", "data.image_size=32", "--set", "data.shots=2", "--set", "data.val_per_class=2",
         "--set", "pool.generator=morph", "--set", "pool.options={}", "--set", "pool.per_class=4",
-        "--set", "pool.actors=1", "--set", f"pool.clip_model=raysynth-tiny", "--set", f"pool.clip_pretrained={ckpt}",
+        "--set", "pool.actors=1", "--set", "pool.clip_model=raysynth-tiny", "--set", f"pool.clip_pretrained={ckpt}",
         "--set", "pool.filter=mismatch",
         "--set", "train.epochs=2", "--set", "train.steps_per_epoch=2", "--set", "train.batch_real=4",
         "--set", "train.batch_syn=4", "--set", "train.threads=1", "--set", "search.final_seeds=1",

@@ -242,7 +242,6 @@ def generate_pool(
     Returns (key, generated): ``generated`` is False on a cache hit, when nothing runs.
     An interrupted earlier run's finished shards are kept and not generated again.
     """
-    import ray
 
     store = store or PoolStore()
     strength = config.strength if strength is None else strength
