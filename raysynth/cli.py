@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for the project's store")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--tracking-uri")
     return parser
 
@@ -231,14 +232,19 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def ui_command(args, uri: str) -> list[str]:
+    """The MLflow UI server: 127.0.0.1 unless the user passes --host."""
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+
+
 def cmd_ui(args) -> int:
     import subprocess
 
     from raysynth.tracking import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri()
-    print(f"MLflow UI for {uri}: http://127.0.0.1:{args.port}", flush=True)
-    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)])
+    print(f"MLflow UI for {uri}: http://{args.host}:{args.port}", flush=True)
+    return subprocess.call(ui_command(args, uri))
 
 
 COMMANDS = {

@@ -21,7 +21,7 @@ import numpy as np
 
 from raysynth.config import ConfigError, DataConfig
 from raysynth.data.base import FewShotSplit, register_dataset, split_from_files
-from raysynth.data.images import readable_class_name, require_files
+from raysynth.data.images import dataset_root, readable_class_name, require_files
 
 FILES = ["images.txt", "image_class_labels.txt", "train_test_split.txt", "classes.txt", "images"]
 WHERE = "download CUB_200_2011.tgz from https://data.caltech.edu/records/65de6-vp158 and extract it (--data-root CUB_200_2011)"
@@ -30,7 +30,7 @@ WHERE = "download CUB_200_2011.tgz from https://data.caltech.edu/records/65de6-v
 def _root(config: DataConfig) -> Path:
     if not config.root:
         raise ConfigError(f"data.root: dataset 'cub' needs --data-root; {WHERE}")
-    return Path(config.root).expanduser()
+    return dataset_root(config.root, "cub", WHERE)
 
 
 def check(config: DataConfig) -> None:

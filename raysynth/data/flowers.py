@@ -19,7 +19,7 @@ import numpy as np
 
 from raysynth.config import ConfigError, DataConfig
 from raysynth.data.base import FewShotSplit, register_dataset, split_from_files
-from raysynth.data.images import require_files
+from raysynth.data.images import dataset_root, require_files
 
 FILES = ["jpg", "imagelabels.mat", "setid.mat"]
 WHERE = (
@@ -53,7 +53,7 @@ assert len(NAMES) == 102
 def _root(config: DataConfig) -> Path:
     if not config.root:
         raise ConfigError(f"data.root: dataset 'flowers' needs --data-root; {WHERE}")
-    return Path(config.root).expanduser()
+    return dataset_root(config.root, "flowers", WHERE)
 
 
 def check(config: DataConfig) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from raysynth.config import ConfigError, DataConfig
 from raysynth.data.base import FewShotSplit, register_dataset, split_from_files
-from raysynth.data.images import require_files
+from raysynth.data.images import dataset_root, require_files
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 WHERE = "expected root/train/<class>/*.jpg and root/test/<class>/*.jpg"
@@ -23,7 +23,7 @@ WHERE = "expected root/train/<class>/*.jpg and root/test/<class>/*.jpg"
 def _root(config: DataConfig) -> Path:
     if not config.root:
         raise ConfigError(f"data.root: dataset 'folder' needs --data-root; {WHERE}")
-    return Path(config.root).expanduser()
+    return dataset_root(config.root, "folder", WHERE)
 
 
 def check(config: DataConfig) -> None:

@@ -82,6 +82,14 @@ def readable_class_name(raw: str) -> str:
     return " ".join(name.replace("_", " ").split()).lower()
 
 
+def dataset_root(root: str, dataset: str, where: str) -> Path:
+    """``--data-root`` as a directory: an archive is safely extracted once."""
+    from raysynth.data.archive import extracted_root, is_archive
+
+    path = Path(root).expanduser()
+    return extracted_root(path) if is_archive(path) else path
+
+
 def require_files(root: Path, files: list[str], dataset: str, where: str) -> None:
     """ConfigError naming the first missing file and where the dataset comes from."""
     if not root.is_dir():

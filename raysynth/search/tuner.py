@@ -57,6 +57,10 @@ class SearchSummary:
     seconds: float = 0.0
 
 
+# A cluster raysynth starts itself listens on this machine only.
+LOCAL_RAY = {"dashboard_host": "127.0.0.1"}
+
+
 def connect_ray() -> None:
     """Attach to a running cluster (a submitted job, a local `ray start` head), else start one."""
     import ray
@@ -70,7 +74,7 @@ def connect_ray() -> None:
         ray.init(address="auto")
     except ConnectionError:
         # the dashboard serves the state API that Ray Train's controller polls
-        ray.init()
+        ray.init(**LOCAL_RAY)
 
 
 def trial_resources(config: Config) -> dict[str, float]:
