@@ -22,6 +22,9 @@ from conftest import run_job
         (["--set", "pool.generator=ddpm", "--set", "pool.options.resolution=7"], "pool.options.resolution"),
         (["--set", "pool.filter=bottom"], "pool.clip_model"),
         (["--set", "pool.mode=remix"], "pool.mode"),
+        (["--set", "pool.strength=1.5"], "pool.strength: must be in (0, 1]"),
+        (["--set", "partition.clusters_per_class=0"], "partition.clusters_per_class: must be > 0"),
+        (["--resume", "--name", "s1"], "--resume: no search named 's1'"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, args, needle):
@@ -48,9 +51,41 @@ def test_leaderboard_unknown_experiment(tmp_path, capsys):
 
 
 def test_finetune_generator_bad_model_exits_2_before_starting_ray(capsys):
+    import ray
+
+    before = ray.is_initialized()  # a session-wide Ray may already be up in this process
     assert main(["finetune-generator", "--model", "/nonexistent/sd"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pool.options.model" in err[0]
-    import ray
+    assert ray.is_initialized() == before
 
-    assert not ray.is_initialized()
+
+@pytest.mark.parametrize("args, env, needle", [
+    (["--storage", "/proc/raysynth-nope"], {}, "--storage: cannot write"),
+    (["--tracking-uri", "http://127.0.0.1:9"], {}, "--tracking-uri: no MLflow server answers"),
+    ([], {"RAY_ADDRESS": "127.0.0.1:9"}, "RAY_ADDRESS=127.0.0.1:9: no Ray cluster reachable"),
+])
+def test_environment_bad_input_exits_2(tmp_path, args, env, needle):
+    home = tmp_path / "home"
+    result = run_job(args, env={"RAYSYNTH_HOME": str(home), **env}, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert needle in lines[-1] and "Traceback" not in result.stderr
+    assert not (home / "mlflow.db").exists()
+
+
+def test_resume_with_another_config_is_refused(tmp_path, tiny_config):
+    import json
+
+    from raysynth.config import ConfigError
+    from raysynth.search.tuner import CONFIG_RECORD, SearchOptions, preflight
+
+    options = SearchOptions(tracking_uri=f"sqlite:///{tmp_path}/m.db", experiment="x", storage=tmp_path / "tune", name="s1", resume=True)
+    (tmp_path / "tune" / "s1").mkdir(parents=True)
+    (tmp_path / "tune" / "s1" / CONFIG_RECORD).write_text(json.dumps(tiny_config.to_dict(), sort_keys=True))
+    preflight(tiny_config, options)  # the same config resumes
+    tiny_config.search.concurrency = 1
+    preflight(tiny_config, options)  # so does a different concurrency
+    tiny_config.train.lr = 0.5
+    with pytest.raises(ConfigError, match=r"--resume: search 's1' was started with another config \(train.lr"):
+        preflight(tiny_config, options)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raysynth.config import Config, dump_yaml, raysynth_home
+from raysynth.config import Config, ConfigError, dump_yaml, raysynth_home
 from raysynth.data.base import audit_event
 from raysynth.search.weights import measure_context
 from raysynth.search.space import Space, apply_params, clusters_in, flatten_params, parse_space, strengths_in
@@ -57,6 +57,72 @@ class SearchSummary:
     seconds: float = 0.0
 
 
+CONFIG_RECORD = "raysynth_config.json"  # the config a search was started with (checked on --resume)
+
+
+def preflight(config: Config, options: SearchOptions) -> None:
+    """Bad input the config cannot show, found before anything is started or written:
+    an unwritable storage path, an unreachable tracking server, a resume with another
+    config. Each a one-line ConfigError (exit 2)."""
+    import tempfile
+    import urllib.error
+    import urllib.request
+
+    try:
+        options.storage.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=options.storage):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--storage: cannot write to {options.storage} ({exc.strerror or exc})") from None
+    uri = options.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ConfigError(f"--tracking-uri: no MLflow server answers at {uri} ({reason})") from None
+    elif uri.startswith("sqlite:///"):
+        parent = Path(uri[len("sqlite:///"):]).expanduser().parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=parent):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"--tracking-uri: cannot write the MLflow store in {parent} ({exc.strerror or exc})") from None
+    if options.resume:
+        record = options.storage / options.name / CONFIG_RECORD
+        if record.is_file():
+            old = flatten_params(json.loads(record.read_text()), sep=".")
+            new = flatten_params(config.to_dict(), sep=".")
+            # how many trials run at once may change between runs; nothing else may
+            differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k != "search.concurrency")
+            if differ:
+                k = differ[0]
+                raise ConfigError(
+                    f"--resume: search '{options.name}' was started with another config ({k}: {old.get(k)!r} then, "
+                    f"{new.get(k)!r} now; {len(differ)} field(s) differ)"
+                )
+
+
+def check_ray_address(address: str) -> None:
+    """A quick TCP probe of ``RAY_ADDRESS`` (host:port of a GCS): ray.init() itself keeps
+    retrying an unreachable address for minutes."""
+    import socket
+
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return
+    if address.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"RAY_ADDRESS={address}: that is a dashboard/job-submission URL; unset it and pass "
+            "--address to `ray job submit`, or set RAY_ADDRESS to the head's host:6379"
+        )
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"RAY_ADDRESS={address}: no Ray cluster reachable ({getattr(exc, 'strerror', None) or exc})") from None
+
+
 # A cluster raysynth starts itself listens on this machine only.
 LOCAL_RAY = {"dashboard_host": "127.0.0.1"}
 
@@ -68,7 +134,12 @@ def connect_ray() -> None:
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
-        ray.init()
+        check_ray_address(os.environ["RAY_ADDRESS"])
+        try:
+            ray.init()
+        except (ConnectionError, TimeoutError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise ConfigError(f"RAY_ADDRESS={os.environ['RAY_ADDRESS']}: no Ray cluster reachable ({first})") from None
         return
     try:
         ray.init(address="auto")
@@ -192,6 +263,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     space = parse_space(config.search.space, config)
     split = cached_split(config)
     check_quality_classes(config.pool.quality, split.classes)  # bad input: before anything starts
+    preflight(config, options)
     connect_ray()
     prepared = prepare(config, strengths_in(space, config), clusters_in(space, config))
     log.info("prepared: backbone %s, pools %s (%d generated now)", prepared.weights, prepared.pool_keys, prepared.generated)
@@ -228,6 +300,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
             _log_weight_context(client, parent_id, context, split.classes)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"run_id": parent_id}))
+        (marker.parent / CONFIG_RECORD).write_text(json.dumps(config.to_dict(), sort_keys=True))
 
     try:
         tracker = TrialTracker(options.tracking_uri, experiment_id, parent_id, tags, config.train.epochs)

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from raysynth.config import load_config
 from raysynth.generators.pipeline import finished_shards, generate_pool
@@ -41,7 +42,16 @@ def _config(extra):
     return load_config(REPO / "search_spaces" / "digits.yaml", tiny_overrides() + extra)
 
 
-def test_killed_generation_resumes_and_matches_an_uninterrupted_run(ray_session, tmp_path):
+@pytest.fixture(scope="module")
+def reference_pool(ray_session, tmp_path_factory):
+    """The SLOW_DDPM pool generated without interruption (compared with the chaos runs)."""
+    config = _config(SLOW_DDPM)
+    store = PoolStore(tmp_path_factory.mktemp("reference"))
+    key, _ = generate_pool(cached_split(config), config.pool, store=store)
+    return store.load(key)
+
+
+def test_killed_generation_resumes_and_matches_an_uninterrupted_run(ray_session, reference_pool, tmp_path):
     config = _config(SLOW_DDPM)
     split = cached_split(config)
     key = pool_key(split.fingerprint, config.pool)
@@ -72,9 +82,7 @@ def test_killed_generation_resumes_and_matches_an_uninterrupted_run(ray_session,
     assert meta["generated_shards"] <= total - len(done)  # finished shards were not redone
     assert not work.exists() and not [p for p in store.root.iterdir() if p.name.startswith(".")]
 
-    fresh = PoolStore(tmp_path / "fresh")
-    generate_pool(split, config.pool, store=fresh)
-    a, b = store.load(key), fresh.load(key)
+    a, b = store.load(key), reference_pool
     assert np.array_equal(a.images, b.images)
     pd.testing.assert_frame_equal(a.manifest, b.manifest)
 
@@ -114,3 +122,35 @@ def torch_le(images, pool, manifest, kept_min) -> bool:
     keep = keep_mask(manifest, "bottom", 0.25)
     kept = manifest[keep]
     return len(kept) == len(images) and bool((kept["clip_score"].to_numpy() >= kept_min[kept["target_class"]].to_numpy()).all())
+
+
+def test_a_generation_actor_killed_mid_shard_still_gives_the_full_pool(ray_session, reference_pool, tmp_path):
+    """SIGKILL the actor process while it is generating: Ray Data restarts the actor and
+    retries its shard; the pool is complete and equal to an uninterrupted run."""
+    import threading
+
+    import psutil
+
+    config = _config(SLOW_DDPM)
+    split = cached_split(config)
+    key = pool_key(split.fingerprint, config.pool)
+    store = PoolStore(tmp_path / "chaos")
+    done = {}
+    worker = threading.Thread(target=lambda: done.update(result=generate_pool(split, config.pool, store=store)))
+    worker.start()
+    victims = []
+    deadline = time.time() + 240
+    while not victims and time.time() < deadline:
+        if len(finished_shards(store.work_path(key))) >= 2:
+            # the actor is a process Ray started for this test's own generation
+            victims = [p for p in psutil.process_iter(["cmdline"]) if "GenerateShards" in " ".join(p.info["cmdline"] or [])]
+        time.sleep(0.02)
+    assert victims, "no generation actor found"
+    for p in victims:
+        p.kill()
+    worker.join(timeout=600)
+    assert done.get("result") == (key, True)
+    a, b = store.load(key), reference_pool
+    assert len(a) == config.pool.per_class * split.num_classes
+    assert np.array_equal(a.images, b.images)
+    pd.testing.assert_frame_equal(a.manifest, b.manifest)
