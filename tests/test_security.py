@@ -9,7 +9,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import torch
 
 from raysynth.config import ConfigError, ModelConfig
 from raysynth.data.archive import extracted_root, safe_extract
