@@ -178,9 +178,16 @@ def generator_key(split_fingerprint: str, config: PoolConfig) -> str:
 
 def _fit_and_save(config: PoolConfig, classes: list[str], metaclass: str, learned: ImageSet, final: str) -> str:
     """Runs as a Ray task: fit the backend on the learned shots, save it atomically."""
-    import logging as _logging
+    import sys
 
-    _logging.getLogger("raysynth").setLevel(_logging.INFO)
+    # this runs in a Ray worker: print the fit's progress lines (Ray forwards stdout)
+    logger = logging.getLogger("raysynth")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.INFO)
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     generator = create_generator(config, classes, metaclass, device)
@@ -373,7 +380,9 @@ def _iterate(plan, config, split, learned, fitted, work, todo, resources, key, a
         now = time.perf_counter() - start
         if first is None:
             first = (now, made)
-        if now - last > 5 or i == len(todo):
+        if i == 1 and len(todo) > 1:
+            log.info("pool %s: first shard after %.1f s (actors start and load the generator)", key, now)
+        elif now - last > 5 or i == len(todo):
             last = now
             rate = (made - first[1]) / (now - first[0]) if now > first[0] else made / max(now, 1e-9)
             log.info(
