@@ -10,9 +10,6 @@ renamed into place, so a crash never leaves a half-written pool behind.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from raysynth.atomic import atomic_directory
 from raysynth.config import PoolConfig, fingerprint, raysynth_home
 from raysynth.generators.base import GENERATORS
 from raysynth.generators.labels import diffmix_soft_labels
@@ -122,18 +120,8 @@ class PoolStore:
 
     def _commit(self, key: str, write, meta: dict) -> Path:
         """Write a pool into a temporary directory, then rename it into place."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        final = self.path(key)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self.root))
-        try:
+        with atomic_directory(self.path(key)) as tmp:
             write(tmp)
             # meta.json last: its presence marks a complete pool
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-            if final.exists():  # a concurrent writer got there first; both are identical
-                shutil.rmtree(tmp)
-            else:
-                os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return final
+        return self.path(key)

@@ -11,12 +11,11 @@ check also covers zips and gives one clear line naming the member.)
 from __future__ import annotations
 
 import os
-import shutil
 import tarfile
-import tempfile
 import zipfile
 from pathlib import Path
 
+from raysynth.atomic import atomic_directory
 from raysynth.config import ConfigError, fingerprint, raysynth_home
 
 SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
@@ -58,9 +57,7 @@ def safe_extract(archive: str | Path, target: str | Path) -> Path:
     """Extract ``archive`` into ``target`` (checked first, then extracted into a temporary
     directory renamed into place: nothing half-extracted is left behind)."""
     archive, target = Path(archive), Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with atomic_directory(target) as tmp:
         check_members(archive, tmp)
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as z:
@@ -68,13 +65,6 @@ def safe_extract(archive: str | Path, target: str | Path) -> Path:
         else:
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")
-        if target.exists():
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

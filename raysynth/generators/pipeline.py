@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from raysynth.atomic import atomic_directory
 from raysynth.config import ConfigError, PoolConfig, fingerprint
 from raysynth.data.base import FewShotSplit, ImageSet
 from raysynth.generators.base import GENERATORS, create_generator
@@ -192,18 +193,8 @@ def _fit_and_save(config: PoolConfig, classes: list[str], metaclass: str, learne
     device = "cuda" if torch.cuda.is_available() else "cpu"
     generator = create_generator(config, classes, metaclass, device)
     generator.fit(learned)
-    final_path = Path(final)
-    final_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final_path.name}-", dir=final_path.parent))
-    try:
+    with atomic_directory(Path(final)) as tmp:
         generator.save(tmp)
-        if final_path.exists():
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, final_path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

@@ -1,0 +1,28 @@
+"""Write a directory completely or not at all: into a temporary sibling, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path):
+    """Yield a temporary directory next to ``final``; on success it is renamed to
+    ``final`` (dropped if a concurrent writer got there first — the contents are the
+    same by construction), on any error it is removed. Readers never see a partial one."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
