@@ -225,6 +225,16 @@ class SearchConfig:
     final_seeds: int = _help(
         "Seeds each final model is retrained with (test accuracy reported as mean ± std).", 3
     )
+    max_failures: int = _help(
+        "Times a failed trial (an exception, a NaN/inf loss, a dead worker process or node) is "
+        "retried from its last checkpoint before it is recorded as failed.",
+        2,
+    )
+    checkpoint_every: int = _help(
+        "Checkpoint each trial every N epochs (trainable weights, optimiser and schedule state), "
+        "so a retried or resumed trial continues from there; 0: never (a retry starts over).",
+        1,
+    )
     resources: dict[str, float] = _help(
         "Resources of one trial, e.g. {cpu: 1, gpu: 0.25} (fractional GPUs let several LoRA "
         "trials share one). Empty: train.threads CPUs, and a whole GPU when one is present.",
@@ -494,6 +504,9 @@ def validate(config: Config) -> None:
             f"search.algorithm: unknown algorithm '{config.search.algorithm}' "
             f"(known: {', '.join(sorted(SEARCHERS))})"
         )
+    for name in ("max_failures", "checkpoint_every"):
+        if getattr(config.search, name) < 0:
+            raise ConfigError(f"search.{name}: must be >= 0, got {getattr(config.search, name)}")
     for name, amount in config.search.resources.items():
         if name not in ("cpu", "gpu", "memory"):
             raise ConfigError(f"search.resources.{name}: unknown resource (known: cpu, gpu, memory)")

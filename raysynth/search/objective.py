@@ -1,7 +1,9 @@
 """What one trial does: apply its params, train, report val accuracy every epoch.
 
 ``train.workers == 1``: the loop runs inside the Tune trial process (with
-``reuse_actors=True`` this costs ~0.75 s per trial on 2 cores). ``train.workers > 1``:
+``reuse_actors=True`` this costs ~0.75 s per trial on 2 cores); every
+``search.checkpoint_every`` epochs it reports with a checkpoint (trainable weights,
+optimiser, schedule), and a retried or resumed trial starts from the last one. ``train.workers > 1``:
 the trial builds a TorchTrainer and calls ``fit()`` (Train V2 inside Tune), reporting
 through ``TuneReportCallback`` under a run name derived from the trial id, so a retried
 trial resumes from its checkpoint.
@@ -17,11 +19,15 @@ from raysynth.config import Config, from_dict
 from raysynth.search.space import apply_params
 
 
+CHECKPOINT_FILE = "state.pt"
+
+
 def run_trial(
     params: dict[str, Any], base: dict[str, Any], home: str, storage_path: str, weight_context: dict | None = None
 ) -> None:
     import os
 
+    import ray
     from ray import tune
 
     # the driver's RAYSYNTH_HOME, whatever the environment of the cluster's workers
@@ -33,6 +39,7 @@ def run_trial(
     base_config = from_dict(Config, base)
     context = WeightContext(**weight_context) if weight_context else None
     config, weights = apply_params(base_config, params, cached_split(base_config).classes, context)
+    every = config.search.checkpoint_every
     if config.train.workers > 1:
         from raysynth.train.ray_train import fit_with_trainer
 
@@ -43,15 +50,39 @@ def run_trial(
             use_synthetic=True,
             name=f"trial-{trial_id}",
             storage_path=storage_path,
-            checkpoint=False,
+            checkpoint=every > 0,  # a retried trial's trainer resumes from it (same run name)
             in_tune=True,
         )
         return
-    train_in_process(config, weights, report=lambda m: tune.report(m))
+
+    node = ray.get_runtime_context().get_node_id()  # where the trial ran (MLflow tag, placement tests)
+    state = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # a retried or resumed trial: continue after its last checkpointed epoch
+        with checkpoint.as_directory() as d:
+            state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
+
+    def on_epoch_end(metrics, state_dict) -> None:
+        report = {**metrics.as_dict(), "node": node}
+        if every and (metrics.epoch % every == 0 or metrics.epoch == config.train.epochs):
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(state_dict, os.path.join(d, CHECKPOINT_FILE))
+                tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+        else:
+            tune.report(report)
+
+    train_in_process(config, weights, on_epoch_end=on_epoch_end, state=state)
 
 
-def train_in_process(config: Config, weights: list[float] | None, report=None, use_synthetic: bool = True):
-    """Train one config in this process; returns (last epoch's metrics, trained models)."""
+def train_in_process(
+    config: Config, weights: list[float] | None, report=None, use_synthetic: bool = True, on_epoch_end=None, state=None
+):
+    """Train one config in this process; returns (last epoch's metrics, trained models).
+
+    ``report(metrics_dict)`` after each epoch, or ``on_epoch_end(metrics, state_dict)``
+    for a caller that checkpoints; ``state`` resumes from such a state dict."""
     from raysynth.config import training_protocol
     from raysynth.losses import parse_loss
     from raysynth.train.loop import train_few_shot
@@ -62,13 +93,15 @@ def train_in_process(config: Config, weights: list[float] | None, report=None, u
     models = build_models(config, split.num_classes)
     data = train_data(config, use_synthetic=use_synthetic)
     w = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
-    callback = (lambda metrics, _state: report(metrics.as_dict())) if report else None
+    if on_epoch_end is None and report is not None:
+        on_epoch_end = lambda metrics, _state: report(metrics.as_dict())  # noqa: E731
     metrics = train_few_shot(
         models,
         data,
         config.train,
         w,
-        on_epoch_end=callback,
+        on_epoch_end=on_epoch_end,
+        state=state,
         objectives=parse_loss(config.loss),
         protocol=training_protocol(config),
         partition=config.partition,

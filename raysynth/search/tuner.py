@@ -31,6 +31,9 @@ class SearchOptions:
     storage: Path
     name: str
     resume: bool = False
+    # extra Ray Tune callbacks of a caller (fault-injection tests, chaos benchmark); a
+    # resumed search keeps the callbacks it was started with (Tune restores them)
+    callbacks: list = field(default_factory=list)
 
 
 @dataclass
@@ -194,10 +197,28 @@ def build_tuner(
         )
     else:
         scheduler = FIFOScheduler()
-    run_config = tune.RunConfig(name=options.name, storage_path=str(options.storage), callbacks=callbacks, verbose=0)
+    run_config = tune.RunConfig(
+        name=options.name,
+        storage_path=str(options.storage),
+        callbacks=callbacks,
+        verbose=0,
+        # a trial that raises, hits a NaN loss or loses its process/node is retried from
+        # its last checkpoint (objective.run_trial) up to max_failures times
+        failure_config=tune.FailureConfig(max_failures=s.max_failures),
+        # num_to_keep=1 also makes Tune snapshot the experiment state (trial table and
+        # searcher) after every trial checkpoint, so a killed driver loses no finished epoch
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+    )
+    # ...and those frequent snapshots are intended: do not warn about them
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if options.resume:
-        path = options.storage / options.name
-        return tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+        # Tune restores the trial table, the searcher's state (SkoptSearch.save/restore, the
+        # Optuna study) and the callbacks; unfinished trials continue from their checkpoints.
+        # Trials that used up their retries stay failed: their reason is already recorded.
+        path = str(options.storage / options.name)
+        if tune.Tuner.can_restore(path):
+            return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False)
+        log.info("--resume: the search was stopped before Ray Tune saved any state; its trials start now")
     return tune.Tuner(
         trainable,
         param_space=space.to_tune(classes),
@@ -305,7 +326,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     try:
         tracker = TrialTracker(options.tracking_uri, experiment_id, parent_id, tags, config.train.epochs)
         progress = TrialProgress(config.search.trials, config.train.epochs)
-        tuner = build_tuner(config, space, split.classes, options, [tracker, progress], context)
+        tuner = build_tuner(config, space, split.classes, options, [tracker, progress, *options.callbacks], context)
         results = tuner.fit()
         params, val_acc, n_trials = best_trial(results, config.train.epochs)
         best_config, weights = apply_params(config, params, split.classes, context)

@@ -85,7 +85,14 @@ def get_or_create_experiment(client: MlflowClient, name: str) -> str:
 
 
 class TrialTracker(Callback):
-    """Ray Tune callback: one MLflow child run per trial, metrics per epoch, status."""
+    """Ray Tune callback: one MLflow child run per trial, metrics per epoch, status.
+
+    Faults: a retried trial keeps its run (tags ``raysynth.retries`` and
+    ``raysynth.last_error``); a failed one ends FAILED with ``raysynth.error``. A resumed
+    search (``--resume`` after the driver died) finds the child runs already in MLflow
+    by their ``raysynth.trial_id`` tag, so no trial gets a second run, and an epoch a
+    trial redoes after its checkpoint is not logged twice.
+    """
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, tags: dict[str, str], max_epochs: int):
         self.tracking_uri = tracking_uri
@@ -94,7 +101,8 @@ class TrialTracker(Callback):
         self.tags = tags
         self.max_epochs = max_epochs
         self.runs: dict[str, str] = {}  # trial id -> run id
-        self.last_epoch: dict[str, int] = {}
+        self.last_epoch: dict[str, int] = {}  # trial id -> last epoch logged to MLflow
+        self.nodes: dict[str, str] = {}  # trial id -> node it last reported from
         self._client: MlflowClient | None = None
 
     @property
@@ -108,12 +116,37 @@ class TrialTracker(Callback):
         state["_client"] = None
         return state
 
+    def setup(self, **info):
+        """Adopt the child runs a previous driver of this search created (``--resume``)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' and tags.`{KIND_TAG}` = 'trial'",
+            max_results=50000,
+        )
+        for run in runs:
+            trial_id = run.data.tags.get("raysynth.trial_id")
+            if trial_id and trial_id not in self.runs:
+                self.runs[trial_id] = run.info.run_id
+        if runs:
+            log.info("resumed search: %d trial runs already in MLflow are continued, not duplicated", len(runs))
+
+    def _logged_epoch(self, trial_id: str) -> int:
+        if trial_id not in self.last_epoch:
+            history = self.client.get_metric_history(self.runs[trial_id], "val_acc")
+            self.last_epoch[trial_id] = max((m.step for m in history), default=0)
+        return self.last_epoch[trial_id]
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        if trial.trial_id in self.runs:
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is not None:
+            # a trial restarted after a fault or a resume: the same run goes on
+            if self.client.get_run(run_id).info.status != "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
             return
         tags = {**self.tags, KIND_TAG: "trial", PARENT_TAG: self.parent_run_id, "raysynth.trial_id": trial.trial_id}
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial.trial_id}", tags=tags)
         self.runs[trial.trial_id] = run.info.run_id
+        self.last_epoch[trial.trial_id] = 0
         log_params_batched(self.client, run.info.run_id, flatten_params(trial.config))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -121,26 +154,54 @@ class TrialTracker(Callback):
         if run_id is None:
             return
         epoch = int(result.get("epoch", result.get("training_iteration", 0)))
+        if epoch <= self._logged_epoch(trial.trial_id):
+            return  # redone after a restore from an earlier checkpoint: already logged
         self.last_epoch[trial.trial_id] = epoch
         now = int(time.time() * 1000)
         keys = [k for k in result if k in METRIC_KEYS or k.startswith(TERM_PREFIX)]
         metrics = [Metric(k, float(result[k]), now, epoch) for k in keys if isinstance(result[k], (int, float))]
-        if metrics:
-            self.client.log_batch(run_id, metrics=metrics)
+        tags = []
+        node = result.get("node")
+        if node and self.nodes.get(trial.trial_id) != node:
+            self.nodes[trial.trial_id] = node
+            tags.append(RunTag("raysynth.node", str(node)))
+        if metrics or tags:
+            self.client.log_batch(run_id, metrics=metrics, tags=tags)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         run_id = self.runs.get(trial.trial_id)
         if run_id is None:
             return
-        epoch = self.last_epoch.get(trial.trial_id, 0)
+        epoch = self._logged_epoch(trial.trial_id)
         status = "finished" if epoch >= self.max_epochs else "pruned"
         self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, status), RunTag("raysynth.epochs", str(epoch))])
         self.client.set_terminated(run_id, "FINISHED")
+
+    def _failures(self, trial) -> int:
+        return int(getattr(getattr(trial, "run_metadata", None), "num_failures", 0) or 0)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """A failed trial that Tune retries from its last checkpoint."""
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is None:
+            return
+        reason = trial_error_reason(trial)
+        log.warning("trial %s failed (%s); retry %d from its last checkpoint", trial.trial_id, reason, self._failures(trial))
+        self.client.log_batch(
+            run_id, tags=[RunTag("raysynth.retries", str(self._failures(trial))), RunTag("raysynth.last_error", reason[:5000])]
+        )
 
     def on_trial_error(self, iteration, trials, trial, **info):
         run_id = self.runs.get(trial.trial_id)
         if run_id is None:
             return
         reason = trial_error_reason(trial)
-        self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, "failed"), RunTag("raysynth.error", reason[:5000])])
+        self.client.log_batch(
+            run_id,
+            tags=[
+                RunTag(STATUS_TAG, "failed"),
+                RunTag("raysynth.error", reason[:5000]),
+                RunTag("raysynth.retries", str(max(self._failures(trial) - 1, 0))),
+            ],
+        )
         self.client.set_terminated(run_id, "FAILED")

@@ -21,14 +21,23 @@ class TrialProgress(Callback):
         self.epochs: dict[str, int] = {}
         self.scores: dict[str, float] = {}
 
+    def setup(self, **info):
+        # a resumed search restores this callback from the first driver's pickle
+        self.start = time.perf_counter()
+        self.done = 0
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.epochs[trial.trial_id] = int(result.get("epoch", 0))
         self.scores[trial.trial_id] = float(result.get("val_acc", float("nan")))
 
     def _ended(self, trial, status: str, trials=()) -> None:
         self.done += 1
-        epoch = self.epochs.get(trial.trial_id, 0)
-        score = self.scores.get(trial.trial_id, float("nan"))
+        # trials a resumed search restored as ended count as done
+        total_done = 1 + sum(1 for t in trials if t is not trial and t.status in ("TERMINATED", "ERROR"))
+        # a trial resumed from its final checkpoint reports nothing new: use its last result
+        last = trial.last_result or {}
+        epoch = self.epochs.get(trial.trial_id, int(last.get("epoch", 0)))
+        score = self.scores.get(trial.trial_id, float(last.get("val_acc", float("nan"))))
         if status == "completed":
             full = epoch >= self.max_epochs
             status = "finished" if full else "stopped by ASHA"
@@ -41,16 +50,22 @@ class TrialProgress(Callback):
         minutes = (time.perf_counter() - self.start) / 60
         rate = self.done / max(minutes, 1e-9)
         running = sum(1 for t in trials if t.status == "RUNNING" and t is not trial)
-        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        done = max(total_done, self.done)
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
         log.info(
             "trial %d/%d %s %s at epoch %d: val_acc %.4f (best finished %.4f; running %d, pruned %d, failed %d; "
             "%.1f trials/min, ETA %.1f min)",
-            self.done, self.total, trial.trial_id, status, epoch, score, self.best, running, self.pruned, self.failed,
+            done, self.total, trial.trial_id, status, epoch, score, self.best, running, self.pruned, self.failed,
             rate, eta,
         )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._ended(trial, "completed", trials)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        failures = getattr(trial.run_metadata, "num_failures", 0)
+        log.info("trial %s failed at epoch %d; retry %d from its last checkpoint",
+                 trial.trial_id, self.epochs.get(trial.trial_id, 0), failures)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._ended(trial, "FAILED", trials)

@@ -24,7 +24,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
 
     from raysynth.config import training_protocol
     from raysynth.losses import parse_loss
-    from raysynth.train.loop import model_accuracy, train_few_shot
+    from raysynth.train.loop import load_trainable_state, model_accuracy, train_few_shot
     from raysynth.train.task import build_models, cached_split, train_data
 
     os.environ["RAYSYNTH_HOME"] = loop_config["home"]  # the driver's, not the worker node's
@@ -84,7 +84,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         # resumed from the final checkpoint of a finished run: nothing left to train,
         # report its final metrics again (the loaded models are the finished ones)
         for model, run_state in zip(bare, state["runs"]):
-            model.load_state_dict(run_state["model"])
+            load_trainable_state(model, run_state["model"])
             model.probes = run_state.get("probes", [])
         report = {"epoch": state["epoch"], "val_acc": model_accuracy(bare, split.val.images, split.val.labels)}
         if loop_config.get("evaluate_test"):
