@@ -78,7 +78,8 @@ def pytest_collection_modifyitems(config, items):
             return 0
         if "two_workers" in item.nodeid:
             return 2
-        return 3 if "test_job_submit" in item.nodeid else 1
+        # a second Ray cluster on the machine: after it, "auto" finds that one, not the session's
+        return 3 if "test_job_submit" in item.nodeid or "test_multinode" in item.nodeid else 1
 
     items.sort(key=rank)
 

@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -321,16 +322,22 @@ def reserved(actors: int, resources: dict[str, float]):
             break
         log.info("generation: waiting for %d x %s to be free (%s available)", actors, bundle, ray.available_resources())
     ctx = ray.data.DataContext.get_current()
-    saved = (ctx.scheduling_strategy, ctx.scheduling_strategy_large_args, ctx.op_resource_reservation_enabled)
     strategy = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)
-    ctx.scheduling_strategy = ctx.scheduling_strategy_large_args = strategy
+    with warnings.catch_warnings():
+        # Ray 2.60 marks these fields deprecated ("Ray Data manages scheduling"); its own
+        # scheduling is what hangs on 2 CPUs (see above), and they still work
+        warnings.simplefilter("ignore", DeprecationWarning)
+        saved = (ctx.scheduling_strategy, ctx.scheduling_strategy_large_args, ctx.op_resource_reservation_enabled)
+        ctx.scheduling_strategy = ctx.scheduling_strategy_large_args = strategy
     # the group's bundles carry no object-store memory, which Ray Data's per-operator
     # budget would read as "one task in flight"; the group already bounds the work
     ctx.op_resource_reservation_enabled = False
     try:
         yield
     finally:
-        ctx.scheduling_strategy, ctx.scheduling_strategy_large_args, ctx.op_resource_reservation_enabled = saved
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.scheduling_strategy, ctx.scheduling_strategy_large_args, ctx.op_resource_reservation_enabled = saved
         remove_placement_group(pg)
 
 
