@@ -37,6 +37,7 @@ def main() -> None:
 
     from raysynth.config import load_config
     from raysynth.search.objective import run_trial, train_in_process
+    from raysynth.search.tuner import tune_run_config
     from raysynth.search.space import apply_params
     from raysynth.train.ray_train import fit_with_trainer
     from raysynth.train.task import prepare
@@ -55,7 +56,7 @@ def main() -> None:
             tune.with_resources(trial_fn, resources),
             param_space={"i": tune.grid_search(list(range(count)))},
             tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
-            run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0),
+            run_config=tune_run_config(config, name, storage, []),  # raysynth's: retries, checkpoints
         )
         start = time.perf_counter()
         results = tuner.fit()
@@ -79,21 +80,31 @@ def main() -> None:
 
     tuned = fit(function_trial, args.trials, {"cpu": config.train.threads}, "bench-function")
 
+    # (b') the same without per-epoch trial checkpoints (search.checkpoint_every=0)
+    base_nock = {**base, "search": {**base["search"], "checkpoint_every": 0}}
+
+    def function_trial_nock(c: dict) -> None:
+        run_trial(params[c["i"]], base=base_nock, home=home_s, storage_path=storage_s)
+
+    untuned = fit(function_trial_nock, args.trials, {"cpu": config.train.threads}, "bench-function-nock")
+
     # (c) a TorchTrainer inside each Tune trial, 1 worker (equal compute)
     def trainer_trial(c: dict) -> None:
         cfg, w = apply_params(config, params[c["i"]], CLASSES)
         trial_id = tune.get_context().get_trial_id()
         fit_with_trainer(cfg, w, True, name=f"bench-trainer-{trial_id}", storage_path=storage, checkpoint=False, in_tune=True)
 
-    trainer = fit(trainer_trial, args.trainer_trials, {"cpu": 0, "memory": 1}, "bench-trainer")
+    trainer = fit(trainer_trial, args.trainer_trials, {"cpu": 0, "memory": 1}, "bench-trainer") if args.trainer_trials else 0.0
     ray.shutdown()
 
     per_plain = plain / args.trials
     print(f"plain in-process loop:        {args.trials} trials in {plain:6.1f} s ({per_plain:.2f} s/trial)")
     print(f"raysynth Tuner, 1-worker:     {args.trials} trials in {tuned:6.1f} s ({tuned / args.trials:.2f} s/trial)")
-    print(f"TorchTrainer inside trial:    {args.trainer_trials} trials in {trainer:6.1f} s ({trainer / args.trainer_trials:.2f} s/trial)")
-    print(f"ratio Tuner / plain = {tuned / plain:.3f}  (goal <= 1.10)")
-    print(f"TorchTrainer path: +{trainer / args.trainer_trials - per_plain:.1f} s per trial over the plain loop")
+    print(f"  without trial checkpoints:  {args.trials} trials in {untuned:6.1f} s ({untuned / args.trials:.2f} s/trial)")
+    print(f"ratio Tuner / plain = {tuned / plain:.3f}  (goal <= 1.10); without checkpoints {untuned / plain:.3f}")
+    if args.trainer_trials:
+        print(f"TorchTrainer inside trial:    {args.trainer_trials} trials in {trainer:6.1f} s ({trainer / args.trainer_trials:.2f} s/trial)")
+        print(f"TorchTrainer path: +{trainer / args.trainer_trials - per_plain:.1f} s per trial over the plain loop")
 
 
 if __name__ == "__main__":

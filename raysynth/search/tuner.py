@@ -170,6 +170,26 @@ def trial_resources(config: Config) -> dict[str, float]:
     return resources
 
 
+def tune_run_config(config: Config, name: str, storage: Path, callbacks: list):
+    """Ray Tune's RunConfig for a search: retries, checkpoint retention, callbacks."""
+    from ray import tune
+
+    # frequent experiment snapshots (below) are intended: do not warn about them
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    return tune.RunConfig(
+        name=name,
+        storage_path=str(storage),
+        callbacks=callbacks,
+        verbose=0,
+        # a trial that raises, hits a NaN loss or loses its process/node is retried from
+        # its last checkpoint (objective.run_trial) up to max_failures times
+        failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
+        # num_to_keep=1 also makes Tune snapshot the experiment state (trial table and
+        # searcher) after every trial checkpoint, so a killed driver loses no finished epoch
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+    )
+
+
 def build_tuner(
     config: Config, space: Space, classes: list[str], options: SearchOptions, callbacks: list, weight_context=None
 ):
@@ -197,20 +217,7 @@ def build_tuner(
         )
     else:
         scheduler = FIFOScheduler()
-    run_config = tune.RunConfig(
-        name=options.name,
-        storage_path=str(options.storage),
-        callbacks=callbacks,
-        verbose=0,
-        # a trial that raises, hits a NaN loss or loses its process/node is retried from
-        # its last checkpoint (objective.run_trial) up to max_failures times
-        failure_config=tune.FailureConfig(max_failures=s.max_failures),
-        # num_to_keep=1 also makes Tune snapshot the experiment state (trial table and
-        # searcher) after every trial checkpoint, so a killed driver loses no finished epoch
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-    )
-    # ...and those frequent snapshots are intended: do not warn about them
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    run_config = tune_run_config(config, options.name, options.storage, callbacks)
     if options.resume:
         # Tune restores the trial table, the searcher's state (SkoptSearch.save/restore, the
         # Optuna study) and the callbacks; unfinished trials continue from their checkpoints.
