@@ -8,7 +8,7 @@
    (1 epoch of 2 steps, so the driver's bookkeeping — Tune's trial table, searcher,
    MLflow child runs, the report — dominates). Goal: < 2 GiB.
 
-    .venv/bin/python benchmarks/scale.py [--trials 8] [--load-trials 200]
+    .venv/bin/python benchmarks/scale.py [--trials 16] [--load-trials 200]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class PeakRSS:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=8, help="trials per concurrency level")
+    parser.add_argument("--trials", type=int, default=16, help="trials per concurrency level")
     parser.add_argument("--load-trials", type=int, default=200, help="trials of the driver-memory search (0: skip)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every search")
     args = parser.parse_args()

@@ -153,7 +153,10 @@ def fit_with_trainer(
             storage_path=str(storage_path),
             callbacks=callbacks,
             checkpoint_config=CheckpointConfig(num_to_keep=1),
-            failure_config=FailureConfig(max_failures=2),
+            # inside a Tune trial, Tune retries (search.max_failures) and the retried trial's
+            # trainer resumes from this run's checkpoint; retrying here as well would run a
+            # NaN trial (max_failures + 1) x 3 times
+            failure_config=FailureConfig(max_failures=0 if in_tune else 2),
         ),
     )
     result = trainer.fit()
