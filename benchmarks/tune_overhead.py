@@ -100,6 +100,8 @@ def main() -> None:
     per_plain = plain / args.trials
     print(f"plain in-process loop:        {args.trials} trials in {plain:6.1f} s ({per_plain:.2f} s/trial)")
     print(f"raysynth Tuner, 1-worker:     {args.trials} trials in {tuned:6.1f} s ({tuned / args.trials:.2f} s/trial)")
+    sizes = [p.stat().st_size for p in (storage / "bench-function").glob("*/checkpoint_*/state.pt")]
+    print(f"  one trial checkpoint (trainable tensors + optimiser state): {max(sizes) / 2**20:.2f} MB")
     print(f"  without trial checkpoints:  {args.trials} trials in {untuned:6.1f} s ({untuned / args.trials:.2f} s/trial)")
     print(f"ratio Tuner / plain = {tuned / plain:.3f}  (goal <= 1.10); without checkpoints {untuned / plain:.3f}")
     if args.trainer_trials:

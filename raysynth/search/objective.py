@@ -19,9 +19,6 @@ from raysynth.config import Config, from_dict
 from raysynth.search.space import apply_params
 
 
-CHECKPOINT_FILE = "state.pt"
-
-
 def run_trial(
     params: dict[str, Any], base: dict[str, Any], home: str, storage_path: str, weight_context: dict | None = None
 ) -> None:
@@ -55,21 +52,17 @@ def run_trial(
         )
         return
 
+    from raysynth.train.ray_train import load_state, state_checkpoint
+
     node = ray.get_runtime_context().get_node_id()  # where the trial ran (MLflow tag, placement tests)
-    state = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # a retried or resumed trial: continue after its last checkpointed epoch
-        with checkpoint.as_directory() as d:
-            state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
+    # a retried or resumed trial continues after its last checkpointed epoch
+    state = load_state(tune.get_checkpoint())
 
     def on_epoch_end(metrics, state_dict) -> None:
         report = {**metrics.as_dict(), "node": node}
         if every and (metrics.epoch % every == 0 or metrics.epoch == config.train.epochs):
-            import tempfile
-
-            with tempfile.TemporaryDirectory() as d:
-                torch.save(state_dict, os.path.join(d, CHECKPOINT_FILE))
-                tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+            with state_checkpoint(state_dict) as checkpoint:
+                tune.report(report, checkpoint=checkpoint)
         else:
             tune.report(report)
 

@@ -177,18 +177,15 @@ class TrialTracker(Callback):
         self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, status), RunTag("raysynth.epochs", str(epoch))])
         self.client.set_terminated(run_id, "FINISHED")
 
-    def _failures(self, trial) -> int:
-        return int(getattr(getattr(trial, "run_metadata", None), "num_failures", 0) or 0)
-
     def on_trial_recover(self, iteration, trials, trial, **info):
         """A failed trial that Tune retries from its last checkpoint."""
         run_id = self.runs.get(trial.trial_id)
         if run_id is None:
             return
         reason = trial_error_reason(trial)
-        log.warning("trial %s failed (%s); retry %d from its last checkpoint", trial.trial_id, reason, self._failures(trial))
+        log.warning("trial %s failed (%s); retry %d from its last checkpoint", trial.trial_id, reason, trial.run_metadata.num_failures)
         self.client.log_batch(
-            run_id, tags=[RunTag("raysynth.retries", str(self._failures(trial))), RunTag("raysynth.last_error", reason[:5000])]
+            run_id, tags=[RunTag("raysynth.retries", str(trial.run_metadata.num_failures)), RunTag("raysynth.last_error", reason[:5000])]
         )
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -201,7 +198,7 @@ class TrialTracker(Callback):
             tags=[
                 RunTag(STATUS_TAG, "failed"),
                 RunTag("raysynth.error", reason[:5000]),
-                RunTag("raysynth.retries", str(max(self._failures(trial) - 1, 0))),
+                RunTag("raysynth.retries", str(max(trial.run_metadata.num_failures - 1, 0))),
             ],
         )
         self.client.set_terminated(run_id, "FAILED")

@@ -31,9 +31,9 @@ class TrialProgress(Callback):
         self.scores[trial.trial_id] = float(result.get("val_acc", float("nan")))
 
     def _ended(self, trial, status: str, trials=()) -> None:
-        self.done += 1
-        # trials a resumed search restored as ended count as done
-        total_done = 1 + sum(1 for t in trials if t is not trial and t.status in ("TERMINATED", "ERROR"))
+        self.done += 1  # in this driver: the rate
+        # in the whole search (a resumed one restores ended trials): the count and the ETA
+        done = 1 + sum(1 for t in trials if t is not trial and t.status in ("TERMINATED", "ERROR"))
         # a trial resumed from its final checkpoint reports nothing new: use its last result
         last = trial.last_result or {}
         epoch = self.epochs.get(trial.trial_id, int(last.get("epoch", 0)))
@@ -50,7 +50,6 @@ class TrialProgress(Callback):
         minutes = (time.perf_counter() - self.start) / 60
         rate = self.done / max(minutes, 1e-9)
         running = sum(1 for t in trials if t.status == "RUNNING" and t is not trial)
-        done = max(total_done, self.done)
         eta = (self.total - done) / rate if rate > 0 else float("nan")
         log.info(
             "trial %d/%d %s %s at epoch %d: val_acc %.4f (best finished %.4f; running %d, pruned %d, failed %d; "
@@ -63,9 +62,8 @@ class TrialProgress(Callback):
         self._ended(trial, "completed", trials)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        failures = getattr(trial.run_metadata, "num_failures", 0)
         log.info("trial %s failed at epoch %d; retry %d from its last checkpoint",
-                 trial.trial_id, self.epochs.get(trial.trial_id, 0), failures)
+                 trial.trial_id, self.epochs.get(trial.trial_id, 0), trial.run_metadata.num_failures)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._ended(trial, "FAILED", trials)

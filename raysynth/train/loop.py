@@ -116,8 +116,7 @@ def refresh_prototypes(model: nn.Module, data: TrainData) -> None:
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """What a checkpoint must hold to resume ``model``: the parameters that train (LoRA,
     head, projection) and the buffers. Frozen weights are left out: they are rebuilt
-    identically from the config (for a CLIP ViT-B/16 this is ~1 MB of LoRA instead of
-    ~600 MB per checkpoint)."""
+    identically from the config, and for a LoRA-adapted CLIP they are nearly all of it."""
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
     return {k: v for k, v in model.state_dict().items() if k not in frozen}
 

@@ -7,6 +7,7 @@ runs the same :func:`raysynth.train.loop.train_few_shot` as the in-trial path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -15,6 +16,28 @@ from typing import Any
 import torch
 
 from raysynth.config import Config, from_dict, raysynth_home
+
+
+CHECKPOINT_FILE = "state.pt"
+
+
+@contextlib.contextmanager
+def state_checkpoint(state: dict):
+    """A Ray checkpoint holding a training state dict (the loop's ``on_epoch_end`` state),
+    valid inside the ``with`` block: pass it to ``ray.train.report``/``ray.tune.report``."""
+    from ray.train import Checkpoint
+
+    with tempfile.TemporaryDirectory() as d:
+        torch.save(state, os.path.join(d, CHECKPOINT_FILE))
+        yield Checkpoint.from_directory(d)
+
+
+def load_state(checkpoint) -> dict | None:
+    """The state dict in a checkpoint written by :func:`state_checkpoint` (None: none)."""
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as d:
+        return torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
 
 
 def _worker_loop(loop_config: dict[str, Any]) -> None:
@@ -48,11 +71,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     weights = loop_config.get("class_weights")
     weights = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
 
-    state = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            state = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=True)
+    state = load_state(ray.train.get_checkpoint())
 
     def on_epoch_end(metrics, state_dict):
         report = metrics.as_dict()
@@ -61,9 +80,8 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
             # the one and only look at the test split, after training is over
             report.update(_test_report(bare, split))
         if loop_config.get("checkpoint") and rank == 0:
-            with tempfile.TemporaryDirectory() as d:
-                torch.save(state_dict, os.path.join(d, "state.pt"))
-                ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(d))
+            with state_checkpoint(state_dict) as checkpoint:
+                ray.train.report(report, checkpoint=checkpoint)
         else:
             ray.train.report(report)
 
