@@ -75,10 +75,11 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
-    from raysynth.config import load_config
-    from raysynth.search.objective import train_in_process
-    from raysynth.train.loop import model_accuracy
-    from raysynth.train.task import cached_split, prepare
+    from raysynth.validate import load_config
+    from raysynth.train.session import train_in_process
+    from raysynth.train.evaluate import model_accuracy
+    from raysynth.data import cached_split
+    from raysynth.prepare import prepare
 
     results: dict[str, list[tuple[float, float]]] = {}
     plan = rows()
@@ -90,9 +91,10 @@ def main() -> None:
                 overrides.append("train.epochs=1")
             config = load_config(REPO / "search_spaces" / "digits.yaml", overrides)
             prepare(config)  # cached: backbone, pool, partitions
-            metrics, models = train_in_process(config, row.weights)
+            result, models = train_in_process(config, row.weights)
+            metrics = result.metrics
             split = cached_split(config)
-            test = model_accuracy(models, split.test.images, split.test.labels)
+            test = model_accuracy(models, split.test.images, split.test.labels, result.probes)
             results.setdefault(row.label, []).append((metrics.val_acc, test))
             print(
                 f"[{time.perf_counter() - start:6.0f} s] row {i + 1}/{len(plan)} seed {seed}: "

@@ -75,7 +75,7 @@ def main() -> None:
     import ray
     from ray.tune import ExperimentAnalysis
 
-    from raysynth.config import load_config
+    from raysynth.validate import load_config
     from raysynth.search.space import clusters_in, parse_space, strengths_in
     from raysynth.tracking.mlflow_runs import KIND_TAG
 
@@ -83,7 +83,7 @@ def main() -> None:
     sets = [f"search.trials={args.trials}", "search.final_eval=false", "search.max_failures=3"]
     config = load_config(REPO / "search_spaces" / "digits.yaml", sets)
     space = parse_space(config.search.space, config)
-    from raysynth.train.task import prepare
+    from raysynth.prepare import prepare
 
     prepare(config, strengths_in(space, config), clusters_in(space, config))  # cached; not the subject here
 

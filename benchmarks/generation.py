@@ -39,11 +39,11 @@ def main() -> None:
 
     import ray
 
-    from raysynth.cli import setup_logging
-    from raysynth.config import load_config
-    from raysynth.generators.pipeline import generate_pool
+    from raysynth.logs import setup_logging
+    from raysynth.validate import load_config
+    from raysynth.pool.pipeline import generate_pool
     from raysynth.pool import PoolStore
-    from raysynth.train.task import cached_split
+    from raysynth.data import cached_split
 
     setup_logging()
     logging.getLogger("raysynth").setLevel(logging.WARNING)
@@ -94,9 +94,10 @@ def sd_comparison(args, split, store) -> None:
     import torch
     from diffusers import StableDiffusionImg2ImgPipeline
 
-    from raysynth.config import load_config
-    from raysynth.generators.pipeline import generate_pool, plan_pool
-    from raysynth.generators.stable_diffusion import StableDiffusionGenerator
+    from raysynth.validate import load_config
+    from raysynth.pool.pipeline import generate_pool
+    from raysynth.pool.shards import plan_pool
+    from raysynth.generators.backends.stable_diffusion import StableDiffusionGenerator
 
     per_class = max(1, args.sd_images // split.num_classes)
     overrides = [
@@ -105,7 +106,7 @@ def sd_comparison(args, split, store) -> None:
         "pool.shard_size=32", "data.image_size=512",
     ]
     config = load_config(REPO / "search_spaces" / "digits.yaml", overrides)
-    from raysynth.train.task import cached_split
+    from raysynth.data import cached_split
 
     split = cached_split(config)
     gpus = int(torch.cuda.device_count())

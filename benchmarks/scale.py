@@ -61,11 +61,12 @@ def main() -> None:
     import ray
     from ray.tune import Callback
 
-    from raysynth.cli import setup_logging
-    from raysynth.config import load_config
+    from raysynth.logs import setup_logging
+    from raysynth.validate import load_config
     from raysynth.search.space import clusters_in, parse_space, strengths_in
-    from raysynth.search.tuner import SearchOptions, run_search
-    from raysynth.train.task import prepare
+    from raysynth.search.options import SearchOptions
+    from raysynth.search.run import run_search
+    from raysynth.prepare import prepare
 
     class Span(Callback):
         """First trial start and last trial end, in the driver."""

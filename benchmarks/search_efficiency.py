@@ -29,18 +29,19 @@ ALGORITHMS = ("random", "optuna-tpe", "optuna-gp", "skopt-gp")
 
 
 def _config(epochs: int):
-    from raysynth.config import load_config
+    from raysynth.validate import load_config
 
     return load_config(REPO / "search_spaces" / "digits.yaml", [f"train.epochs={epochs}"])
 
 
 def _searcher(name: str, seed: int, initial: int, epochs: int):
-    from raysynth.search.searchers import SearcherOptions, _optuna_search_class, build_searcher
+    from raysynth.search.searchers import SearcherOptions, build_searcher
+    from raysynth.search.searchers.optuna_base import fidelity_aware_optuna_search
 
     if name == "random":
         import optuna
 
-        return _optuna_search_class()(
+        return fidelity_aware_optuna_search()(
             metric="val_acc", mode="max", sampler=optuna.samplers.RandomSampler(seed=seed), max_epochs=epochs, seed=seed
         )
     return build_searcher(name, SearcherOptions("val_acc", "max", seed, epochs, initial))
@@ -50,9 +51,9 @@ def run_one(job: tuple[str, int, int, int, int]) -> tuple[str, int, list[float],
     name, seed, trials, epochs, initial = job
     import torch
 
-    from raysynth.search.objective import train_in_process
+    from raysynth.train.session import train_in_process
     from raysynth.search.space import apply_params, parse_space
-    from raysynth.train.task import cached_split
+    from raysynth.data import cached_split
 
     torch.set_num_threads(1)
     config = _config(epochs)
@@ -63,7 +64,7 @@ def run_one(job: tuple[str, int, int, int, int]) -> tuple[str, int, list[float],
     for i in range(trials):
         params = searcher.suggest(f"{name}-{seed}-{i}")
         trial, weights = apply_params(config, params, classes)
-        metrics, _ = train_in_process(trial, weights)
+        metrics = train_in_process(trial, weights)[0].metrics
         scores.append(metrics.val_acc)
         searcher.on_trial_complete(f"{name}-{seed}-{i}", {"val_acc": metrics.val_acc, "epoch": epochs, "training_iteration": epochs})
     return name, seed, scores, time.perf_counter() - start
@@ -88,7 +89,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    from raysynth.train.task import prepare
+    from raysynth.prepare import prepare
 
     prepare(_config(args.epochs))  # backbone and pool, cached, before the workers start
     jobs = [(name, seed, args.trials, args.epochs, args.initial) for seed in range(args.seeds) for name in ALGORITHMS]

@@ -7,15 +7,18 @@ Exit codes: 0 success; 2 bad input (one line on stderr, nothing started or writt
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
 
-from raysynth.config import Config, ConfigError, load_config, raysynth_home
+from raysynth.config import Config, ConfigError
+from raysynth.data import DATASETS
+from raysynth.home import raysynth_home
+from raysynth.logs import setup_logging
+from raysynth.search.searchers import SEARCHERS
+from raysynth.validate import load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATASET_CHOICES = ("digits", "cub", "flowers", "folder")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,10 +39,8 @@ def _space_path(args) -> Path:
 
 
 def _config_from_args(args) -> Config:
-    from raysynth.data import DATASETS
-
     if args.dataset not in DATASETS:
-        raise ConfigError(f"--dataset: unknown or not yet available dataset '{args.dataset}' (available: {', '.join(sorted(DATASETS))})")
+        raise ConfigError(f"--dataset: unknown or not yet available dataset '{args.dataset}' (available: {DATASETS.known()})")
     overrides = [f"dataset={args.dataset}"]
     if getattr(args, "data_root", None):
         overrides.append(f"data.root={args.data_root}")
@@ -52,7 +53,7 @@ def _config_from_args(args) -> Config:
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="digits", help="digits (default), cub, flowers or folder")
+    p.add_argument("--dataset", default="digits", help=f"a registered dataset: {DATASETS.known()} (default digits)")
     p.add_argument("--data-root", help="where a real dataset lives")
     p.add_argument("--space", help="search-space YAML (default search_spaces/<dataset>.yaml)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, help="number of trials")
     p.add_argument("--concurrency", type=int, help="trials run at once")
     p.add_argument("--seed", type=int, help="searcher seed")
-    p.add_argument("--algorithm", help="optuna-tpe, optuna-gp, skopt-gp, random")
+    p.add_argument("--algorithm", help=f"a registered searcher: {SEARCHERS.known()}")
     p.add_argument("--tracking-uri", help="MLflow store (default sqlite:///$RAYSYNTH_HOME/mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment (default: the dataset name)")
     p.add_argument("--storage", help="where Ray Tune keeps search state (default $RAYSYNTH_HOME/tune)")
@@ -114,18 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(quiet: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
-    logger = logging.getLogger("raysynth")
-    if not logger.handlers:
-        logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False  # Ray configures the root logger too: print once
-
-
 def cmd_search(args) -> int:
-    from raysynth.search.tuner import SearchOptions, format_summary, run_search
+    from raysynth.search.options import SearchOptions
+    from raysynth.search.results import format_summary
+    from raysynth.search.run import run_search
     from raysynth.tracking import default_tracking_uri
 
     config = _config_from_args(args)
@@ -151,7 +144,7 @@ def cmd_search(args) -> int:
 
 def cmd_pretrain(args) -> int:
     from raysynth.train.pretrain import pretrain_backbone
-    from raysynth.train.task import cached_split
+    from raysynth.data import cached_split
 
     config = _config_from_args(args)
     setup_logging()
@@ -162,10 +155,10 @@ def cmd_pretrain(args) -> int:
 
 def cmd_generate(args) -> int:
     from raysynth.search.space import parse_space, strengths_in
-    from raysynth.search.tuner import connect_ray
-    from raysynth.generators.pipeline import generate_pool
+    from raysynth.cluster import connect_ray
+    from raysynth.pool.pipeline import generate_pool
     from raysynth.pool import PoolStore
-    from raysynth.train.task import cached_split
+    from raysynth.data import cached_split
 
     config = _config_from_args(args)
     setup_logging()
@@ -180,13 +173,13 @@ def cmd_generate(args) -> int:
 def cmd_finetune_generator(args) -> int:
     import dataclasses
 
-    from raysynth.config import fingerprint
+    from raysynth.home import fingerprint
     from raysynth.generators.finetune import FinetuneOptions, finetune_generator
-    from raysynth.generators.pipeline import to_uint8
-    from raysynth.generators.stable_diffusion import check_model_available
+    from raysynth.pool.shards import to_uint8
+    from raysynth.generators.backends.stable_diffusion import check_model_available
     from raysynth.generators.quality import quality_controlled_shots
-    from raysynth.search.tuner import connect_ray
-    from raysynth.train.task import cached_split
+    from raysynth.cluster import connect_ray
+    from raysynth.data import cached_split
 
     config = _config_from_args(args)
     options = FinetuneOptions(

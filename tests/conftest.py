@@ -51,7 +51,7 @@ def tiny_overrides() -> list[str]:
 
 @pytest.fixture
 def tiny_config():
-    from raysynth.config import load_config
+    from raysynth.validate import load_config
 
     return load_config(REPO / "search_spaces" / "digits.yaml", tiny_overrides())
 

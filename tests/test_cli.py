@@ -78,7 +78,8 @@ def test_resume_with_another_config_is_refused(tmp_path, tiny_config):
     import json
 
     from raysynth.config import ConfigError
-    from raysynth.search.tuner import CONFIG_RECORD, SearchOptions, preflight
+    from raysynth.search.options import CONFIG_RECORD, SearchOptions
+    from raysynth.search.preflight import preflight
 
     options = SearchOptions(tracking_uri=f"sqlite:///{tmp_path}/m.db", experiment="x", storage=tmp_path / "tune", name="s1", resume=True)
     (tmp_path / "tune" / "s1").mkdir(parents=True)

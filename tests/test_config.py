@@ -1,6 +1,7 @@
 import pytest
 
-from raysynth.config import ConfigError, apply_overrides, load_config
+from raysynth.config import ConfigError, apply_overrides
+from raysynth.validate import load_config
 
 from conftest import REPO
 

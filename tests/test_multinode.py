@@ -21,8 +21,9 @@ import ray
 from ray.cluster_utils import Cluster
 from ray.tune import Callback, ExperimentAnalysis
 
-from raysynth.config import load_config
-from raysynth.search.tuner import SearchOptions, run_search
+from raysynth.validate import load_config
+from raysynth.search.options import SearchOptions
+from raysynth.search.run import run_search
 
 out, repo, overrides = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})

@@ -62,9 +62,9 @@ def test_a_pickled_checkpoint_is_refused(tmp_path):
 def test_pool_store_holds_only_npy_parquet_json(ray_session, tiny_config, tmp_path):
     import numpy as np
 
-    from raysynth.generators.pipeline import generate_pool
+    from raysynth.pool.pipeline import generate_pool
     from raysynth.pool import PoolStore
-    from raysynth.train.task import cached_split
+    from raysynth.data import cached_split
 
     store = PoolStore(tmp_path / "pools")
     key, _ = generate_pool(cached_split(tiny_config), tiny_config.pool, store=store)
@@ -123,6 +123,6 @@ def test_servers_bind_localhost_by_default():
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
     args = build_parser().parse_args(["ui", "--host", "0.0.0.0"])
     assert ui_command(args, "sqlite:///x.db")[cmd.index("--host") + 1] == "0.0.0.0"
-    from raysynth.search.tuner import LOCAL_RAY
+    from raysynth.cluster import LOCAL_RAY
 
     assert LOCAL_RAY["dashboard_host"] == "127.0.0.1"

@@ -1,9 +1,26 @@
-"""Datasets and few-shot splits. Each dataset is one module registered by name."""
+"""Datasets and few-shot splits. Each dataset is one module that registers itself by name;
+adding a dataset is adding a file to this folder."""
 
-from raysynth.data.base import DATASET_CHECKS, DATASETS, FewShotSplit, ImageSet, load_split, register_dataset
-from raysynth.data import cub as _cub  # noqa: F401  (registers "cub")
-from raysynth.data import digits as _digits  # noqa: F401  (registers "digits")
-from raysynth.data import flowers as _flowers  # noqa: F401  (registers "flowers")
-from raysynth.data import folder as _folder  # noqa: F401  (registers "folder")
+from raysynth.config import Config, ConfigError
+from raysynth.data.base import DATASETS, FewShotSplit, ImageSet, cached_split, load_split, register_dataset
+from raysynth.registry import import_modules
 
-__all__ = ["DATASETS", "DATASET_CHECKS", "FewShotSplit", "ImageSet", "load_split", "register_dataset"]
+import_modules(__name__)
+
+
+def check(config: Config) -> None:
+    """The dataset and the data section (run first: the most basic thing to get right)."""
+    entry = DATASETS.get(config.dataset, "dataset")
+    if entry.check is not None:
+        entry.check(config.data)
+    shots = config.data.shots
+    if shots != "all" and (isinstance(shots, str) or shots < 1):
+        raise ConfigError(f"data.shots: must be an integer >= 1 or 'all', got {shots!r}")
+    if not entry.has_base_classes and not config.model.pretrained:
+        raise ConfigError(
+            f"model.pretrained: dataset '{config.dataset}' has no base classes to pretrain on; give an "
+            "open_clip pretrained tag (e.g. openai) or a checkpoint path"
+        )
+
+
+__all__ = ["DATASETS", "FewShotSplit", "ImageSet", "cached_split", "check", "load_split", "register_dataset"]

@@ -16,7 +16,8 @@ import zipfile
 from pathlib import Path
 
 from raysynth.atomic import atomic_directory
-from raysynth.config import ConfigError, fingerprint, raysynth_home
+from raysynth.config import ConfigError
+from raysynth.home import fingerprint, raysynth_home
 
 SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
-from raysynth.config import ConfigError, DataConfig, fingerprint
+from raysynth.config import Config, ConfigError, DataConfig, from_dict
+from raysynth.home import fingerprint, raysynth_home
+from raysynth.registry import Registry
 
 
 @dataclass
@@ -65,8 +70,6 @@ class AuditedImageSet(ImageSet):
 
 
 def audit_path():
-    from raysynth.config import raysynth_home
-
     return raysynth_home() / "audit" / "test_reads.jsonl"
 
 
@@ -85,30 +88,41 @@ def _record_test_read() -> None:
     audit_event("test_read")
 
 
-DATASETS: dict[str, Callable[[DataConfig], FewShotSplit]] = {}
-# Cheap checks run when the config is loaded (the root and its metadata files exist),
-# so a missing dataset is exit 2 before anything starts.
-DATASET_CHECKS: dict[str, Callable[[DataConfig], None]] = {}
+@dataclass(frozen=True)
+class DatasetEntry:
+    load: Callable[[DataConfig], FewShotSplit]
+    # cheap checks run when the config is loaded (the root and its metadata files exist),
+    # so a missing dataset is exit 2 before anything starts
+    check: Callable[[DataConfig], None] | None = None
+    # base classes to pretrain a backbone on (else model.pretrained is required)
+    has_base_classes: bool = False
 
 
-def register_dataset(name: str, check: Callable[[DataConfig], None] | None = None):
+DATASETS: Registry[DatasetEntry] = Registry("dataset")
+
+
+def register_dataset(name: str, check: Callable[[DataConfig], None] | None = None, has_base_classes: bool = False):
     def wrap(fn: Callable[[DataConfig], FewShotSplit]):
-        if name in DATASETS:
-            raise ValueError(f"dataset '{name}' is already registered")
-        DATASETS[name] = fn
-        if check is not None:
-            DATASET_CHECKS[name] = check
+        DATASETS.add(name, DatasetEntry(fn, check, has_base_classes))
         return fn
 
     return wrap
 
 
 def load_split(name: str, config: DataConfig) -> FewShotSplit:
-    if name not in DATASETS:
-        raise ConfigError(f"dataset: unknown dataset '{name}' (known: {', '.join(sorted(DATASETS))})")
-    split = DATASETS[name](config)
+    split = DATASETS.get(name, "dataset").load(config)
     split.test = AuditedImageSet(split.test.images, split.test.labels)
     return split
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_split(dataset: str, data_json: str) -> FewShotSplit:
+    return load_split(dataset, from_dict(DataConfig, json.loads(data_json)))
+
+
+def cached_split(config: Config) -> FewShotSplit:
+    """The few-shot split of a config, loaded once per process (trials, prepare, finals)."""
+    return _cached_split(config.dataset, json.dumps(dataclasses.asdict(config.data), sort_keys=True))
 
 
 def stratified_holdout(

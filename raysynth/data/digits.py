@@ -26,7 +26,7 @@ def _to_images(flat: np.ndarray, size: int) -> torch.Tensor:
     return x.clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
 
 
-@register_dataset("digits")
+@register_dataset("digits", has_base_classes=True)
 def load_digits_split(config: DataConfig) -> FewShotSplit:
     from sklearn.datasets import load_digits
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raysynth.config import ConfigError, fingerprint, raysynth_home
+from raysynth.config import ConfigError
+from raysynth.home import fingerprint, raysynth_home
 
 log = logging.getLogger(__name__)
 

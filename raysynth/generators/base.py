@@ -19,17 +19,15 @@ import torch
 
 from raysynth.config import PoolConfig, from_dict
 from raysynth.data.base import ImageSet
+from raysynth.registry import Registry
 
-GENERATORS: dict[str, type["Generator"]] = {}
+GENERATORS: Registry[type["Generator"]] = Registry("generator")
 
 
 def register_generator(name: str):
     def wrap(cls: type["Generator"]) -> type["Generator"]:
-        if name in GENERATORS:
-            raise ValueError(f"generator '{name}' is already registered")
         cls.name = name
-        GENERATORS[name] = cls
-        return cls
+        return GENERATORS.add(name, cls)
 
     return wrap
 
@@ -67,7 +65,7 @@ class Generator(ABC):
         return from_dict(cls.Params, dict(options), "pool.options")
 
     @classmethod
-    def preflight(cls, config: PoolConfig) -> None:
+    def check_environment(cls, config: PoolConfig) -> None:
         """Checks of the environment (weights present, ...) run when the config is loaded,
         before anything starts: raise ConfigError with one line."""
 
@@ -114,4 +112,4 @@ class Generator(ABC):
 
 
 def create_generator(config: PoolConfig, classes: list[str], metaclass: str = "", device: str = "cpu") -> Generator:
-    return GENERATORS[config.generator](config, classes, metaclass, device)
+    return GENERATORS.get(config.generator, "pool.generator")(config, classes, metaclass, device)

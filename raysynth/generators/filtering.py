@@ -7,26 +7,18 @@ against one prompt per class; the scores are stored in the pool's manifest:
 - ``clip_pred``: the class CLIP prefers;
 - ``clip_margin``: target logit minus the best other class's logit.
 
-The rules are applied when a trial loads the pool, so thresholds can be searched
-without generating again: ``bottom`` drops the lowest ``fraction`` of each class by
-``clip_score`` (the confidence filter), ``mismatch`` drops images CLIP assigns to
-another class (the classification filter).
+The rules that use these scores are applied when a trial loads the pool
+(:mod:`raysynth.pool.filters`), so thresholds can be searched without generating again.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from raysynth.config import ConfigError
-
-PROMPT = "a photo of a {name}, a type of {metaclass}."
-
-
-def class_prompts(classes: list[str], metaclass: str) -> list[str]:
-    return [PROMPT.format(name=c, metaclass=metaclass or "object") for c in classes]
+from raysynth.models.backbone import create_model
+from raysynth.models.prompts import class_prompts
 
 
 class ClipScorer:
@@ -34,8 +26,6 @@ class ClipScorer:
 
     def __init__(self, model: str, pretrained: str | None, classes: list[str], metaclass: str, device: str = "cpu"):
         import open_clip
-
-        from raysynth.models.backbone import create_model
 
         self.device = device
         self.model = create_model(model, pretrained).to(device).eval()
@@ -75,24 +65,3 @@ def scores_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> dict[str,
         "clip_pred": logits.argmax(-1).numpy().astype(np.int64),
         "clip_margin": (target_logit - others.max(-1).values).numpy().astype(np.float32),
     }
-
-
-def keep_mask(manifest: pd.DataFrame, rule: str, fraction: float = 0.2) -> np.ndarray:
-    """Boolean mask of the images a filter rule keeps."""
-    n = len(manifest)
-    if rule == "none":
-        return np.ones(n, dtype=bool)
-    if "clip_score" not in manifest:
-        raise ConfigError(f"pool.filter: '{rule}' needs CLIP scores, but the pool has none (set pool.clip_model)")
-    if rule == "mismatch":
-        return (manifest["clip_pred"] == manifest["target_class"]).to_numpy()
-    if rule == "bottom":
-        keep = np.ones(n, dtype=bool)
-        for _, rows in manifest.groupby("target_class").indices.items():
-            drop = int(np.floor(fraction * len(rows)))
-            if drop:
-                # stable order: ties dropped by position, the same on every load
-                order = np.argsort(manifest["clip_score"].to_numpy()[rows], kind="stable")
-                keep[rows[order[:drop]]] = False
-        return keep
-    raise ConfigError(f"pool.filter: must be 'none', 'bottom' or 'mismatch', got '{rule}'")

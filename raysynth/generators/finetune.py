@@ -34,7 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raysynth.config import ConfigError, fingerprint, raysynth_home
+from raysynth.config import ConfigError
+from raysynth.home import fingerprint, raysynth_home
 
 log = logging.getLogger(__name__)
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -215,7 +216,7 @@ def finetune_generator(
     from ray.train.torch import TorchTrainer
     from safetensors.torch import save_file
 
-    from raysynth.generators.stable_diffusion import check_model_available
+    from raysynth.generators.backends.stable_diffusion import check_model_available
 
     options.validate()
     check_model_available(options.model)

@@ -23,6 +23,9 @@ from typing import Any, ClassVar
 
 import torch
 
+from raysynth.config import ConfigError, from_dict
+from raysynth.registry import Registry
+
 
 @dataclass
 class LossBatch:
@@ -71,20 +74,15 @@ class Objective:
         raise NotImplementedError
 
 
-OBJECTIVES: dict[str, type[Objective]] = {}
+OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 
 
 def register_objective(cls: type[Objective]) -> type[Objective]:
-    if cls.name in OBJECTIVES:
-        raise ValueError(f"objective '{cls.name}' is registered twice")
-    OBJECTIVES[cls.name] = cls
-    return cls
+    return OBJECTIVES.add(cls.name, cls)
 
 
 def parse_loss(raw: dict[str, Any] | None) -> list[Objective]:
     """``loss`` section -> objective instances (ConfigError naming the field if bad)."""
-    from raysynth.config import ConfigError, from_dict
-
     raw = raw if raw else {"ce": {}}
     objectives = []
     for name, spec in raw.items():
@@ -102,8 +100,6 @@ def parse_loss(raw: dict[str, Any] | None) -> list[Objective]:
 
 
 def check_non_negative(params: Any, where: str, *names: str) -> None:
-    from raysynth.config import ConfigError
-
     for n in names:
         value = getattr(params, n)
         if value is not None and value < 0:
@@ -111,8 +107,6 @@ def check_non_negative(params: Any, where: str, *names: str) -> None:
 
 
 def check_positive(params: Any, where: str, *names: str) -> None:
-    from raysynth.config import ConfigError
-
     for n in names:
         value = getattr(params, n)
         if value <= 0:

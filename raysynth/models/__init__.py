@@ -1,6 +1,13 @@
 """open_clip backbones, LoRA adapters via peft, the few-shot classifier."""
 
-from raysynth.models.backbone import create_backbone, register_model_configs
+from raysynth.config import ModelConfig
+from raysynth.models.backbone import check_pretrained, create_backbone, register_model_configs
 from raysynth.models.classifier import FewShotClassifier, build_classifier
 
-__all__ = ["FewShotClassifier", "build_classifier", "create_backbone", "register_model_configs"]
+
+def check(model: ModelConfig) -> None:
+    """The model section: pretrained weights that exist (or can be found offline)."""
+    check_pretrained(model)
+
+
+__all__ = ["FewShotClassifier", "build_classifier", "check", "create_backbone", "register_model_configs"]

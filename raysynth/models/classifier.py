@@ -130,7 +130,7 @@ def zero_shot_head(clip_model: nn.Module, model_name: str, classes: list[str], m
     """A :class:`ZeroShotHead` from the text tower's embeddings of the class prompts."""
     import open_clip
 
-    from raysynth.generators.filtering import class_prompts
+    from raysynth.models.prompts import class_prompts
 
     if not hasattr(clip_model, "encode_text"):
         raise ValueError(f"model.head: 'zero_shot' needs a text tower; {model_name} has none")

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from raysynth.config import Config, from_dict
+from raysynth.data import cached_split
+from raysynth.prepare import WeightContext
 from raysynth.search.space import apply_params
+from raysynth.train.ray_train import fit_with_trainer, load_state, state_checkpoint
+from raysynth.train.session import train_in_process
 
 
 def run_trial(
@@ -29,17 +31,11 @@ def run_trial(
 
     # the driver's RAYSYNTH_HOME, whatever the environment of the cluster's workers
     os.environ["RAYSYNTH_HOME"] = home
-    from raysynth.train.task import cached_split
-
-    from raysynth.search.weights import WeightContext
-
     base_config = from_dict(Config, base)
     context = WeightContext(**weight_context) if weight_context else None
     config, weights = apply_params(base_config, params, cached_split(base_config).classes, context)
     every = config.search.checkpoint_every
     if config.train.workers > 1:
-        from raysynth.train.ray_train import fit_with_trainer
-
         trial_id = tune.get_context().get_trial_id()
         fit_with_trainer(
             config,
@@ -51,8 +47,6 @@ def run_trial(
             in_tune=True,
         )
         return
-
-    from raysynth.train.ray_train import load_state, state_checkpoint
 
     node = ray.get_runtime_context().get_node_id()  # where the trial ran (MLflow tag, placement tests)
     # a retried or resumed trial continues after its last checkpointed epoch
@@ -67,36 +61,3 @@ def run_trial(
             tune.report(report)
 
     train_in_process(config, weights, on_epoch_end=on_epoch_end, state=state)
-
-
-def train_in_process(
-    config: Config, weights: list[float] | None, report=None, use_synthetic: bool = True, on_epoch_end=None, state=None
-):
-    """Train one config in this process; returns (last epoch's metrics, trained models).
-
-    ``report(metrics_dict)`` after each epoch, or ``on_epoch_end(metrics, state_dict)``
-    for a caller that checkpoints; ``state`` resumes from such a state dict."""
-    from raysynth.config import training_protocol
-    from raysynth.losses import parse_loss
-    from raysynth.train.loop import train_few_shot
-    from raysynth.train.task import build_models, cached_split, train_data
-
-    torch.set_num_threads(config.train.threads)
-    split = cached_split(config)
-    models = build_models(config, split.num_classes)
-    data = train_data(config, use_synthetic=use_synthetic)
-    w = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
-    if on_epoch_end is None and report is not None:
-        on_epoch_end = lambda metrics, _state: report(metrics.as_dict())  # noqa: E731
-    metrics = train_few_shot(
-        models,
-        data,
-        config.train,
-        w,
-        on_epoch_end=on_epoch_end,
-        state=state,
-        objectives=parse_loss(config.loss),
-        protocol=training_protocol(config),
-        partition=config.partition,
-    )
-    return metrics, models

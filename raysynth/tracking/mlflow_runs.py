@@ -19,8 +19,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-from raysynth.config import raysynth_home
-from raysynth.search.space import flatten_params
+from raysynth.config import flatten_params
+from raysynth.home import raysynth_home
 
 log = logging.getLogger(__name__)
 

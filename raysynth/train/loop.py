@@ -11,12 +11,10 @@ Two protocols:
   head after each epoch; with ``n_contr > 1`` the same config is trained with n_contr
   seeds in lockstep and the reported value is their mean (with its spread).
 * ``two_stage`` — UniCon's protocol (its Algorithm 1): ``n_contr`` encoders (LoRA +
-  projection) are trained in lockstep with the representation objectives; after each
-  epoch the reported accuracy is the nearest-class-mean classifier on frozen features
-  (the classifier SupCon's objective optimises); after the last epoch ``n_classif``
-  linear classifiers per encoder are trained on frozen features of the real shots, and
-  the reported accuracy is the mean over the ``n_contr × n_classif`` classifiers, with
-  its standard deviation.
+  projection) are trained in lockstep with the representation objectives; the
+  evaluation (nearest class mean, then classifiers on frozen features) is in
+  :mod:`raysynth.train.two_stage`. The trained classifiers come back in the
+  :class:`TrainResult`.
 
 An epoch is ``steps_per_epoch`` steps (the real set is tiny, so "a pass over the data"
 would not be comparable between real-only and mixed training).
@@ -30,15 +28,18 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from raysynth.config import PartitionConfig, TrainConfig
 from raysynth.data.augment import random_affine
 from raysynth.losses import LossBatch, Objective, OnlineKMeans, parse_loss
+from raysynth.train.evaluate import Probes, encode, evaluate
+from raysynth.train.two_stage import evaluate_two_stage
 
 log = logging.getLogger(__name__)
-PROBE_VIEWS = 8  # augmented views of each real shot the frozen-feature classifiers see
+# Batch-order seed of run i on data-parallel rank r: train.seed * 1000 + r * 7919 +
+# i * 104729 (primes far apart), so no two ranks or repeats draw the same batches.
+SEED_STRIDE, RANK_STRIDE, REPEAT_STRIDE = 1000, 7919, 104729
 
 
 @dataclass
@@ -79,26 +80,6 @@ class EpochMetrics:
         if self.val_acc_std is not None:
             out["val_acc_std"] = self.val_acc_std
         return out
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> tuple[float, torch.Tensor]:
-    """(accuracy, predictions) of ``model`` on a tensor dataset."""
-    was_training = model.training
-    model.eval()
-    preds = torch.cat([model(images[i : i + batch_size]).argmax(-1) for i in range(0, len(images), batch_size)])
-    model.train(was_training)
-    return (preds == labels).float().mean().item(), preds
-
-
-@torch.no_grad()
-def encode(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Frozen encoder features of a FewShotClassifier (eval mode)."""
-    was_training = model.training
-    model.eval()
-    out = torch.cat([model.features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
-    model.train(was_training)
-    return out
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -142,17 +123,8 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=config.epochs * config.steps_per_epoch
         )
-        self.seed = config.seed * 1000 + rank * 7919 + index * 104729
-        self.probes: list[dict] = []
-
-    @property
-    def probes(self) -> list[dict]:
-        return getattr(self.eval_model, "probes", [])
-
-    @probes.setter
-    def probes(self, value: list[dict]) -> None:
-        # kept on the model so whoever holds it can score the two-stage classifiers
-        self.eval_model.probes = value
+        self.seed = config.seed * SEED_STRIDE + rank * RANK_STRIDE + index * REPEAT_STRIDE
+        self.probes: list[dict] = []  # two-stage: this encoder's frozen-feature classifiers
 
     def state_dict(self) -> dict:
         return {
@@ -218,47 +190,13 @@ def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, 
     return {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
 
 
-@torch.no_grad()
-def nearest_mean_accuracy(model: nn.Module, data: TrainData) -> float:
-    """Validation accuracy of the nearest-class-mean classifier on frozen features."""
-    from raysynth.losses import class_mean_prototypes
+@dataclass
+class TrainResult:
+    """What a training run leaves: the last epoch's metrics (None if no epoch ran: a
+    run resumed from its final checkpoint) and, two-stage, each encoder's classifiers."""
 
-    means = class_mean_prototypes(encode(model, data.real_images), data.real_labels, data.num_classes)
-    val = F.normalize(encode(model, data.val_images), dim=-1)
-    return ((val @ means.T).argmax(1) == data.val_labels).float().mean().item()
-
-
-def train_probes(model: nn.Module, data: TrainData, config: TrainConfig, run_index: int) -> list[dict]:
-    """UniCon's classifier stage: ``n_classif`` linear classifiers on frozen features of
-    augmented real shots, each with its own seed (init and views)."""
-    probes = []
-    for j in range(config.n_classif):
-        g = torch.Generator().manual_seed(config.seed * 7907 + run_index * 131 + j)
-        views = torch.cat([random_affine(data.real_images, g) for _ in range(PROBE_VIEWS)])
-        feats = encode(model, views)
-        labels = data.real_labels.repeat(PROBE_VIEWS)
-        torch.manual_seed(config.seed * 7907 + run_index * 131 + j)
-        head = nn.Linear(feats.shape[1], data.num_classes)
-        optimizer = torch.optim.AdamW(head.parameters(), lr=config.probe_lr, weight_decay=config.weight_decay)
-        for _ in range(config.probe_steps):
-            loss = F.cross_entropy(head(feats), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        probes.append({k: v.detach().clone() for k, v in head.state_dict().items()})
-    return probes
-
-
-@torch.no_grad()
-def probe_accuracies(models: list[nn.Module], probes: list[list[dict]], images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Accuracy of every (encoder, classifier) pair of the two-stage protocol."""
-    accs = []
-    for model, heads in zip(models, probes):
-        feats = encode(model, images)
-        for state in heads:
-            logits = F.linear(feats, state["weight"], state["bias"])
-            accs.append((logits.argmax(1) == labels).float().mean())
-    return torch.stack(accs)
+    metrics: EpochMetrics | None
+    probes: Probes = field(default_factory=list)
 
 
 def train_few_shot(
@@ -273,8 +211,8 @@ def train_few_shot(
     objectives: list[Objective] | None = None,
     protocol: str = "joint",
     partition: PartitionConfig | None = None,
-) -> EpochMetrics | None:
-    """Train in place; returns the last epoch's metrics (None if no epoch ran).
+) -> TrainResult:
+    """Train in place; returns the last epoch's metrics and the two-stage classifiers.
 
     ``model`` is one model (joint) or ``n_contr`` models (two_stage). ``state`` (from a
     checkpoint) resumes a run. ``on_epoch_end`` receives the metrics and a plain state
@@ -289,18 +227,10 @@ def train_few_shot(
         objectives = [o for o in objectives if o.representation]
     runs = [_Run(m, e, config, i, rank) for i, (m, e) in enumerate(zip(models, eval_models))]
     weights = class_weights if class_weights is not None else torch.ones(data.num_classes)
-
     online = None
     if data.real_vectors is not None and data.has_synthetic:
-        seed = partition.seed if partition else 0
-        online = OnlineKMeans.from_data(data.syn_vectors, data.num_partitions, seed)
-    first_epoch = 0
-    if state is not None:
-        for run, run_state in zip(runs, state["runs"]):
-            run.load_state_dict(run_state)
-        if online is not None and state.get("online_kmeans"):
-            online.load_state_dict(state["online_kmeans"])
-        first_epoch = state["epoch"]
+        online = OnlineKMeans.from_data(data.syn_vectors, data.num_partitions, partition.seed if partition else 0)
+    first_epoch = _restore(runs, online, state)
     generators = [torch.Generator().manual_seed(run.seed + first_epoch) for run in runs]
 
     metrics = None
@@ -308,38 +238,14 @@ def train_few_shot(
         m.train()
     for epoch in range(first_epoch, config.epochs):
         start = time.perf_counter()
-        totals: dict[str, float] = {}
-        for run, g in zip(runs, generators):
-            refresh_prototypes(run.eval_model, data)
-            for step in range(config.steps_per_epoch):
-                try:
-                    values = _step(run, data, config, objectives, weights, g, online)
-                except FloatingPointError as exc:
-                    # found at the step it appears, not at the end of the run
-                    raise FloatingPointError(f"epoch {epoch + 1}, step {step + 1}: {exc}") from None
-                for name, value in values.items():
-                    totals[name] = totals.get(name, 0.0) + value.item()
-        scale = config.steps_per_epoch * len(runs)
-        totals = {k: v / scale for k, v in totals.items()}
+        totals = _train_epoch(runs, generators, data, config, objectives, weights, online, epoch)
         loss = totals.pop("loss")
-        std = None
         if protocol == "two_stage":
-            last = epoch + 1 == config.epochs
-            if last:
-                for i, run in enumerate(runs):
-                    run.probes = train_probes(run.eval_model, data, config, i)
-                accs = probe_accuracies([r.eval_model for r in runs], [r.probes for r in runs], data.val_images, data.val_labels)
-                val_acc, std = accs.mean().item(), (accs.std().item() if len(accs) > 1 else 0.0)
-            else:
-                val_acc = sum(nearest_mean_accuracy(r.eval_model, data) for r in runs) / len(runs)
+            val_acc, std, probes = evaluate_two_stage([r.eval_model for r in runs], data, config, epoch + 1 == config.epochs)
+            for run, heads in zip(runs, probes or []):
+                run.probes = heads
         else:
-            # n_contr > 1: the same config trained with n_contr seeds; the value is the mean
-            accs = []
-            for run in runs:
-                refresh_prototypes(run.eval_model, data)
-                accs.append(evaluate(run.eval_model, data.val_images, data.val_labels)[0])
-            val_acc = sum(accs) / len(accs)
-            std = torch.tensor(accs).std().item() if len(accs) > 1 else None
+            val_acc, std = _evaluate_joint(runs, data)
         metrics = EpochMetrics(epoch + 1, val_acc, loss, time.perf_counter() - start, totals, std)
         log.debug("epoch %d val_acc %.4f loss %.4f (%.1f s)", epoch + 1, val_acc, loss, metrics.seconds)
         if on_epoch_end is not None:
@@ -352,33 +258,42 @@ def train_few_shot(
                     "protocol": protocol,
                 },
             )
-    return metrics
+    return TrainResult(metrics, [run.probes for run in runs])
 
 
-def model_accuracies(models: nn.Module | list[nn.Module], images: torch.Tensor, labels: torch.Tensor) -> list[float]:
-    """Accuracy of every trained classifier on a held-out split: each model's head
-    (joint), or every frozen-feature classifier (two_stage: models carry ``probes``)."""
-    models = models if isinstance(models, list) else [models]
-    if getattr(models[0], "probes", None):
-        return probe_accuracies(models, [m.probes for m in models], images, labels).tolist()
-    return [evaluate(m, images, labels)[0] for m in models]
+def _restore(runs: list[_Run], online: OnlineKMeans | None, state: dict | None) -> int:
+    """Load a checkpoint's state into the runs; returns the epoch to continue from."""
+    if state is None:
+        return 0
+    for run, run_state in zip(runs, state["runs"]):
+        run.load_state_dict(run_state)
+    if online is not None and state.get("online_kmeans"):
+        online.load_state_dict(state["online_kmeans"])
+    return state["epoch"]
 
 
-@torch.no_grad()
-def model_predictions(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Predictions of a trained model: its head, or its first frozen-feature classifier."""
-    probes = getattr(model, "probes", None)
-    if probes:
-        return F.linear(encode(model, images), probes[0]["weight"], probes[0]["bias"]).argmax(1)
-    return evaluate(model, images, torch.zeros(len(images), dtype=torch.long))[1]
+def _train_epoch(runs, generators, data, config, objectives, weights, online, epoch: int) -> dict[str, float]:
+    """One epoch of every run; the mean of the loss and of each term over steps and runs."""
+    totals: dict[str, float] = {}
+    for run, g in zip(runs, generators):
+        refresh_prototypes(run.eval_model, data)
+        for step in range(config.steps_per_epoch):
+            try:
+                values = _step(run, data, config, objectives, weights, g, online)
+            except FloatingPointError as exc:
+                # found at the step it appears, not at the end of the run
+                raise FloatingPointError(f"epoch {epoch + 1}, step {step + 1}: {exc}") from None
+            for name, value in values.items():
+                totals[name] = totals.get(name, 0.0) + value.item()
+    scale = config.steps_per_epoch * len(runs)
+    return {k: v / scale for k, v in totals.items()}
 
 
-def confusion_matrix(labels: torch.Tensor, preds: torch.Tensor, num_classes: int) -> list[list[int]]:
-    m = torch.bincount(labels * num_classes + preds, minlength=num_classes * num_classes)
-    return m.view(num_classes, num_classes).tolist()
-
-
-def model_accuracy(models: nn.Module | list[nn.Module], images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Mean of :func:`model_accuracies`."""
-    accs = model_accuracies(models, images, labels)
-    return sum(accs) / len(accs)
+def _evaluate_joint(runs: list[_Run], data: TrainData) -> tuple[float, float | None]:
+    """n_contr > 1: the same config trained with n_contr seeds; the value is their mean."""
+    accs = []
+    for run in runs:
+        refresh_prototypes(run.eval_model, data)
+        accs.append(evaluate(run.eval_model, data.val_images, data.val_labels)[0])
+    std = torch.tensor(accs).std().item() if len(accs) > 1 else None
+    return sum(accs) / len(accs), std

@@ -10,14 +10,18 @@ pool, space, K, iterations, seed, and the backbone for feature space).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raysynth.config import Config, PartitionConfig, fingerprint, raysynth_home
+from raysynth.atomic import atomic_file
+from raysynth.config import Config, PartitionConfig
+from raysynth.home import fingerprint, raysynth_home
+from raysynth.losses import kmeans_partition
+from raysynth.train.evaluate import encode
+from raysynth.train.model import build_model
 
 log = logging.getLogger(__name__)
 MAX_PIXEL_SIDE = 32  # pixel-space clustering of 224 px images would need GBs per 1k images
@@ -39,9 +43,6 @@ def partition_vectors(config: Config, real: torch.Tensor, synthetic: torch.Tenso
     """What k-means clusters: raw pixels, or frozen pretrained-backbone features."""
     if config.partition.space == "pixels":
         return pixel_vectors(real), pixel_vectors(synthetic)
-    from raysynth.train.loop import encode
-    from raysynth.train.task import build_model
-
     model = build_model(config, 1, with_objectives=False)  # the frozen backbone; the head is unused
     return encode(model, real), encode(model, synthetic)
 
@@ -57,8 +58,6 @@ def load_or_compute(
     config: Config, split_fingerprint: str, pool: str, real: torch.Tensor, synthetic: torch.Tensor, k: int
 ) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """(real regions, synthetic regions, computed_now) for K = k."""
-    from raysynth.losses import kmeans_partition
-
     path = partition_path(config, split_fingerprint, pool, k)
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
@@ -69,7 +68,10 @@ def load_or_compute(
     labels, _ = kmeans_partition(torch.cat([real_vec, syn_vec]), k, niter=config.partition.niter, seed=config.partition.seed)
     real_part, syn_part = labels[: len(real_vec)], labels[len(real_vec) :]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
-    np.savez(tmp, real=real_part.numpy(), synthetic=syn_part.numpy())
-    os.replace(tmp, path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+            np.savez(f, real=real_part.numpy(), synthetic=syn_part.numpy())
+
+    atomic_file(path, write)
     return real_part, syn_part, True

@@ -16,12 +16,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from raysynth.config import ModelConfig, fingerprint, raysynth_home
+from raysynth.config import ModelConfig
+from raysynth.home import fingerprint, raysynth_home
 from raysynth.data.base import FewShotSplit
 from raysynth.models.backbone import create_model, model_config
 from raysynth.models.classifier import build_classifier
 from raysynth.data.augment import random_affine
-from raysynth.train.loop import evaluate
+from raysynth.train.evaluate import evaluate
 
 log = logging.getLogger(__name__)
 

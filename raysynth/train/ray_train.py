@@ -1,13 +1,14 @@
 """Ray Train wrapper around the plain loop: DDP across workers, checkpoints, resume.
 
 Used for trials with ``train.workers > 1`` and for every final (re)training, so that
-long runs get Ray Train's checkpointing and fault tolerance. The per-worker function
-runs the same :func:`raysynth.train.loop.train_few_shot` as the in-trial path.
+long runs get Ray Train's checkpointing and fault tolerance. Each worker builds the same
+run as the in-trial path (:func:`raysynth.train.session.build_run`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -15,7 +16,10 @@ from typing import Any
 
 import torch
 
-from raysynth.config import Config, from_dict, raysynth_home
+from raysynth.config import Config, from_dict
+from raysynth.data import cached_split
+from raysynth.home import raysynth_home
+from raysynth.train.evaluate import confusion_matrix, model_accuracies, model_accuracy, model_predictions
 
 
 CHECKPOINT_FILE = "state.pt"
@@ -41,85 +45,55 @@ def load_state(checkpoint) -> dict | None:
 
 
 def _worker_loop(loop_config: dict[str, Any]) -> None:
-    """Runs on each Ray Train worker."""
+    """Runs on each Ray Train worker: the same run as in a trial, wrapped in DDP."""
     import ray.train
     import ray.train.torch
 
-    from raysynth.config import training_protocol
-    from raysynth.losses import parse_loss
-    from raysynth.train.loop import load_trainable_state, model_accuracy, train_few_shot
-    from raysynth.train.task import build_models, cached_split, train_data
+    from raysynth.train.session import build_run
 
     os.environ["RAYSYNTH_HOME"] = loop_config["home"]  # the driver's, not the worker node's
     config = from_dict(Config, loop_config["config"])
-    torch.set_num_threads(config.train.threads)
     context = ray.train.get_context()
     rank = context.get_world_rank()
-
+    run = build_run(config, loop_config.get("class_weights"), use_synthetic=loop_config["use_synthetic"])
     split = cached_split(config)
-    protocol = training_protocol(config)
-    bare = build_models(config, split.num_classes)
-    models = bare
+    models = run.models
     if context.get_world_size() > 1:
         # LoRA leaves most parameters frozen (requires_grad=False: DDP ignores them); in
         # the two-stage protocol the head gets no gradient in stage 1, so DDP must look
-        models = [
-            ray.train.torch.prepare_model(m, parallel_strategy_kwargs={"find_unused_parameters": protocol == "two_stage"})
-            for m in bare
-        ]
-    data = train_data(config, use_synthetic=loop_config["use_synthetic"])
-    weights = loop_config.get("class_weights")
-    weights = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
-
+        unused = run.protocol == "two_stage"
+        models = [ray.train.torch.prepare_model(m, parallel_strategy_kwargs={"find_unused_parameters": unused}) for m in models]
     state = load_state(ray.train.get_checkpoint())
 
     def on_epoch_end(metrics, state_dict):
         report = metrics.as_dict()
-        last = metrics.epoch == config.train.epochs
-        if last and loop_config.get("evaluate_test"):
+        if metrics.epoch == config.train.epochs and loop_config.get("evaluate_test"):
             # the one and only look at the test split, after training is over
-            report.update(_test_report(bare, split))
+            report.update(_test_report(run.models, [r["probes"] for r in state_dict["runs"]], split))
         if loop_config.get("checkpoint") and rank == 0:
             with state_checkpoint(state_dict) as checkpoint:
                 ray.train.report(report, checkpoint=checkpoint)
         else:
             ray.train.report(report)
 
-    last = train_few_shot(
-        models,
-        data,
-        config.train,
-        weights,
-        on_epoch_end=on_epoch_end,
-        state=state,
-        rank=rank,
-        eval_model=bare,
-        objectives=parse_loss(config.loss),
-        protocol=protocol,
-        partition=config.partition,
-    )
-    if last is None:
+    result = run.train(on_epoch_end=on_epoch_end, state=state, model=models, rank=rank, eval_model=run.models)
+    if result.metrics is None:
         # resumed from the final checkpoint of a finished run: nothing left to train,
         # report its final metrics again (the loaded models are the finished ones)
-        for model, run_state in zip(bare, state["runs"]):
-            load_trainable_state(model, run_state["model"])
-            model.probes = run_state.get("probes", [])
-        report = {"epoch": state["epoch"], "val_acc": model_accuracy(bare, split.val.images, split.val.labels)}
+        val = model_accuracy(run.models, split.val.images, split.val.labels, result.probes)
+        report = {"epoch": state["epoch"], "val_acc": val}
         if loop_config.get("evaluate_test"):
-            report.update(_test_report(bare, split))
+            report.update(_test_report(run.models, result.probes, split))
         ray.train.report(report)
 
 
-def _test_report(models, split) -> dict[str, float]:
+def _test_report(models, probes, split) -> dict[str, float]:
     """Test accuracy, mean and spread over every trained classifier (seeds, probes)."""
-    import json
-
-    from raysynth.train.loop import confusion_matrix, model_accuracies, model_predictions
-
     test = split.test  # one read of the audited test split
     images, labels = test.images, test.labels
-    accs = torch.tensor(model_accuracies(models, images, labels))
-    confusion = confusion_matrix(labels, model_predictions(models[0], images), split.num_classes)
+    accs = torch.tensor(model_accuracies(models, images, labels, probes))
+    first = probes[0] if probes else None
+    confusion = confusion_matrix(labels, model_predictions(models[0], images, first), split.num_classes)
     return {
         "test_acc": accs.mean().item(),
         "test_acc_std": accs.std().item() if len(accs) > 1 else 0.0,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from raysynth.config import ConfigError, DataConfig
-from raysynth.data import DATASET_CHECKS, load_split
+from raysynth.data import DATASETS, load_split
 
 from conftest import _jpeg, make_cub, make_flowers
 
@@ -60,7 +60,7 @@ def test_missing_root_or_file_names_it(tmp_path, dataset, remove, needle):
         (make_cub if dataset == "cub" else make_flowers)(root)
         (root / remove).unlink()
     with pytest.raises(ConfigError, match=needle) as info:
-        DATASET_CHECKS[dataset](_config(root))
+        DATASETS[dataset].check(_config(root))
     assert "\n" not in str(info.value) and "download" in str(info.value)
 
 

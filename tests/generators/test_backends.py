@@ -5,10 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
-from raysynth.config import ConfigError, PoolConfig, load_config
+from raysynth.config import ConfigError, PoolConfig
+from raysynth.validate import load_config
 from raysynth.data.base import ImageSet
 from raysynth.generators import create_generator
-from raysynth.generators.filtering import ClipScorer, keep_mask, scores_from_logits
+from raysynth.generators.filtering import ClipScorer, scores_from_logits
+from raysynth.pool.filters import keep_mask
 
 CLASSES = ["black footed albatross", "laysan albatross", "sooty albatross"]
 TINY_DDPM = {"channels": [8, 16], "train_steps": 3, "batch_size": 8, "inference_steps": 6}
@@ -21,7 +23,7 @@ def _shots(k=2, size=32):
 
 @pytest.fixture(scope="session")
 def tiny_sd(tmp_path_factory):
-    from raysynth.generators.tiny_sd import build_tiny_stable_diffusion
+    from raysynth.testing.tiny_sd import build_tiny_stable_diffusion
 
     return build_tiny_stable_diffusion(tmp_path_factory.mktemp("tiny_sd") / "pipeline")
 
@@ -100,7 +102,7 @@ def test_sd_img2img_and_txt2img(tiny_sd):
 
 
 def test_sd_missing_model_is_a_config_error(tmp_path, monkeypatch):
-    from raysynth.generators.stable_diffusion import check_model_available
+    from raysynth.generators.backends.stable_diffusion import check_model_available
 
     with pytest.raises(ConfigError, match="not a diffusers pipeline directory"):
         check_model_available(str(tmp_path))

@@ -4,7 +4,7 @@ import torch
 from raysynth.config import ConfigError, PoolConfig
 from raysynth.data.base import ImageSet
 from raysynth.generators import GENERATORS, create_generator
-from raysynth.generators.labels import diffmix_soft_labels
+from raysynth.pool.labels import diffmix_soft_labels
 from raysynth.generators.quality import parse_quality, partner_class, quality_controlled_shots
 
 

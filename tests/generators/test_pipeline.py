@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from raysynth.config import load_config
-from raysynth.generators.pipeline import finished_shards, generate_pool
+from raysynth.validate import load_config
+from raysynth.pool.shards import finished_shards
+from raysynth.pool.pipeline import generate_pool
 from raysynth.pool import PoolStore, pool_key
-from raysynth.train.task import cached_split
+from raysynth.data import cached_split
 from conftest import REPO, tiny_overrides
 
 # shards slow enough to kill between them: a tiny ddpm with many denoising steps
@@ -27,11 +28,11 @@ SLOW_DDPM = [
 
 GENERATE = """
 import sys
-from raysynth.config import load_config
-from raysynth.generators.pipeline import generate_pool
+from raysynth.validate import load_config
+from raysynth.pool.pipeline import generate_pool
 from raysynth.pool import PoolStore
-from raysynth.search.tuner import connect_ray
-from raysynth.train.task import cached_split
+from raysynth.cluster import connect_ray
+from raysynth.data import cached_split
 config = load_config(sys.argv[1], sys.argv[3:])
 connect_ray()
 generate_pool(cached_split(config), config.pool, store=PoolStore(sys.argv[2]))
@@ -117,7 +118,7 @@ def test_diff_gen_pool_with_clip_scores_and_load_time_filter(ray_session, tmp_pa
 
 def torch_le(images, pool, manifest, kept_min) -> bool:
     """Every image the filter kept scores at least the third-lowest of its class."""
-    from raysynth.generators.filtering import keep_mask
+    from raysynth.pool.filters import keep_mask
 
     keep = keep_mask(manifest, "bottom", 0.25)
     kept = manifest[keep]

@@ -5,10 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from raysynth.config import ConfigError, TrainConfig, load_config, training_protocol
+from raysynth.config import ConfigError, TrainConfig
+from raysynth.validate import load_config
+from raysynth.train.session import training_protocol
 from raysynth.losses import OBJECTIVES, PrototypeHead, parse_loss
 from raysynth.models.classifier import FewShotClassifier
-from raysynth.train.loop import TrainData, model_accuracy, train_few_shot
+from raysynth.train.loop import TrainData, train_few_shot
+from raysynth.train.evaluate import model_accuracy
 
 REPO_SPACE = __import__("pathlib").Path(__file__).resolve().parents[2] / "search_spaces" / "digits.yaml"
 
@@ -50,7 +53,7 @@ def test_every_objective_trains_the_tiny_model_and_logs_its_terms(name):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     config = TrainConfig(epochs=2, steps_per_epoch=4, batch_real=6, batch_syn=6, lr=1e-2)
     protocol = "two_stage" if all(o.representation for o in objectives) else "joint"
-    last = train_few_shot(model, _data(), config, objectives=objectives, protocol=protocol)
+    last = train_few_shot(model, _data(), config, objectives=objectives, protocol=protocol).metrics
     assert last.epoch == 2 and 0.0 <= last.val_acc <= 1.0
     assert last.terms and all(torch.isfinite(torch.tensor(v)) for v in last.terms.values())
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
@@ -60,7 +63,7 @@ def test_every_objective_trains_the_tiny_model_and_logs_its_terms(name):
 def test_terms_of_combined_objectives_are_logged_separately():
     objectives = parse_loss({"bound": {"lam1": 0.5, "lam2_ratio": 10}, "unicon": {"weight": 0.2}})
     config = TrainConfig(epochs=1, steps_per_epoch=3, batch_real=6, batch_syn=6, lr=1e-2)
-    last = train_few_shot(_model(objectives), _data(), config, objectives=objectives)
+    last = train_few_shot(_model(objectives), _data(), config, objectives=objectives).metrics
     assert {"ce_real", "ce_syn", "discrepancy", "robustness", "contrastive"} <= set(last.terms)
     assert last.loss == pytest.approx(sum(last.terms.values()), rel=1e-5)
     assert objectives[0].params.effective_lam2 == 5.0
@@ -73,7 +76,7 @@ def test_online_partitions_follow_the_batches():
     data.num_partitions = 3
     states = []
     config = TrainConfig(epochs=1, steps_per_epoch=3, batch_real=6, batch_syn=6, lr=1e-2)
-    last = train_few_shot(_model(objectives), data, config, objectives=objectives, on_epoch_end=lambda m, s: states.append(s))
+    last = train_few_shot(_model(objectives), data, config, objectives=objectives, on_epoch_end=lambda m, s: states.append(s)).metrics
     assert "discrepancy" in last.terms
     assert states[-1]["online_kmeans"]["counts"].sum().item() == 3 * 6  # every synthetic image seen once
 
@@ -84,11 +87,14 @@ def test_two_stage_protocol_averages_n_contr_by_n_classif_classifiers():
     config = TrainConfig(epochs=2, steps_per_epoch=4, batch_real=6, batch_syn=6, lr=1e-2, n_contr=2, n_classif=3, probe_steps=30)
     seen = []
     data = _data()
-    last = train_few_shot(models, data, config, objectives=objectives, protocol="two_stage", on_epoch_end=lambda m, s: seen.append((m, s)))
+    result = train_few_shot(models, data, config, objectives=objectives, protocol="two_stage", on_epoch_end=lambda m, s: seen.append((m, s)))
+    last = result.metrics
     assert [m.epoch for m, _ in seen] == [1, 2]
     assert seen[0][0].val_acc_std is None and last.val_acc_std is not None  # the spread exists after the classifiers
-    assert [len(r["probes"]) for r in seen[-1][1]["runs"]] == [3, 3]
-    assert model_accuracy(models, data.val_images, data.val_labels) == pytest.approx(last.val_acc)
+    assert [len(r["probes"]) for r in seen[-1][1]["runs"]] == [3, 3] and [len(p) for p in result.probes] == [3, 3]
+    # the classifiers come back in the result: scoring them again gives the reported value
+    assert model_accuracy(models, data.val_images, data.val_labels, result.probes) == pytest.approx(last.val_acc)
+    assert not any(hasattr(m, "probes") for m in models)
     assert not torch.equal(models[0].projection[0].weight, models[1].projection[0].weight)
 
 

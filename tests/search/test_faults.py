@@ -16,8 +16,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-from raysynth.config import load_config
-from raysynth.search.tuner import SearchOptions, run_search
+from raysynth.validate import load_config
+from raysynth.search.options import SearchOptions
+from raysynth.search.run import run_search
 from raysynth.tracking.mlflow_runs import KIND_TAG, STATUS_TAG
 
 from conftest import REPO, tiny_overrides

@@ -3,8 +3,9 @@
 import pytest
 from mlflow.tracking import MlflowClient
 
-from raysynth.config import load_config
-from raysynth.search.tuner import SearchOptions, run_search
+from raysynth.validate import load_config
+from raysynth.search.options import SearchOptions
+from raysynth.search.run import run_search
 from raysynth.tracking.leaderboard import format_rows, leaderboard_rows
 from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, STATUS_TAG
 

@@ -9,7 +9,8 @@ import pytest
 import ray.cloudpickle
 from ray import tune
 
-from raysynth.search.searchers import SEARCHERS, SearcherOptions, SkoptSearch, build_searcher
+from raysynth.search.searchers import SEARCHERS, SearcherOptions, build_searcher
+from raysynth.search.searchers.skopt_gp import SkoptSearch
 
 SPACE = {"x": tune.uniform(0.0, 1.0), "y": tune.loguniform(1e-3, 1.0), "k": tune.choice(["a", "b", "c"]), "fixed": 3}
 
@@ -102,9 +103,9 @@ class _StuckSampler(optuna.samplers.RandomSampler):
 
 
 def test_optuna_search_never_runs_a_duplicate():
-    from raysynth.search.searchers import _optuna_search_class
+    from raysynth.search.searchers.optuna_base import fidelity_aware_optuna_search
 
-    searcher = _optuna_search_class()(metric="score", mode="max", sampler=_StuckSampler(seed=0), max_epochs=1, seed=0)
+    searcher = fidelity_aware_optuna_search()(metric="score", mode="max", sampler=_StuckSampler(seed=0), max_epochs=1, seed=0)
     searcher.set_search_properties("score", "max", {"x": tune.uniform(0, 1)})
     a = searcher.suggest("a")
     b = searcher.suggest("b")  # the sampler insists on 0.25 while "a" runs

@@ -1,7 +1,9 @@
 import pytest
 
-from raysynth.config import ConfigError, load_config
-from raysynth.search.space import apply_params, flatten_params, parse_space
+from raysynth.config import ConfigError
+from raysynth.validate import load_config
+from raysynth.search.space import apply_params, parse_space
+from raysynth.config import flatten_params
 
 from conftest import REPO
 

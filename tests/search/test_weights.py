@@ -6,15 +6,11 @@ import math
 import pytest
 import torch
 
-from raysynth.config import ConfigError, load_config
+from raysynth.config import ConfigError
+from raysynth.validate import load_config
 from raysynth.search.space import apply_params, parse_space
-from raysynth.search.weights import (
-    WeightContext,
-    class_discrepancy,
-    fidelity_scores,
-    quality_groups,
-    quality_weights,
-)
+from raysynth.prepare import WeightContext, class_discrepancy, fidelity_scores, quality_groups
+from raysynth.search.weightings.quality import quality_weights
 
 from conftest import REPO
 
@@ -85,7 +81,7 @@ def test_tie_keeps_lambda2_at_ten_lambda1():
         ("class_weights={type: grouped, groups: 3, by: color, low: 0, high: 1}", "class_weights.by: expected one of quality, features"),
         ("class_weights={type: quality, a: [2, 1]}", "class_weights.a: need low < high"),
         ("class_weights={type: quality, groups: 2}", "unknown key 'groups' for type quality"),
-        ("class_weights={type: spline, low: 0, high: 1}", "class_weights.type: expected one of per_class, grouped, quality"),
+        ("class_weights={type: spline, low: 0, high: 1}", "class_weights.type: expected one of grouped, per_class, quality"),
         ("train.lr={type: tie, to: train.nope, factor: 2}", "unknown config field 'train.nope'"),
         ("train.lr={type: tie, to: train.weight_decay}", "train.lr: missing 'factor'"),
     ],

@@ -11,8 +11,9 @@ import urllib.request
 
 import pytest
 
-from raysynth.config import load_config
-from raysynth.search.tuner import SearchOptions, run_search
+from raysynth.validate import load_config
+from raysynth.search.options import SearchOptions
+from raysynth.search.run import run_search
 from raysynth.tracking.leaderboard import compare_runs, leaderboard_rows
 
 from conftest import REPO, tiny_overrides

@@ -3,7 +3,8 @@ import torch
 
 from raysynth.config import TrainConfig
 from raysynth.losses import soft_cross_entropy, weighted_synthetic_ce
-from raysynth.train.loop import TrainData, evaluate, train_few_shot
+from raysynth.train.loop import TrainData, train_few_shot
+from raysynth.train.evaluate import evaluate
 
 
 def test_zero_weight_removes_a_class_from_the_synthetic_loss():
@@ -47,7 +48,7 @@ def test_loop_learns_and_reports_every_epoch():
     model = _Tiny()
     seen = []
     config = TrainConfig(epochs=3, steps_per_epoch=10, batch_real=8, batch_syn=8, lr=1e-2)
-    last = train_few_shot(model, data, config, on_epoch_end=lambda m, state: seen.append((m, state["epoch"])))
+    last = train_few_shot(model, data, config, on_epoch_end=lambda m, state: seen.append((m, state["epoch"]))).metrics
     assert [m.epoch for m, _ in seen] == [1, 2, 3] and [e for _, e in seen] == [1, 2, 3]
     assert last.val_acc == evaluate(model, vx, vy)[0] > 0.9
     assert seen[-1][0].terms["ce_syn"] > 0 and seen[-1][0].as_dict()["loss_ce_real"] > 0
@@ -75,7 +76,7 @@ def test_nested_objective_is_the_mean_over_seeds_with_its_spread():
     config = TrainConfig(epochs=2, steps_per_epoch=3, batch_real=4, lr=1e-2, n_contr=3)
     torch.manual_seed(0)
     models = [_Tiny() for _ in range(3)]
-    last = train_few_shot(models, data, config)
+    last = train_few_shot(models, data, config).metrics
     accs = [evaluate(m, vx, vy)[0] for m in models]
     assert last.val_acc == pytest.approx(sum(accs) / 3)
     assert last.val_acc_std == pytest.approx(torch.tensor(accs).std().item())

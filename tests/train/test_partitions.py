@@ -6,7 +6,9 @@ import torch
 
 from raysynth.pool import pool_key
 from raysynth.train.partitions import load_or_compute, num_clusters, partition_path
-from raysynth.train.task import cached_split, prepare, train_data
+from raysynth.data import cached_split
+from raysynth.prepare import prepare
+from raysynth.train.data import train_data
 
 
 def _with(config, **partition):

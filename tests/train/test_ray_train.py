@@ -1,7 +1,7 @@
 """The final-retraining path: Ray Train, checkpoints, test evaluated once, resume."""
 
 from raysynth.train.ray_train import fit_with_trainer
-from raysynth.train.task import prepare
+from raysynth.prepare import prepare
 
 
 def test_final_training_checkpoints_and_resumes(ray_session, tiny_config, tmp_path):

@@ -1,158 +1,22 @@
-"""Search algorithms by name: optuna-tpe, optuna-gp, skopt-gp, random.
-
-Each builder takes a :class:`SearcherOptions` and returns a Ray Tune searcher; adding
-one is adding a registered function. Two traps of model-based searchers under ASHA and
-concurrency are handled here:
-
-* **Mixed fidelity.** ASHA stops weak trials early; Ray's OptunaSearch would record them
-  as COMPLETE with their partial score, and a GP fitted on a mix of 2-epoch and 6-epoch
-  accuracies models noise. raysynth's searchers learn only from comparable values: a
-  trial that did not reach ``max_epochs`` is told to Optuna as PRUNED (TPE ranks pruned
-  trials below complete ones by their intermediate values; the GP ignores them), and the
-  scikit-optimize GP is fitted on complete trials only (pruned points are remembered so
-  they are not proposed again).
-* **Duplicates.** Optuna's GPSampler can propose an already-evaluated point while other
-  trials are running; a duplicate is never run: it is answered from the cache of
-  finished values (so the sampler learns nothing new) and the sampler is asked again,
-  falling back to a random point after a few tries.
-"""
+"""``skopt-gp``: UniCon's Bayesian optimisation (scikit-optimize's GP), as a Ray Tune
+searcher (Ray no longer ships SkOptSearch). Fitted on complete trials only: pruned
+points are remembered so they are not proposed again, but not modelled."""
 
 from __future__ import annotations
 
 import json
-import logging
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ray.tune.search import Searcher
 
-log = logging.getLogger(__name__)
-SEARCHERS: dict[str, Callable[["SearcherOptions"], Any]] = {}
-DUPLICATE_RETRIES = 8
-
-
-@dataclass
-class SearcherOptions:
-    metric: str
-    mode: str
-    seed: int
-    max_epochs: int  # a trial that stops before this was pruned by ASHA
-    initial_points: int = 10  # random points before a model-based searcher models
-
-
-def register_searcher(name: str):
-    def wrap(fn):
-        if name in SEARCHERS:
-            raise ValueError(f"searcher '{name}' is already registered")
-        SEARCHERS[name] = fn
-        return fn
-
-    return wrap
-
-
-def _key(params: dict[str, Any]) -> str:
-    from raysynth.search.space import flatten_params
-
-    flat = flatten_params(params)
-    return json.dumps({k: (round(v, 12) if isinstance(v, float) else v) for k, v in flat.items()}, sort_keys=True)
-
-
-def _pruned(result: dict | None, max_epochs: int) -> bool:
-    return bool(result) and result.get("epoch", max_epochs) < max_epochs
-
-
-def _optuna_search_class():
-    from ray.tune.search.optuna import OptunaSearch
-
-    class FidelityAwareOptunaSearch(OptunaSearch):
-        """OptunaSearch that tells ASHA-stopped trials as PRUNED and never runs a duplicate."""
-
-        def __init__(self, *args, max_epochs: int, seed: int, **kwargs):
-            super().__init__(*args, **kwargs)
-            self._max_epochs = max_epochs
-            self._seed = seed
-            self._proposed: dict[str, str] = {}  # params key -> trial id
-            self._values: dict[str, float] = {}  # params key -> finished value
-
-        def suggest(self, trial_id: str):
-            import optuna
-
-            for attempt in range(DUPLICATE_RETRIES + 1):
-                if attempt == DUPLICATE_RETRIES:
-                    # the model keeps proposing evaluated points: one random point instead
-                    sampler = self._ot_study.sampler
-                    self._ot_study.sampler = optuna.samplers.RandomSampler(seed=self._seed + len(self._proposed))
-                    try:
-                        params = super().suggest(trial_id)
-                    finally:
-                        self._ot_study.sampler = sampler
-                else:
-                    params = super().suggest(trial_id)
-                key = _key(params)
-                if key not in self._proposed:
-                    self._proposed[key] = trial_id
-                    return params
-                ot_trial = self._ot_trials.pop(trial_id)
-                log.debug("searcher proposed a duplicate of trial %s; asking again", self._proposed[key])
-                if key in self._values:
-                    self._ot_study.tell(ot_trial, self._values[key])
-                else:  # the original is still running
-                    self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
-            return params
-
-        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-            import optuna
-
-            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
-                return
-            key = next((k for k, t in self._proposed.items() if t == trial_id), None)
-            if not error and _pruned(result, self._max_epochs):
-                self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
-                self._completed_trials.add(trial_id)
-                return
-            if result and not error and key is not None and self.metric in result:
-                self._values[key] = float(result[self.metric])
-            super().on_trial_complete(trial_id, result, error)
-
-    return FidelityAwareOptunaSearch
-
-
-@register_searcher("optuna-tpe")
-def optuna_tpe(o: SearcherOptions):
-    import optuna
-
-    # multivariate TPE models the weights jointly: the poisoned classes interact
-    sampler = optuna.samplers.TPESampler(seed=o.seed, multivariate=True, n_startup_trials=o.initial_points)
-    return _optuna_search_class()(metric=o.metric, mode=o.mode, sampler=sampler, max_epochs=o.max_epochs, seed=o.seed)
-
-
-@register_searcher("optuna-gp")
-def optuna_gp(o: SearcherOptions):
-    import optuna
-
-    sampler = optuna.samplers.GPSampler(seed=o.seed, n_startup_trials=o.initial_points, deterministic_objective=False)
-    return _optuna_search_class()(metric=o.metric, mode=o.mode, sampler=sampler, max_epochs=o.max_epochs, seed=o.seed)
+from raysynth.search.searchers.base import DUPLICATE_RETRIES, SearcherOptions, is_pruned, register_searcher
 
 
 @register_searcher("skopt-gp")
 def skopt_gp(o: SearcherOptions):
     return SkoptSearch(metric=o.metric, mode=o.mode, seed=o.seed, max_epochs=o.max_epochs, initial_points=o.initial_points)
 
-
-@register_searcher("random")
-def random_search(o: SearcherOptions):
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    return BasicVariantGenerator(random_state=o.seed)
-
-
-def build_searcher(name: str, options: SearcherOptions):
-    # concurrency is limited by TuneConfig.max_concurrent_trials (Tune wraps the searcher)
-    return SEARCHERS[name](options)
-
-
-# --------------------------------------------------------------------------- scikit-optimize
 
 
 def _dimension_spec(domain) -> dict:
@@ -280,7 +144,7 @@ class SkoptSearch(Searcher):
         point = self._live.pop(trial_id, None)
         if point is None or error or not result or self.metric not in result:
             return
-        if _pruned(result, self._max_epochs):
+        if is_pruned(result, self._max_epochs):
             return  # partial fidelity: not comparable with complete trials
         value = float(result[self.metric])
         if not math.isfinite(value):

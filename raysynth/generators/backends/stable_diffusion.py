@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from raysynth.config import ConfigError
+from raysynth.config import ConfigError, field_
 from raysynth.data.base import ImageSet
 from raysynth.generators.base import Generator, register_generator
 
@@ -36,17 +36,20 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 @dataclass
 class StableDiffusionParams:
-    model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # hub id or local diffusers directory
-    scheduler: str = "dpm++"
-    steps: int = 25
-    guidance: float = 7.5
-    negative_prompt: str = ""
-    prompt: str = "photo of a {name} {metaclass}"
-    dtype: str = "auto"  # fp16 on GPU, fp32 on CPU
-    resolution: int = 512
-    batch_size: int = 8
-    finetuned: str | None = None  # directory written by jobs/finetune_generator.py
-    lora_scale: float = 1.0
+    """``pool.options`` of this backend; types, choices and ranges are checked when the
+    config loads (never first inside a Ray Data actor)."""
+
+    model: str = field_("Hub id or local diffusers directory.", "stable-diffusion-v1-5/stable-diffusion-v1-5")
+    scheduler: str = field_("Sampler of the denoising loop.", "dpm++", choices=tuple(SCHEDULERS))
+    steps: int = field_("Denoising steps (img2img runs strength x steps of them).", 25, ge=1)
+    guidance: float = field_("Classifier-free guidance scale.", 7.5)
+    negative_prompt: str = field_("Negative prompt.", "")
+    prompt: str = field_("Prompt template; {name} is the class (or its learned token).", "photo of a {name} {metaclass}")
+    dtype: str = field_("Weights dtype; auto: float16 on GPU, float32 on CPU.", "auto", choices=("auto", *DTYPES))
+    resolution: int = field_("Generation resolution (images are resized to data.image_size after).", 512, ge=1)
+    batch_size: int = field_("Images per pipeline call.", 8, ge=1)
+    finetuned: str | None = field_("Directory written by jobs/finetune_generator.py.", None)
+    lora_scale: float = field_("Scale of the fine-tuned UNet LoRA.", 1.0)
 
 
 def check_model_available(model: str) -> None:
@@ -88,14 +91,6 @@ class StableDiffusionGenerator(Generator):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        p = self.params
-        if p.scheduler not in SCHEDULERS:
-            raise ConfigError(f"pool.options.scheduler: must be one of {', '.join(SCHEDULERS)}, got '{p.scheduler}'")
-        if p.dtype not in ("auto", *DTYPES):
-            raise ConfigError(f"pool.options.dtype: must be auto, float32, float16 or bfloat16, got '{p.dtype}'")
-        for name in ("steps", "resolution", "batch_size"):
-            if getattr(p, name) < 1:
-                raise ConfigError(f"pool.options.{name}: must be >= 1, got {getattr(p, name)}")
         self.img2img = None
         self.tokens: list[str] | None = None
         self.per_class = False
@@ -108,7 +103,7 @@ class StableDiffusionGenerator(Generator):
         return params
 
     @classmethod
-    def preflight(cls, config) -> None:
+    def check_environment(cls, config) -> None:
         check_model_available(cls.parse_options(config.options).model)
 
     def fit(self, shots: ImageSet) -> None:

@@ -18,9 +18,11 @@ import pandas as pd
 import torch
 
 from raysynth.atomic import atomic_directory
-from raysynth.config import PoolConfig, fingerprint, raysynth_home
-from raysynth.generators.base import GENERATORS
-from raysynth.generators.labels import diffmix_soft_labels
+from raysynth.config import PoolConfig
+from raysynth.generators import GENERATORS
+from raysynth.home import fingerprint, raysynth_home
+from raysynth.pool.filters import keep_mask
+from raysynth.pool.labels import diffmix_soft_labels
 
 
 def pool_key(split_fingerprint: str, config: PoolConfig, strength: float | None = None) -> str:
@@ -55,9 +57,7 @@ class Pool:
         self, gamma: float, num_classes: int, filter: str = "none", fraction: float = 0.2
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(images float in [0,1], Diff-Mix soft labels, target class) for training,
-        after the CLIP filter rule (see :mod:`raysynth.generators.filtering`)."""
-        from raysynth.generators.filtering import keep_mask
-
+        after the CLIP filter rule (see :mod:`raysynth.pool.filters`)."""
         keep = np.flatnonzero(keep_mask(self.manifest, filter, fraction))
         manifest = self.manifest.iloc[keep]
         images = torch.from_numpy(np.asarray(self.images[keep])).float() / 255.0

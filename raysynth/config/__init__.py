@@ -1,0 +1,19 @@
+"""Typed configuration, the ground floor: it imports nothing of raysynth outside itself.
+
+``typed`` (fields with help text and rules, coercion), ``sections`` (the dataclasses of a
+search config), ``loading`` (YAML + ``--set`` overrides). ``raysynth.validate.load_config``
+adds each package's checks of its own section.
+"""
+
+from raysynth.config.loading import apply_overrides, dump_yaml, flatten_params, load_yaml, parse_config
+from raysynth.config.sections import (
+    Config, DataConfig, LoraConfig, ModelConfig, PartitionConfig, PoolConfig, PretrainConfig, SchedulerConfig,
+    SearchConfig, TrainConfig,
+)
+from raysynth.config.typed import ConfigError, check_rules, field_, from_dict, one_of
+
+__all__ = [
+    "Config", "ConfigError", "DataConfig", "LoraConfig", "ModelConfig", "PartitionConfig", "PoolConfig",
+    "PretrainConfig", "SchedulerConfig", "SearchConfig", "TrainConfig", "apply_overrides", "check_rules",
+    "dump_yaml", "field_", "flatten_params", "from_dict", "load_yaml", "one_of", "parse_config",
+]

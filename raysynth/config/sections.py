@@ -1,0 +1,203 @@
+"""The config sections: one dataclass per section, each field with its help text and rules.
+
+A search is described by one YAML file (``search_spaces/<dataset>.yaml``) that holds the
+whole :class:`Config` — data, model, pool, training — plus the search space under
+``search.space``. Rules that need a registry or several fields (a known generator, a
+selected objective, a search space) are checked by the package that owns the section;
+``raysynth.validate.load_config`` composes those checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from raysynth.config.typed import field_ as _help
+
+
+@dataclass
+class DataConfig:
+    root: str | None = _help("Where a real dataset lives (unused for digits).", None)
+    shots: int | str = _help("Real training images per novel class (k-shot), or 'all'.", 8)
+    seed: int = _help("Seed of the k-shot sample; the validation/test splits never change.", 0)
+    image_size: int = _help("Images are resized to image_size x image_size, 3 channels.", 32, ge=1)
+    val_per_class: int = _help("Fixed validation images per novel class.", 80)
+    test_per_class: int = _help("Fixed test images per novel class (real datasets: <= 0 keeps the whole official test split).", 60)
+    metaclass: str = _help("What every class is a kind of, for prompts ('folder' datasets; cub: bird, flowers: flower).", "object")
+
+
+@dataclass
+class LoraConfig:
+    r: int = _help("LoRA rank.", 8, ge=1)
+    alpha: float = _help("LoRA alpha (scaling = alpha / r).", 16.0)
+    dropout: float = _help("LoRA dropout.", 0.0)
+    target_modules: list[str] = _help(
+        "Module names in the open_clip vision tower that get LoRA adapters. 'attn' is the "
+        "fused nn.MultiheadAttention (peft adapts its in/out projections).", factory=lambda: ["attn", "c_fc", "c_proj"])
+
+
+@dataclass
+class PretrainConfig:
+    steps: int = _help("Optimiser steps of backbone pretraining on the base classes.", 150, ge=1)
+    batch_size: int = _help("Pretraining batch size.", 128)
+    lr: float = _help("Pretraining learning rate (AdamW, cosine).", 2e-3)
+
+
+@dataclass
+class ModelConfig:
+    name: str = _help("open_clip model name; 'raysynth-tiny' ships inside the package.", "raysynth-tiny")
+    pretrained: str | None = _help(
+        "open_clip pretrained tag or checkpoint path; empty = raysynth's own pretraining "
+        "on the dataset's base classes, cached under RAYSYNTH_HOME/weights.", None)
+    lora: LoraConfig = _help("LoRA adapters on the vision tower.", factory=LoraConfig)
+    head: str = _help(
+        "'linear' (random init) or 'zero_shot': cosine classifier initialised from the text "
+        "embeddings of 'a photo of a <class>, a type of <metaclass>.' (needs a text tower).",
+        "linear", choices=("linear", "zero_shot"))
+    normalize: bool | None = _help(
+        "Normalise pixels with the model's mean/std before the encoder; empty = yes when "
+        "model.pretrained is set (CLIP weights expect it), no for raysynth's own pretraining.", None)
+    projection_dim: int = _help(
+        "Output size of the projection head used by contrastive objectives (unicon, supcon, "
+        "sync); raised to the class count when SyNC's ETF needs more.", 128, ge=1)
+    pretrain: PretrainConfig = _help("Own pretraining of the backbone.", factory=PretrainConfig)
+
+
+@dataclass
+class PoolConfig:
+    generator: str = _help("Generator backend: a name registered in raysynth.generators.backends.", "morph")
+    options: dict[str, Any] = _help(
+        "Backend options, validated by the backend when the config loads (e.g. ddpm: "
+        "train_steps, inference_steps; stable_diffusion: model, steps, guidance, lora).", factory=dict)
+    mode: str = _help(
+        "Where references come from: 'mix' (Diff-Mix: another class), 'aug' (Diff-Aug: the "
+        "same class), 'gen' (Diff-Gen: no reference, from noise / text).",
+        "mix", choices=("mix", "aug", "gen"))
+    per_class: int = _help("Synthetic images per novel class.", 64, ge=1)
+    strength: float = _help("Translation strength s in (0, 1].", 0.9, gt=0.0, le=1.0)
+    gamma: float = _help("Diff-Mix label non-linearity: target class gets s**gamma.", 0.5, gt=0.0)
+    quality: dict[str, str] = _help(
+        "Per-class quality control (UniCon protocol): class name -> 'faithful', "
+        "'counter' or 'morph:<rho>'. Classes not listed are faithful.", factory=dict)
+    learn_from: str = _help(
+        "What the generator learns the classes from: 'shots' (the k real shots) or 'prior' "
+        "(the dataset's images outside validation/test, standing in for what a pretrained "
+        "diffusion model knows beyond the shots).",
+        "shots", choices=("shots", "prior"))
+    seed: int = _help("Seed of the pool plan (references, partners, per-image seeds).", 0)
+    actors: int = _help("Ray Data actors that run the generator.", 1, ge=1)
+    actor_gpus: float | None = _help(
+        "GPUs per generation actor; empty = 1 when the cluster has GPUs, else 0 (CPU actors).", None, ge=0.0
+    )
+    shard_size: int = _help(
+        "Images per shard: the unit of work of an actor and of resumption (a killed run "
+        "re-run keeps its finished shards).", 32, ge=1)
+    clip_model: str | None = _help(
+        "open_clip model that scores every synthetic image against the class prompts "
+        "(CLIP filtering); empty = no scores.", None)
+    clip_pretrained: str | None = _help("open_clip pretrained tag or checkpoint path of clip_model.", None)
+    filter: str = _help(
+        "Applied at load time to the stored CLIP scores: 'none', 'bottom' (drop the lowest "
+        "filter_fraction of each class) or 'mismatch' (drop images CLIP assigns to another class).",
+        "none", choices=("none", "bottom", "mismatch"))
+    filter_fraction: float = _help("Fraction of each class dropped by filter 'bottom'.", 0.2, ge=0.0, lt=1.0)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _help("Epochs of few-shot training; ASHA's max_t.", 6, ge=1)
+    steps_per_epoch: int = _help("Optimiser steps per epoch.", 20, ge=1)
+    batch_real: int = _help("Real images per step (the few shots, cycled).", 16, ge=1)
+    batch_syn: int = _help("Synthetic images per step.", 32, ge=1)
+    lr: float = _help("Learning rate of LoRA + head (AdamW).", 2e-3, gt=0.0)
+    weight_decay: float = _help("AdamW weight decay.", 1e-4)
+    workers: int = _help(
+        "1: the loop runs inside the Tune trial; >1: Ray Train TorchTrainer with DDP.", 1, ge=1
+    )
+    threads: int = _help("torch threads per worker.", 1, ge=1)
+    seed: int = _help("Seed of initialisation and batch order.", 0)
+    protocol: str = _help(
+        "'joint': one training run with every objective of `loss` summed; 'two_stage': "
+        "UniCon's protocol (encoder + projection trained with the representation objectives, "
+        "then classifiers on frozen features); 'auto': two_stage when every selected "
+        "objective is a representation objective (unicon, supcon, sync), else joint.",
+        "auto", choices=("auto", "joint", "two_stage"))
+    n_contr: int = _help("Two-stage: encoder trainings per evaluation (UniCon's n_contr; paper 3).", 1, ge=1)
+    n_classif: int = _help("Two-stage: classifier trainings per encoder (UniCon's n_classif; paper 3).", 1, ge=1)
+    probe_steps: int = _help("Two-stage: optimiser steps of each classifier on frozen features.", 150, ge=1)
+    probe_lr: float = _help("Two-stage: learning rate of the classifiers on frozen features.", 1e-2, gt=0.0)
+
+
+@dataclass
+class PartitionConfig:
+    clusters_per_class: float = _help(
+        "K = round(clusters_per_class x classes) regions (paper: 2; search {0.5, 1, 2, 4}).", 2.0, gt=0.0
+    )
+    space: str = _help(
+        "What is clustered: 'pixels' (as the official code; images at most 32x32) or "
+        "'features' (the frozen pretrained backbone's image features).",
+        "pixels", choices=("pixels", "features"))
+    method: str = _help(
+        "'static': FAISS k-means once per K, cached (full method); 'online': mini-batch "
+        "k-means updated with every batch's synthetic images (lightweight variant).",
+        "static", choices=("static", "online"))
+    niter: int = _help("k-means iterations (paper: 300).", 300, ge=1)
+    seed: int = _help("k-means seed.", 0)
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = _help("Trial scheduler: a name registered in raysynth.search.schedulers.", "asha")
+    grace_period: int = _help("ASHA: epochs every trial runs before it can be stopped.", 3)
+    reduction_factor: float = _help("ASHA reduction factor.", 3.0)
+
+
+@dataclass
+class SearchConfig:
+    algorithm: str = _help("Searcher: a name registered in raysynth.search.searchers.", "optuna-tpe")
+    initial_points: int = _help(
+        "Random trials before a model-based searcher starts modelling (UniCon: 20 of 100).", 8, ge=1
+    )
+    trials: int = _help("Number of trials.", 24, ge=1)
+    concurrency: int = _help("Trials run at once.", 2, ge=1)
+    seed: int = _help("Seed of the searcher.", 0)
+    metric: str = _help("Metric the search maximises (the trials report val_acc).", "val_acc", choices=("val_acc",))
+    scheduler: SchedulerConfig = _help("Early stopping.", factory=SchedulerConfig)
+    space: dict[str, Any] = _help(
+        "Search space: dotted config field -> distribution, plus 'class_weights'.", factory=dict
+    )
+    final_eval: bool = _help(
+        "After the search, retrain the best config and two baselines (real only; all "
+        "weights 1) with Ray Train and evaluate each once on the test split.", True)
+    final_seeds: int = _help(
+        "Seeds each final model is retrained with (test accuracy reported as mean ± std).", 3, ge=1
+    )
+    max_failures: int = _help(
+        "Times a failed trial (an exception, a NaN/inf loss, a dead worker process or node) is "
+        "retried from its last checkpoint before it is recorded as failed.", 2, ge=0)
+    checkpoint_every: int = _help(
+        "Checkpoint each trial every N epochs (trainable weights, optimiser and schedule state), "
+        "so a retried or resumed trial continues from there; 0: never (a retry starts over).", 1, ge=0)
+    resources: dict[str, float] = _help(
+        "Resources of one trial, e.g. {cpu: 1, gpu: 0.25} (fractional GPUs let several LoRA "
+        "trials share one). Empty: train.threads CPUs, and a whole GPU when one is present.", factory=dict)
+
+
+@dataclass
+class Config:
+    dataset: str = _help("Dataset: a name registered in raysynth.data (digits is the embedded default).", "digits")
+    data: DataConfig = _help("Dataset and few-shot split.", factory=DataConfig)
+    model: ModelConfig = _help("Backbone and adapters.", factory=ModelConfig)
+    pool: PoolConfig = _help("Synthetic pool.", factory=PoolConfig)
+    train: TrainConfig = _help("Few-shot training.", factory=TrainConfig)
+    loss: dict[str, dict[str, Any]] = _help(
+        "Objectives and their parameters, summed: names registered in raysynth.losses. "
+        "Default: ce with real and synthetic weights 1.", factory=lambda: {"ce": {}})
+    partition: PartitionConfig = _help(
+        "k-means regions of real + synthetic data (used by bound and sync).", factory=PartitionConfig
+    )
+    search: SearchConfig = _help("Hyperparameter search.", factory=SearchConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

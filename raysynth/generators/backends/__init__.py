@@ -1,0 +1,1 @@
+"""Generator backends, one file each; every module here registers itself on import."""

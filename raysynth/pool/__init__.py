@@ -1,0 +1,23 @@
+"""Synthetic pools: the content-addressed store (``store``), the sharded Ray Data
+generation that fills it (``shards``, ``pipeline``), and what a trial applies when it
+loads one (Diff-Mix soft labels in ``labels``, CLIP filter rules in ``filters``)."""
+
+from raysynth.config import ConfigError, PoolConfig
+from raysynth.generators import GENERATORS
+from raysynth.generators.quality import parse_quality
+from raysynth.pool.store import Pool, PoolStore, pool_key
+
+
+def check(pool: PoolConfig) -> None:
+    """The pool section: a registered generator whose options parse, its environment
+    (weights present), CLIP scores for a filter, and the quality map's values."""
+    backend = GENERATORS.get(pool.generator, "pool.generator")
+    backend.parse_options(pool.options)
+    backend.check_environment(pool)
+    if pool.filter != "none" and not pool.clip_model:
+        raise ConfigError(f"pool.filter: '{pool.filter}' needs CLIP scores; set pool.clip_model")
+    for name, value in pool.quality.items():
+        parse_quality(value, f"pool.quality.{name}")
+
+
+__all__ = ["Pool", "PoolStore", "check", "pool_key"]

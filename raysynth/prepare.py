@@ -1,0 +1,143 @@
+"""What runs once before the trials, on the driver: each result cached, so a warm cache
+makes this a few file checks.
+
+1. **Backbone** — raysynth's own pretraining on the base classes (when no pretrained
+   CLIP weights are given).
+2. **Pools** — one synthetic pool per strength the search may ask for (sharded Ray Data
+   generation, :mod:`raysynth.pool.pipeline`).
+3. **Partitions** — one FAISS k-means per (strength, K) for the objectives that use
+   regions (static partitions).
+4. **Per-class quality** — the ``grouped`` and ``quality`` weightings need each class's
+   measured fidelity q_c (and groups) before the search: :func:`measure_class_quality`.
+
+Fidelity is the model-based discrepancy of the ICML 2025 paper (Definition 3.1) between
+a class's synthetic and real images, d_c = mean_{s∈S_c, u∈G_c} ‖h(s) − h(u)‖, with h the
+frozen pretrained backbone's L2-normalised image features; q_c = −z-score of d_c across
+classes, so q_c > 0 means "closer to its real images than the average class".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from raysynth.config import Config
+from raysynth.data import cached_split
+from raysynth.losses import kmeans_partition, parse_loss
+from raysynth.losses.bound import pairwise_distance
+from raysynth.pool.pipeline import generate_pool
+from raysynth.train.data import train_data
+from raysynth.train.evaluate import encode
+from raysynth.train.model import build_model
+from raysynth.train.pretrain import pretrain_backbone
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """What the driver made sure exists before the first trial."""
+
+    weights: str | None
+    pool_keys: dict[float, str]  # strength -> pool key
+    generated: int  # pools generated now (0 on a warm cache)
+
+
+def prepare(config: Config, strengths: list[float] | None = None, clusters: list[float] | None = None) -> Prepared:
+    """Pretrain the backbone, generate the pools and compute the k-means partitions the
+    search can ask for (each cached; a warm cache makes this a few file checks)."""
+    split = cached_split(config)
+    strengths = strengths or [config.pool.strength]
+    # 1. backbone
+    weights = None if config.model.pretrained else str(pretrain_backbone(split, config.model, seed=config.train.seed))
+    # 2. pools
+    keys, generated = {}, 0
+    for s in strengths:
+        keys[s], made = generate_pool(split, config.pool, strength=s)
+        generated += made
+    # 3. partitions: loading a trial's data computes and caches its partition when missing
+    if any(o.needs_partitions for o in parse_loss(config.loss)) and config.partition.method == "static":
+        for s in strengths:
+            for m in clusters or [config.partition.clusters_per_class]:
+                trial = dataclasses.replace(
+                    config,
+                    pool=dataclasses.replace(config.pool, strength=s),
+                    partition=dataclasses.replace(config.partition, clusters_per_class=m),
+                )
+                train_data(trial, use_synthetic=True)
+    return Prepared(weights, keys, generated)
+
+
+# ------------------------------------------------------------------ 4. per-class quality
+
+
+@dataclass
+class WeightContext:
+    """Per-class quality measured before the search, carried to every trial."""
+
+    quality: list[float] = field(default_factory=list)  # q_c per class (classes order)
+    discrepancy: list[float] = field(default_factory=list)  # d_c per class
+    groups: list[int] = field(default_factory=list)  # group of each class (grouped weighting)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"quality": self.quality, "discrepancy": self.discrepancy, "groups": self.groups}
+
+
+def measure_class_quality(config: Config, groups: int = 0, by: str = "quality") -> WeightContext:
+    """q_c of every class on the frozen backbone's features; with ``groups`` > 0 also a
+    group per class: quantiles of q (``by='quality'``) or k-means of the class-mean
+    features (``by='features'``)."""
+    split = cached_split(config)
+    data = train_data(config, use_synthetic=True)
+    model = build_model(config, split.num_classes, with_objectives=False)
+    real = encode(model, data.real_images)
+    syn = encode(model, data.syn_images)
+    d = class_discrepancy(real, data.real_labels, syn, data.syn_class, split.num_classes)
+    context = WeightContext(quality=fidelity_scores(d), discrepancy=d)
+    if groups and by == "quality":
+        context.groups = quality_groups(context.quality, groups)
+    elif groups:
+        means = torch.stack([real[data.real_labels == c].mean(0) for c in range(split.num_classes)])
+        context.groups = feature_groups(means, groups, seed=config.search.seed)
+    return context
+
+
+def class_discrepancy(real: torch.Tensor, real_labels: torch.Tensor, syn: torch.Tensor, syn_class: torch.Tensor, num_classes: int) -> list[float]:
+    """Definition 3.1 per class on features (N×d): mean ‖h(s) − h(u)‖ over real s and
+    synthetic u of the class (NaN for a class without synthetic images)."""
+    real, syn = F.normalize(real, dim=-1), F.normalize(syn, dim=-1)
+    out = []
+    for c in range(num_classes):
+        s, u = real[real_labels == c], syn[syn_class == c]
+        out.append(float(pairwise_distance(s, u).mean()) if len(s) and len(u) else float("nan"))
+    return out
+
+
+def fidelity_scores(discrepancy: list[float]) -> list[float]:
+    """q_c = −(d_c − mean d) / std d (0 for every class when all d_c are equal)."""
+    d = torch.tensor(discrepancy, dtype=torch.float64)
+    finite = torch.isfinite(d)
+    mean = d[finite].mean()
+    std = d[finite].std() if finite.sum() > 1 else torch.tensor(0.0, dtype=torch.float64)
+    q = torch.where(finite, -(d - mean) / (std if std > 0 else 1.0), torch.zeros_like(d))
+    return [float(v) for v in q]
+
+
+def quality_groups(quality: list[float], groups: int) -> list[int]:
+    """Quantile groups of q: group 0 holds the least faithful classes."""
+    order = sorted(range(len(quality)), key=lambda c: quality[c])
+    out = [0] * len(quality)
+    for rank, c in enumerate(order):
+        out[c] = min(groups - 1, rank * groups // len(quality))
+    return out
+
+
+def feature_groups(class_means: torch.Tensor, groups: int, seed: int = 0) -> list[int]:
+    """k-means (FAISS) of the class-mean features into ``groups`` groups."""
+    labels, _ = kmeans_partition(F.normalize(class_means, dim=-1), min(groups, len(class_means)), niter=50, seed=seed)
+    return labels.tolist()

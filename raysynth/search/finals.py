@@ -1,0 +1,34 @@
+"""After the search: the best config and two baselines retrained with Ray Train over
+``search.final_seeds`` seeds, each evaluated once on the test split."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from raysynth.config import Config
+from raysynth.search.results import FinalResult
+from raysynth.train.ray_train import fit_with_trainer
+
+log = logging.getLogger(__name__)
+
+
+def final_runs(weights: list[float] | None, num_classes: int) -> list[tuple[str, list[float] | None, bool]]:
+    """(label, class weights, use synthetic) of the three finals: the search's best; real
+    only; every synthetic class at weight 1 (what the search improves on)."""
+    return [("best", weights, True), ("real_only", None, False), ("all_weights_1", [1.0] * num_classes, True)]
+
+
+def run_finals(best_config: Config, weights: list[float] | None, num_classes: int, name: str, storage: Path) -> list[FinalResult]:
+    finals = []
+    seeds = best_config.search.final_seeds
+    for label, w, use_synthetic in final_runs(weights, num_classes):
+        log.info("final training '%s' over %d seeds (Ray Train, test split evaluated once)", label, seeds)
+        # the seeds are the n_contr repeats of one Ray Train run
+        cfg = dataclasses.replace(best_config, train=dataclasses.replace(best_config.train, n_contr=max(best_config.train.n_contr, seeds)))
+        metrics = fit_with_trainer(cfg, w, use_synthetic, name=f"{name}-final-{label}", storage_path=storage, evaluate_test=True)
+        confusion = json.loads(metrics["test_confusion"]) if "test_confusion" in metrics else None
+        finals.append(FinalResult(label, metrics["test_acc"], metrics["val_acc"], w, metrics.get("test_acc_std", 0.0), confusion))
+    return finals

@@ -1,0 +1,52 @@
+"""Bad input the config cannot show, found before anything is started or written."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from raysynth.config import Config, ConfigError, flatten_params
+from raysynth.search.options import CONFIG_RECORD, SearchOptions
+
+
+def preflight(config: Config, options: SearchOptions) -> None:
+    """Bad input the config cannot show, found before anything is started or written:
+    an unwritable storage path, an unreachable tracking server, a resume with another
+    config. Each a one-line ConfigError (exit 2)."""
+    try:
+        options.storage.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=options.storage):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--storage: cannot write to {options.storage} ({exc.strerror or exc})") from None
+    uri = options.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ConfigError(f"--tracking-uri: no MLflow server answers at {uri} ({reason})") from None
+    elif uri.startswith("sqlite:///"):
+        parent = Path(uri[len("sqlite:///"):]).expanduser().parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=parent):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"--tracking-uri: cannot write the MLflow store in {parent} ({exc.strerror or exc})") from None
+    if options.resume:
+        record = options.directory / CONFIG_RECORD
+        if record.is_file():
+            old = flatten_params(json.loads(record.read_text()), sep=".")
+            new = flatten_params(config.to_dict(), sep=".")
+            # how many trials run at once may change between runs; nothing else may
+            differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k != "search.concurrency")
+            if differ:
+                k = differ[0]
+                raise ConfigError(
+                    f"--resume: search '{options.name}' was started with another config ({k}: {old.get(k)!r} then, "
+                    f"{new.get(k)!r} now; {len(differ)} field(s) differ)"
+                )

@@ -1,0 +1,144 @@
+"""Reading a finished search: the best trial, the weights the search learned, the summary
+printed at the end, and the story its report tells."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from raysynth.config import Config, dump_yaml, flatten_params
+from raysynth.data import cached_split
+from raysynth.search.space import Space
+from raysynth.search.weightings import is_weight_param
+from raysynth.tracking.report import SearchStory
+from raysynth.train.data import train_data
+
+# top_quartile_weights averages at least this many trials (the best quarter of fewer
+# than 12 trials would be one or two: noise)
+MIN_TOP_TRIALS = 3
+
+
+@dataclass
+class FinalResult:
+    label: str
+    test_acc: float
+    val_acc: float
+    weights: list[float] | None
+    test_acc_std: float = 0.0
+    confusion: list[list[int]] | None = None
+
+
+@dataclass
+class SearchSummary:
+    parent_run_id: str
+    best_params: dict[str, Any]
+    best_val_acc: float
+    classes: list[str]
+    quality: dict[str, str]
+    finals: list[FinalResult] = field(default_factory=list)
+    top_weights: dict[str, float] = field(default_factory=dict)
+    best_weights: list[float] | None = None
+    trials: int = 0
+    seconds: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """The parent run's result metrics."""
+        out = {"best_val_acc": self.best_val_acc, "trials": self.trials}
+        for f in self.finals:
+            out[f"test_acc/{f.label}"] = f.test_acc
+            out[f"test_acc_std/{f.label}"] = f.test_acc_std
+        out.update({f"best_w/{c}": w for c, w in zip(self.classes, self.best_weights or [])})
+        out.update({f"top_quartile_w/{c}": w for c, w in self.top_weights.items()})
+        return out
+
+
+def _full(results, epochs: int) -> list:
+    """Trials that ran every epoch without error."""
+    return [r for r in results if r.error is None and r.metrics and r.metrics.get("epoch", 0) >= epochs]
+
+
+def best_trial(results, epochs: int) -> tuple[dict[str, Any], float, int]:
+    """(params, val_acc, trials) of the best trial that ran all epochs (ASHA-stopped
+    trials are compared only if none finished: their values are not comparable)."""
+    done = [r for r in results if r.error is None and r.metrics and "val_acc" in r.metrics]
+    full = [r for r in done if r.metrics.get("epoch", 0) >= epochs] or done
+    if not full:
+        raise RuntimeError("no trial reported a validation accuracy")
+    best = max(full, key=lambda r: r.metrics["val_acc"])
+    return best.config, float(best.metrics["val_acc"]), len(done)
+
+
+def top_quartile_weights(results, epochs: int, classes: list[str], space: Space, context=None) -> dict[str, float]:
+    """Mean weight per class over the best quarter of the finished trials: a steadier
+    read of what the search learned than the single best trial, whose weights for a
+    class that barely affects accuracy are noise."""
+    full = sorted(_full(results, epochs), key=lambda r: r.metrics["val_acc"], reverse=True)
+    top = [space.class_weights(r.config, classes, context) for r in full[: max(MIN_TOP_TRIALS, len(full) // 4)]]
+    top = [w for w in top if w is not None]
+    if not top:
+        return {}
+    return {c: sum(w[i] for w in top) / len(top) for i, c in enumerate(classes)}
+
+
+def best_config_with_space(config: Config) -> Config:
+    """The winner as a re-runnable file: its values, with an empty search space."""
+    best = copy.deepcopy(config)
+    best.search.space = {}
+    return best
+
+
+def format_summary(summary: SearchSummary) -> str:
+    lines = [f"search finished: {summary.trials} trials in {summary.seconds:.0f} s, best val_acc {summary.best_val_acc:.4f}"]
+    # per_class weights are listed below, class by class; group and quality coefficients stay here
+    others = {k: v for k, v in flatten_params(summary.best_params).items() if not k.startswith("w/")}
+    if others:
+        lines.append("best config: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in others.items()))
+    if summary.best_weights is not None:
+        lines.append("learned per-class weights of the synthetic data (best trial; mean of the top quarter of trials):")
+        for c, w in zip(summary.classes, summary.best_weights):
+            q = summary.quality.get(c, "faithful")
+            top = summary.top_weights.get(c)
+            top_s = f"  top-quarter mean {top:.3f}" if top is not None else ""
+            lines.append(f"  {c:>10s}  w={w:.3f}{top_s}  ({q})")
+    lines.append("test accuracy, mean ± std over seeds (retrained with Ray Train after the search, test split touched once):")
+    for f in summary.finals:
+        lines.append(f"  {f.label:<14s} {f.test_acc:.4f} ± {f.test_acc_std:.4f}")
+    return "\n".join(lines)
+
+
+def search_story(summary: SearchSummary, results, config: Config, best_config: Config, context, title: str) -> SearchStory:
+    """What the report shows: weights, sample images, every trial's score, the finals."""
+    split = cached_split(config)
+    epochs = config.train.epochs
+    ended = [r for r in results if r.metrics and "val_acc" in r.metrics]
+    finished = [r.metrics.get("epoch", 0) >= epochs for r in ended]
+    rows = []
+    for r, full in zip(ended, finished):
+        if full:
+            flat = {k: v for k, v in flatten_params(r.config).items() if not is_weight_param(k)}
+            rows.append({**{k: v for k, v in flat.items() if isinstance(v, (int, float))}, "val_acc": r.metrics["val_acc"]})
+    syn = train_data(best_config, use_synthetic=True)
+    real = [split.train.images[split.train.labels == c][:4].numpy() for c in range(split.num_classes)]
+    synthetic = [syn.syn_images[syn.syn_class == c][:4].numpy() for c in range(split.num_classes)]
+    if context is not None:
+        quality = [f"q={q:+.2f}" for q in context.quality]
+    else:
+        quality = [config.pool.quality.get(c, "faithful") for c in split.classes]
+    best_final = next((f for f in summary.finals if f.label == "best"), None)
+    return SearchStory(
+        title=title,
+        summary_text=format_summary(summary),
+        classes=split.classes,
+        best_weights=summary.best_weights,
+        top_weights=[summary.top_weights[c] for c in split.classes] if summary.top_weights else None,
+        quality_labels=quality,
+        real_images=real,
+        synthetic_images=synthetic,
+        trial_scores=[float(r.metrics["val_acc"]) for r in ended],
+        trial_finished=finished,
+        trial_params=rows,
+        confusion=best_final.confusion if best_final else None,
+        best_config_yaml=dump_yaml(best_config_with_space(best_config)),
+        finals=[{"label": f.label, "test_acc": f.test_acc, "test_acc_std": f.test_acc_std, "val_acc": f.val_acc} for f in summary.finals],
+    )

@@ -1,0 +1,82 @@
+"""The search driver: check, prepare, search, retrain the winner, track.
+
+Data flows one way: dataset -> backbone weights and synthetic pools (once, cached) ->
+trials (Ray Tune; each only loads) -> final retraining of the best config and two
+baselines (Ray Train) -> MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from raysynth.cluster import connect_ray
+from raysynth.config import Config, flatten_params
+from raysynth.data import cached_split
+from raysynth.data.base import audit_event
+from raysynth.prepare import prepare
+from raysynth.search.finals import run_finals
+from raysynth.search.options import CONFIG_RECORD, PARENT_RECORD, SearchOptions
+from raysynth.search.preflight import preflight
+from raysynth.search.results import SearchSummary, best_trial, search_story, top_quartile_weights
+from raysynth.search.space import apply_params, clusters_in, parse_space, strengths_in
+from raysynth.search.tuner import build_tuner
+from raysynth.tracking.mlflow_runs import TrialTracker
+from raysynth.tracking.progress import TrialProgress
+from raysynth.tracking.search_run import SearchRun
+
+log = logging.getLogger(__name__)
+
+
+def run_search(config: Config, options: SearchOptions) -> SearchSummary:
+    start = time.perf_counter()
+    # 1. bad input first: nothing is started or written before these pass
+    space = parse_space(config.search.space, config)
+    split = cached_split(config)
+    preflight(config, options)
+    # 2. what every trial shares, made once: backbone, pools, partitions, class quality
+    connect_ray()
+    prepared = prepare(config, strengths_in(space, config), clusters_in(space, config))
+    log.info("prepared: backbone %s, pools %s (%d generated now)", prepared.weights, prepared.pool_keys, prepared.generated)
+    context = space.weights.measure(config) if space.weights is not None else None
+    # 3. the parent MLflow run (adopted again on --resume)
+    parent = SearchRun.open(
+        options.tracking_uri, options.experiment, config, options.name, options.directory / PARENT_RECORD,
+        split.fingerprint, options.resume,
+    )
+    (options.directory / CONFIG_RECORD).write_text(json_config(config))
+    if context is not None:
+        parent.log_class_quality(split.classes, context.quality, context.discrepancy, context.groups)
+    try:
+        # 4. the trials
+        tracker = TrialTracker(options.tracking_uri, parent.experiment_id, parent.run_id, parent.tags, config.train.epochs)
+        progress = TrialProgress(config.search.trials, config.train.epochs)
+        tuner = build_tuner(config, space, split.classes, options, [tracker, progress, *options.callbacks], context)
+        results = tuner.fit()
+        # 5. the winner, and what the search learned
+        params, val_acc, n_trials = best_trial(results, config.train.epochs)
+        best_config, weights = apply_params(config, params, split.classes, context)
+        summary = SearchSummary(parent.run_id, params, val_acc, split.classes, config.pool.quality, trials=n_trials)
+        summary.best_weights = weights
+        summary.top_weights = top_quartile_weights(results, config.train.epochs, split.classes, space, context)
+        log.info("best trial: val_acc %.4f params %s", val_acc, flatten_params(params))
+        audit_event("search_finished", search=options.name)  # from here on the test split may be read
+        # 6. finals: the winner and two baselines retrained, tested once
+        if config.search.final_eval:
+            summary.finals = run_finals(best_config, weights, split.num_classes, options.name, options.storage)
+        # 7. results and the report on the parent run
+        summary.seconds = time.perf_counter() - start
+        parent.log_results(summary.metrics(), params)
+        title = f"raysynth search {options.name} ({config.dataset}, {config.search.algorithm})"
+        parent.log_report(search_story(summary, results, config, best_config, context, title))
+        parent.finish(ok=True)
+        return summary
+    except BaseException:
+        parent.finish(ok=False)
+        raise
+
+
+def json_config(config: Config) -> str:
+    """The config record a ``--resume`` is checked against."""
+    return json.dumps(config.to_dict(), sort_keys=True)

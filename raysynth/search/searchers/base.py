@@ -1,0 +1,58 @@
+"""The searcher registry: each file of this folder registers a builder that takes a
+:class:`SearcherOptions` and returns a Ray Tune searcher. Two traps of model-based
+searchers under ASHA and concurrency are handled by the searchers:
+
+* **Mixed fidelity.** ASHA stops weak trials early; Ray's OptunaSearch would record them
+  as COMPLETE with their partial score, and a GP fitted on a mix of 2-epoch and 6-epoch
+  accuracies models noise. raysynth's searchers learn only from comparable values: a
+  trial that did not reach ``max_epochs`` is told to Optuna as PRUNED (TPE ranks pruned
+  trials below complete ones by their intermediate values; the GP ignores them), and the
+  scikit-optimize GP is fitted on complete trials only (pruned points are remembered so
+  they are not proposed again).
+* **Duplicates.** Optuna's GPSampler can propose an already-evaluated point while other
+  trials are running; a duplicate is never run: it is answered from the cache of
+  finished values (so the sampler learns nothing new) and the sampler is asked again,
+  falling back to a random point after a few tries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from raysynth.config import flatten_params
+from raysynth.registry import Registry
+
+SEARCHERS: Registry[Callable[["SearcherOptions"], Any]] = Registry("algorithm")
+# a model that keeps proposing evaluated points is asked this often before a random point
+DUPLICATE_RETRIES = 8
+
+
+@dataclass
+class SearcherOptions:
+    metric: str
+    mode: str
+    seed: int
+    max_epochs: int  # a trial that stops before this was pruned by ASHA
+    initial_points: int = 10  # random points before a model-based searcher models
+
+
+def register_searcher(name: str):
+    return SEARCHERS.register(name)
+
+
+def build_searcher(name: str, options: SearcherOptions):
+    # concurrency is limited by TuneConfig.max_concurrent_trials (Tune wraps the searcher)
+    return SEARCHERS.get(name, "search.algorithm")(options)
+
+
+def params_key(params: dict[str, Any]) -> str:
+    """A trial's params as a canonical string (duplicate detection)."""
+    flat = flatten_params(params)
+    return json.dumps({k: (round(v, 12) if isinstance(v, float) else v) for k, v in flat.items()}, sort_keys=True)
+
+
+def is_pruned(result: dict | None, max_epochs: int) -> bool:
+    """A trial ASHA stopped before the last epoch: its value is of a lower fidelity."""
+    return bool(result) and result.get("epoch", max_epochs) < max_epochs

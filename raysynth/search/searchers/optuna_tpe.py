@@ -1,0 +1,15 @@
+"""``optuna-tpe``: Optuna's multivariate TPE (the default searcher)."""
+
+from __future__ import annotations
+
+from raysynth.search.searchers.base import SearcherOptions, register_searcher
+from raysynth.search.searchers.optuna_base import fidelity_aware_optuna_search
+
+
+@register_searcher("optuna-tpe")
+def optuna_tpe(o: SearcherOptions):
+    import optuna
+
+    # multivariate TPE models the weights jointly: the poisoned classes interact
+    sampler = optuna.samplers.TPESampler(seed=o.seed, multivariate=True, n_startup_trials=o.initial_points)
+    return fidelity_aware_optuna_search()(metric=o.metric, mode=o.mode, sampler=sampler, max_epochs=o.max_epochs, seed=o.seed)

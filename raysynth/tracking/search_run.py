@@ -1,0 +1,88 @@
+"""The MLflow parent run of a search: created once (adopted again on ``--resume``), holding
+the resolved config, the tags every trial's child run shares, the measured per-class
+quality, the results and the report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, RunTag
+from mlflow.tracking import MlflowClient
+
+from raysynth.config import Config, dump_yaml, flatten_params
+from raysynth.tracking.mlflow_runs import KIND_TAG, get_or_create_experiment, git_commit, log_params_batched
+from raysynth.tracking.report import SearchStory, write_search_report
+
+log = logging.getLogger(__name__)
+MAX_METRICS = 1000  # MLflow accepts at most 1000 metrics per log_batch
+
+
+def search_tags(config: Config, name: str) -> dict[str, str]:
+    """Tags of the parent run and of every trial's child run (leaderboard filters)."""
+    return {
+        "raysynth.dataset": config.dataset,
+        "raysynth.algorithm": config.search.algorithm,
+        "raysynth.objective": "+".join(sorted(config.loss or {"ce": {}})),
+        "raysynth.search": name,
+    }
+
+
+class SearchRun:
+    """The parent run: ``open`` it, log to it, then ``finish`` it (FINISHED or FAILED)."""
+
+    def __init__(self, client: MlflowClient, experiment_id: str, run_id: str, tags: dict[str, str]):
+        self.client, self.experiment_id, self.run_id, self.tags = client, experiment_id, run_id, tags
+
+    @classmethod
+    def open(
+        cls, tracking_uri: str, experiment: str, config: Config, name: str, record: Path, dataset_fingerprint: str, resume: bool
+    ) -> "SearchRun":
+        """The search's parent run: on ``resume`` the one named in ``record``, else a new
+        one with the resolved config, whose id is written to ``record``."""
+        client = MlflowClient(tracking_uri)
+        experiment_id = get_or_create_experiment(client, experiment)
+        tags = search_tags(config, name)
+        if resume and record.is_file():
+            run_id = json.loads(record.read_text())["run_id"]
+            client.update_run(run_id, status="RUNNING")
+            return cls(client, experiment_id, run_id, tags)
+        parent_tags = {**tags, KIND_TAG: "search", "raysynth.git_commit": git_commit(), "raysynth.dataset_fingerprint": dataset_fingerprint}
+        run_id = client.create_run(experiment_id, run_name=name, tags=parent_tags).info.run_id
+        log_params_batched(client, run_id, flatten_params(config.to_dict(), sep="."))
+        client.log_text(run_id, dump_yaml(config), "resolved_config.yaml")
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"run_id": run_id}))
+        return cls(client, experiment_id, run_id, tags)
+
+    def log_class_quality(self, classes: list[str], quality: list[float], discrepancy: list[float], groups: list[int]) -> None:
+        """q_c and d_c (and the groups) measured before the search."""
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"quality/{c}", q, now, 0) for c, q in zip(classes, quality)]
+        metrics += [Metric(f"discrepancy/{c}", d, now, 0) for c, d in zip(classes, discrepancy) if d == d]
+        for i in range(0, len(metrics), MAX_METRICS):
+            self.client.log_batch(self.run_id, metrics=metrics[i : i + MAX_METRICS])
+        if groups:
+            log_params_batched(self.client, self.run_id, {f"group/{c}": g for c, g in zip(classes, groups)})
+
+    def log_results(self, metrics: dict[str, float], best_params: dict[str, Any]) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            tags=[RunTag("raysynth.best_params", json.dumps(flatten_params(best_params)))],
+        )
+
+    def log_report(self, story: SearchStory) -> None:
+        """Plots, best config and the HTML report as artifacts of the parent run."""
+        with tempfile.TemporaryDirectory() as d:
+            write_search_report(story, Path(d))
+            self.client.log_artifacts(self.run_id, d)
+        log.info("report: plots, best_config.yaml and report.html logged to the parent run %s", self.run_id)
+
+    def finish(self, ok: bool = True) -> None:
+        self.client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")
