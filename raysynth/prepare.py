@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 class Prepared:
     """What the driver made sure exists before the first trial."""
 
-    weights: str | None
+    backbone_path: str | None  # raysynth's own pretrained backbone (None: model.pretrained)
     pool_keys: dict[float, str]  # strength -> pool key
     generated: int  # pools generated now (0 on a warm cache)
 
@@ -54,7 +54,7 @@ def prepare(config: Config, strengths: list[float] | None = None, clusters: list
     split = cached_split(config)
     strengths = strengths or [config.pool.strength]
     # 1. backbone
-    weights = None if config.model.pretrained else str(pretrain_backbone(split, config.model, seed=config.train.seed))
+    backbone = None if config.model.pretrained else str(pretrain_backbone(split, config.model, seed=config.train.seed))
     # 2. pools
     keys, generated = {}, 0
     for s in strengths:
@@ -70,7 +70,7 @@ def prepare(config: Config, strengths: list[float] | None = None, clusters: list
                     partition=dataclasses.replace(config.partition, clusters_per_class=m),
                 )
                 train_data(trial, use_synthetic=True)
-    return Prepared(weights, keys, generated)
+    return Prepared(backbone, keys, generated)
 
 
 # ------------------------------------------------------------------ 4. per-class quality

@@ -66,22 +66,13 @@ def run_job(args: list[str], env: dict | None = None, timeout: int = 600):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Order the Ray tests. Ray Data generation first: on this 2-CPU machine a Ray Data
-    actor pool started after Ray Train/Tune runs in the same session waits forever for
-    its CPUs (a known gap, left to the generation issue). The `ray job submit` test
-    last: it starts and stops a second Ray cluster on the machine. Before it, the trial
-    that runs a 2-worker TorchTrainer inside Tune: its worker group can outlive the trial
-    and hold the session's CPUs (left open in the closing note)."""
-
-    def rank(item) -> int:
-        if "test_pool" in item.nodeid or "test_pipeline" in item.nodeid:
-            return 0
-        if "two_workers" in item.nodeid:
-            return 2
-        # a second Ray cluster on the machine: after it, "auto" finds that one, not the session's
-        return 3 if "test_job_submit" in item.nodeid or "test_multinode" in item.nodeid else 1
-
-    items.sort(key=rank)
+    """The two tests that start a second Ray cluster on the machine (``ray start`` for
+    ``ray job submit``; Ray's multi-node ``Cluster``) run last: each writes the machine's
+    current-cluster address, so a test after them that starts a job with the default
+    ``address="auto"`` could attach to that cluster instead of starting its own. Every
+    other test runs in any order (a 2-worker TorchTrainer trial no longer leaves its
+    placement group behind: see ``ray_train._report_to_tune_before_last``)."""
+    items.sort(key=lambda item: "test_job_submit" in item.nodeid or "test_multinode" in item.nodeid)
 
 
 # ------------------------------------------------------------------ miniature datasets

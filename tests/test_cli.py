@@ -27,7 +27,23 @@ from conftest import run_job
         (["--resume", "--name", "s1"], "--resume: no search named 's1'"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(tmp_path, args, needle):
+def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, args, needle):
+    """The command's own entry point, in this process (a subprocess per case would spend
+    seconds importing the stack; ``test_the_job_script_exits_2_with_one_line`` runs the
+    real job script)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("RAYSYNTH_HOME", str(home))
+    assert main(["search", *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in lines[0]
+    assert not (home / "mlflow.db").exists() and not (home / "tune").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--set", "pool.mode=remix"], "pool.mode: must be 'mix', 'aug' or 'gen', got 'remix'"),
+    (["--resume", "--name", "s1"], "--resume: no search named 's1'"),
+])
+def test_the_job_script_exits_2_with_one_line(tmp_path, args, needle):
     home = tmp_path / "home"
     result = run_job(args, env={"RAYSYNTH_HOME": str(home)}, timeout=120)
     assert result.returncode == 2, result.stderr
@@ -36,12 +52,13 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, needle):
     assert not (home / "mlflow.db").exists() and not (home / "tune").exists()
 
 
-def test_malformed_yaml_exits_2(tmp_path):
+def test_malformed_yaml_exits_2(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("search:\n  trials: [3\n")
-    result = run_job(["--space", str(bad)], env={"RAYSYNTH_HOME": str(tmp_path / "home")}, timeout=120)
-    assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "malformed YAML" in result.stderr
+    monkeypatch.setenv("RAYSYNTH_HOME", str(tmp_path / "home"))
+    assert main(["search", "--space", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "malformed YAML" in err
     assert not (tmp_path / "home").exists()
 
 

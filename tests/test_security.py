@@ -54,7 +54,7 @@ def test_a_pickled_checkpoint_is_refused(tmp_path):
     with open(bad, "wb") as f:
         pickle.dump({"visual.proj": _Exploit()}, f)
     with pytest.raises(Exception) as info:
-        create_backbone(ModelConfig(name="raysynth-tiny"), weights=bad)
+        create_backbone(ModelConfig(name="raysynth-tiny"), checkpoint=bad)
     assert "weights_only" in str(info.value) or "Unpickl" in type(info.value).__name__ + str(info.value)
     assert not Path("/tmp/raysynth-pwned").exists()
 

@@ -88,27 +88,22 @@ def _worker(cfg: dict) -> None:
     import ray.train
     import ray.train.torch
     from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
-    from safetensors.torch import load_file, save_file
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
 
     opts = FinetuneOptions(**cfg["options"])
     torch.set_num_threads(max(1, cfg.get("threads", 1)))
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
+    # per-rank streams: LoRA init and dropout (seed + rank); batches, noise and timesteps
+    # (seed * 1000 + rank, so the two streams never coincide for a rank below 1000)
     torch.manual_seed(opts.seed + rank)
     g = torch.Generator().manual_seed(opts.seed * 1000 + rank)
 
     tokenizer, text_encoder, vae, unet, noise_scheduler = _load_components(opts.model)
     tokens = [class_token(c) for c in cfg["class_ids"]]
-    tokenizer.add_tokens(tokens)
-    text_encoder.resize_token_embeddings(len(tokenizer))
-    table = text_encoder.get_input_embeddings().weight
-    token_ids = torch.tensor(tokenizer.convert_tokens_to_ids(tokens))
-    init_id = tokenizer(cfg["metaclass"] or "object", add_special_tokens=False).input_ids[0]
-    with torch.no_grad():
-        table[token_ids] = table[init_id].clone()
-    original = table.detach().clone()
+    table, token_ids, original = _add_tokens(tokenizer, text_encoder, tokens, cfg["metaclass"] or "object")
 
     vae.requires_grad_(False)
     unet.requires_grad_(False)
@@ -120,17 +115,7 @@ def _worker(cfg: dict) -> None:
         [{"params": lora_params, "lr": opts.lr_lora}, {"params": [table], "lr": opts.lr_token, "weight_decay": 0.0}]
     )
 
-    step, resumed_loss = 0, float("nan")
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            set_peft_model_state_dict(unet, load_file(Path(d) / "lora.safetensors"))
-            embeds = load_file(Path(d) / "embeds.safetensors")
-            with torch.no_grad():
-                table[token_ids] = torch.stack([embeds[t] for t in tokens])
-            optimizer.load_state_dict(torch.load(Path(d) / "optimizer.pt", map_location="cpu", weights_only=True))
-            state = json.loads((Path(d) / "state.json").read_text())
-            step, resumed_loss = state["step"], state["loss"]
+    step, resumed_loss = _resume(ray.train.get_checkpoint(), unet, table, token_ids, tokens, optimizer)
 
     vae.to(device)
     text_encoder.to(device)
@@ -139,12 +124,8 @@ def _worker(cfg: dict) -> None:
         unet = ray.train.torch.prepare_model(unet, move_to_device=False)
         text_encoder = ray.train.torch.prepare_model(text_encoder, move_to_device=False)
 
-    images = torch.from_numpy(cfg["images"]).float() / 255.0
-    images = F.interpolate(images, size=(opts.resolution, opts.resolution), mode="bicubic", align_corners=False).clamp(0, 1) * 2 - 1
-    labels = torch.from_numpy(cfg["labels"])
+    images, labels, ids = _training_inputs(cfg, opts, tokenizer)
     local = torch.arange(rank, len(images), world)  # each worker its share of the shots
-    prompts = [opts.prompt.format(name=class_token(c), metaclass=cfg["metaclass"]).strip() for c in range(cfg["num_classes"])]
-    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
     scale = getattr(vae.config, "scaling_factor", 0.18215)
 
     def save_checkpoint(loss: float, resumed_finished: bool = False) -> None:
@@ -164,19 +145,8 @@ def _worker(cfg: dict) -> None:
     first = step
     while step < opts.steps:
         pick = local[torch.randint(len(local), (opts.batch_size,), generator=g)]
-        x = images[pick].to(device)
-        with torch.no_grad():
-            latents = vae.encode(x).latent_dist.sample(generator=None) * scale
-        noise = torch.randn(latents.shape, generator=g).to(device)
-        t = torch.randint(noise_scheduler.config.num_train_timesteps, (len(x),), generator=g).to(device)
-        noisy = noise_scheduler.add_noise(latents, noise, t)
-        hidden = text_encoder(ids[labels[pick]].to(device))[0]
-        pred = unet(noisy, t, encoder_hidden_states=hidden).sample
-        if noise_scheduler.config.prediction_type == "v_prediction":
-            target = noise_scheduler.get_velocity(latents, noise, t)
-        else:
-            target = noise
-        loss = F.mse_loss(pred.float(), target.float())
+        models = (vae, text_encoder, unet, noise_scheduler)
+        loss = _denoising_loss(models, images[pick].to(device), ids[labels[pick]].to(device), scale, g)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"generator fine-tuning: loss is {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
@@ -197,6 +167,63 @@ def _worker(cfg: dict) -> None:
         save_checkpoint(loss_value, resumed_finished=True)
 
 
+def _training_inputs(cfg: dict, opts: FinetuneOptions, tokenizer):
+    """(images in [-1, 1] at the training resolution, labels, token ids of each class's prompt)."""
+    images = torch.from_numpy(cfg["images"]).float() / 255.0
+    images = F.interpolate(images, size=(opts.resolution, opts.resolution), mode="bicubic", align_corners=False).clamp(0, 1) * 2 - 1
+    prompts = [opts.prompt.format(name=class_token(c), metaclass=cfg["metaclass"]).strip() for c in range(cfg["num_classes"])]
+    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+    return images, torch.from_numpy(cfg["labels"]), ids
+
+
+def _add_tokens(tokenizer, text_encoder, tokens: list[str], init_word: str):
+    """Textual Inversion: one new token per class, initialised from ``init_word``'s
+    embedding; returns (embedding table, new token ids, the table before training)."""
+    tokenizer.add_tokens(tokens)
+    text_encoder.resize_token_embeddings(len(tokenizer))
+    table = text_encoder.get_input_embeddings().weight
+    token_ids = torch.tensor(tokenizer.convert_tokens_to_ids(tokens))
+    init_id = tokenizer(init_word, add_special_tokens=False).input_ids[0]
+    with torch.no_grad():
+        table[token_ids] = table[init_id].clone()
+    return table, token_ids, table.detach().clone()
+
+
+def _resume(checkpoint, unet, table, token_ids, tokens: list[str], optimizer) -> tuple[int, float]:
+    """Load a worker checkpoint (LoRA, token rows, optimiser); returns (step, loss)."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    if checkpoint is None:
+        return 0, float("nan")
+    with checkpoint.as_directory() as d:
+        set_peft_model_state_dict(unet, load_file(Path(d) / "lora.safetensors"))
+        embeds = load_file(Path(d) / "embeds.safetensors")
+        with torch.no_grad():
+            table[token_ids] = torch.stack([embeds[t] for t in tokens])
+        optimizer.load_state_dict(torch.load(Path(d) / "optimizer.pt", map_location="cpu", weights_only=True))
+        state = json.loads((Path(d) / "state.json").read_text())
+    return state["step"], state["loss"]
+
+
+def _denoising_loss(models, x: torch.Tensor, prompt_ids: torch.Tensor, scale: float, g: torch.Generator) -> torch.Tensor:
+    """The diffusion objective on a batch: noise (or velocity) prediction MSE at random
+    timesteps, conditioned on the class prompts."""
+    vae, text_encoder, unet, noise_scheduler = models
+    with torch.no_grad():
+        latents = vae.encode(x).latent_dist.sample(generator=None) * scale
+    noise = torch.randn(latents.shape, generator=g).to(x.device)
+    t = torch.randint(noise_scheduler.config.num_train_timesteps, (len(x),), generator=g).to(x.device)
+    noisy = noise_scheduler.add_noise(latents, noise, t)
+    hidden = text_encoder(prompt_ids)[0]
+    pred = unet(noisy, t, encoder_hidden_states=hidden).sample
+    if noise_scheduler.config.prediction_type == "v_prediction":
+        target = noise_scheduler.get_velocity(latents, noise, t)
+    else:
+        target = noise
+    return F.mse_loss(pred.float(), target.float())
+
+
 def finetune_key(options: FinetuneOptions, classes: list[str], images: np.ndarray) -> str:
     return fingerprint("finetune-v1", dataclasses.asdict(options) | {"workers": 0}, classes, fingerprint(images.tobytes().hex()[:100000], len(images)))
 
@@ -214,7 +241,6 @@ def finetune_generator(
     the loadable result to ``output`` (atomically). Returns ``output``."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
-    from safetensors.torch import save_file
 
     from raysynth.generators.backends.stable_diffusion import check_model_available
 
@@ -259,6 +285,15 @@ def finetune_generator(
         with result.checkpoint.as_directory() as d:  # a download when storage is remote
             results.append((class_ids, *_read_checkpoint(Path(d)), dict(result.metrics or {})))
 
+    _write_result(output, results, options, classes, metaclass)
+    return output
+
+
+def _write_result(output: Path, results: list, options: FinetuneOptions, classes: list[str], metaclass: str) -> None:
+    """The loadable generator (diffusers LoRA files, learned embeddings, tokens.json),
+    written into a temporary sibling and renamed over ``output``."""
+    from safetensors.torch import save_file
+
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
     try:
@@ -284,7 +319,6 @@ def finetune_generator(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return output
 
 
 def _read_checkpoint(directory: Path) -> tuple[dict, dict]:

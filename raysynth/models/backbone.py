@@ -53,17 +53,17 @@ def model_config(name: str) -> dict:
     return cfg
 
 
-def create_backbone(config: ModelConfig, weights: str | Path | None = None) -> torch.nn.Module:
+def create_backbone(config: ModelConfig, checkpoint: str | Path | None = None) -> torch.nn.Module:
     """The full open_clip model (vision + text towers), weights loaded if given.
 
-    ``weights`` is a state-dict file (raysynth's own pretraining); otherwise
+    ``checkpoint`` is a state-dict file (raysynth's own pretraining); otherwise
     ``config.pretrained`` (an open_clip tag or checkpoint path) is used.
     """
     register_model_configs()
     model_config(config.name)  # clear error for an unknown name
-    if weights is not None:
+    if checkpoint is not None:
         model = create_model(config.name)
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
         return model
     if config.pretrained:

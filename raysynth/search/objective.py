@@ -35,9 +35,10 @@ def run_trial(
     context = WeightContext(**weight_context) if weight_context else None
     config, weights = apply_params(base_config, params, cached_split(base_config).classes, context)
     every = config.search.checkpoint_every
+    node = ray.get_runtime_context().get_node_id()  # where the trial ran (MLflow tag, placement tests)
     if config.train.workers > 1:
         trial_id = tune.get_context().get_trial_id()
-        fit_with_trainer(
+        final = fit_with_trainer(
             config,
             weights,
             use_synthetic=True,
@@ -46,9 +47,11 @@ def run_trial(
             checkpoint=every > 0,  # a retried trial's trainer resumes from it (same run name)
             in_tune=True,
         )
+        # the last epoch, reported once the trainer has released its workers (see
+        # ray_train._report_to_tune_before_last)
+        tune.report({**final, "node": node})
         return
 
-    node = ray.get_runtime_context().get_node_id()  # where the trial ran (MLflow tag, placement tests)
     # a retried or resumed trial continues after its last checkpointed epoch
     state = load_state(tune.get_checkpoint())
 

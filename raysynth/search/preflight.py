@@ -9,13 +9,17 @@ import urllib.request
 from pathlib import Path
 
 from raysynth.config import Config, ConfigError, flatten_params
+from raysynth.data import cached_split
+from raysynth.generators.quality import check_quality_classes
 from raysynth.search.options import CONFIG_RECORD, SearchOptions
 
 
 def preflight(config: Config, options: SearchOptions) -> None:
     """Bad input the config cannot show, found before anything is started or written:
-    an unwritable storage path, an unreachable tracking server, a resume with another
-    config. Each a one-line ConfigError (exit 2)."""
+    quality settings for classes the dataset does not have, an unwritable storage path,
+    an unreachable tracking server, a resume with another config. Each a one-line
+    ConfigError (exit 2)."""
+    check_quality_classes(config.pool.quality, cached_split(config).classes)
     try:
         options.storage.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=options.storage):

@@ -38,7 +38,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     # 2. what every trial shares, made once: backbone, pools, partitions, class quality
     connect_ray()
     prepared = prepare(config, strengths_in(space, config), clusters_in(space, config))
-    log.info("prepared: backbone %s, pools %s (%d generated now)", prepared.weights, prepared.pool_keys, prepared.generated)
+    log.info("prepared: backbone %s, pools %s (%d generated now)", prepared.backbone_path, prepared.pool_keys, prepared.generated)
     context = space.weights.measure(config) if space.weights is not None else None
     # 3. the parent MLflow run (adopted again on --resume)
     parent = SearchRun.open(

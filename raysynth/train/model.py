@@ -27,12 +27,12 @@ REPEAT_SEED_STRIDE = 1009
 
 
 @functools.lru_cache(maxsize=2)
-def _backbone_state(config_json: str, weights: str | None) -> dict:
-    model = create_backbone(from_dict(ModelConfig, json.loads(config_json)), weights)
+def _backbone_state(config_json: str, checkpoint: str | None) -> dict:
+    model = create_backbone(from_dict(ModelConfig, json.loads(config_json)), checkpoint)
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def backbone_weights(config: Config) -> str | None:
+def backbone_checkpoint(config: Config) -> str | None:
     """The pretrained backbone raysynth trained itself (None: model.pretrained is used)."""
     if config.model.pretrained:
         return None
@@ -51,7 +51,7 @@ def build_model(config: Config, num_classes: int, with_objectives: bool = True, 
     """A fresh classifier: backbone weights (memoised per process) + new LoRA + new head,
     plus what the selected objectives need (a projection head, a prototype head).
     ``index`` seeds the i-th of several repeats (UniCon's n_contr encoders)."""
-    state = _backbone_state(json.dumps(dataclasses.asdict(config.model), sort_keys=True), backbone_weights(config))
+    state = _backbone_state(json.dumps(dataclasses.asdict(config.model), sort_keys=True), backbone_checkpoint(config))
     torch.manual_seed(config.train.seed + REPEAT_SEED_STRIDE * index)
     clip = create_model(config.model.name)
     clip.load_state_dict(state)

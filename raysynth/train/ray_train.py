@@ -101,6 +101,27 @@ def _test_report(models, probes, split) -> dict[str, float]:
     }
 
 
+def _report_to_tune_before_last(last_epoch: int):
+    """Ray's TuneReportCallback, holding back the final epoch's report.
+
+    Tune stops a trial at its final report (ASHA at max_t, or the trial's last epoch), and
+    stopping interrupts ``fit()`` while the trainer still shuts down its worker group: the
+    controller then dies with the trial and the group's placement group is left for Ray
+    Train's cleaner, which needs the dashboard's state API. Without a dashboard it is
+    never removed and its CPUs are held forever (a pool generated afterwards waits for
+    them). The trial reports the last epoch itself, after ``fit()`` has returned.
+    """
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    class ReportBeforeLast(TuneReportCallback):
+        def after_report(self, run_context, metrics, checkpoint):
+            if metrics and metrics[0].get("epoch", 0) >= last_epoch:
+                return
+            super().after_report(run_context, metrics, checkpoint)
+
+    return ReportBeforeLast()
+
+
 def fit_with_trainer(
     config: Config,
     class_weights: list[float] | None,
@@ -114,16 +135,13 @@ def fit_with_trainer(
     """Train with a TorchTrainer; returns the final reported metrics.
 
     ``name`` must be stable for a given run so that a retried run finds its checkpoints
-    and resumes. ``in_tune``: forward each report to the surrounding Tune trial.
+    and resumes. ``in_tune``: forward each report but the last to the surrounding Tune
+    trial, which reports the returned final metrics itself once the trainer is done.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    callbacks = []
-    if in_tune:
-        from ray.tune.integration.ray_train import TuneReportCallback
-
-        callbacks.append(TuneReportCallback())
+    callbacks = [_report_to_tune_before_last(config.train.epochs)] if in_tune else []
     use_gpu = torch.cuda.is_available()
     trainer = TorchTrainer(
         _worker_loop,
