@@ -6,8 +6,9 @@ import sqlite3
 
 import torch
 
-from conftest import run_job
-from conftest import make_cub
+from raysynth.cli import main
+
+from conftest import make_cub, run_job
 
 
 def _tiny_checkpoint(path):
@@ -50,11 +51,12 @@ def test_cub_search_end_to_end(tmp_path):
     assert experiment == "cub" and finished >= 1
 
 
-def test_missing_weights_and_root_exit_2(tmp_path):
+def test_missing_weights_and_root_exit_2(tmp_path, monkeypatch, capsys):
     root = make_cub(tmp_path / "cub", train_per_class=4, test_per_class=1)
     home = tmp_path / "home"
     env = {"RAYSYNTH_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     # cub.yaml as shipped: Stable Diffusion and ViT-B-16/openai, neither in the offline cache
+    # (the hub's offline switch and cache are read when it is imported: a fresh process)
     result = run_job(["--dataset", "cub", "--data-root", str(root)], env=env, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "pool.options.model" in result.stderr and "HF_HUB_OFFLINE" in result.stderr
@@ -62,28 +64,11 @@ def test_missing_weights_and_root_exit_2(tmp_path):
     result = run_job(["--dataset", "cub", "--data-root", str(root), *morph], env=env, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "model.pretrained" in result.stderr and "HF_HUB_OFFLINE" in result.stderr
-    missing = run_job(["--dataset", "cub", "--data-root", str(tmp_path / "nope")], env=env, timeout=120)
-    assert missing.returncode == 2 and "not a directory" in missing.stderr and "download" in missing.stderr
-    nofile = run_job(["--dataset", "cub", "--data-root", str(root), *morph, "--set", "model.pretrained=/nope/ViT.pt"], env=env, timeout=120)
-    assert nofile.returncode == 2 and "checkpoint file /nope/ViT.pt not found" in nofile.stderr
+    # no hub involved: the command's entry point in this process
+    monkeypatch.setenv("RAYSYNTH_HOME", str(home))
+    assert main(["search", "--dataset", "cub", "--data-root", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "not a directory" in err and "download" in err
+    assert main(["search", "--dataset", "cub", "--data-root", str(root), *morph, "--set", "model.pretrained=/nope/ViT.pt"]) == 2
+    assert "checkpoint file /nope/ViT.pt not found" in capsys.readouterr().err
     assert not (home / "mlflow.db").exists()
-
-
-def test_zero_shot_head_is_the_text_embeddings():
-    import open_clip
-    import torch.nn.functional as F
-
-    from raysynth.models.backbone import create_model
-    from raysynth.models.classifier import zero_shot_head
-
-    torch.manual_seed(0)
-    clip = create_model("raysynth-tiny")
-    classes = ["black footed albatross", "laysan albatross"]
-    head = zero_shot_head(clip, "raysynth-tiny", classes, "bird")
-    tokens = open_clip.get_tokenizer("raysynth-tiny")([f"a photo of a {c}, a type of bird." for c in classes])
-    clip.eval()
-    with torch.no_grad():
-        text = F.normalize(clip.encode_text(tokens), dim=-1)
-    assert torch.allclose(head.weight, text, atol=1e-6)
-    feats = torch.randn(3, text.shape[1])
-    assert torch.allclose(head(feats), head.logit_scale * F.normalize(feats, dim=-1) @ text.T, atol=1e-4)
