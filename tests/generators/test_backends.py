@@ -1,5 +1,7 @@
 """The diffusion backends on tiny random models built from configs (no downloads)."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,6 +70,18 @@ def test_ddpm_rejects_bad_options():
         load_config(None, ["pool.generator=ddpm", "pool.options.inference_steps=0"])
     with pytest.raises(ConfigError, match="unknown config field 'pool.options.steps'"):
         load_config(None, ["pool.generator=ddpm", "pool.options.steps=3"])
+
+
+@pytest.mark.parametrize("option, message", [
+    ("scheduler=heun", "pool.options.scheduler: must be 'ddim', 'dpm++', 'euler' or 'pndm', got 'heun'"),
+    ("dtype=float64", "pool.options.dtype: must be 'auto', 'float32', 'float16' or 'bfloat16', got 'float64'"),
+    ("steps=0", "pool.options.steps: must be >= 1, got 0"),
+])
+def test_stable_diffusion_options_fail_when_the_config_loads(tiny_sd, option, message):
+    """Checked by the options parser at load time, never first inside a Ray Data actor."""
+    overrides = ["pool.generator=stable_diffusion", f"pool.options.model={tiny_sd}", f"pool.options.{option}"]
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, overrides)
 
 
 # ------------------------------------------------------------------ stable diffusion
