@@ -75,11 +75,11 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
-    from raysynth.validate import load_config
-    from raysynth.train.session import train_in_process
-    from raysynth.train.evaluate import model_accuracy
     from raysynth.data import cached_split
     from raysynth.prepare import prepare
+    from raysynth.train.evaluate import model_accuracy
+    from raysynth.train.session import train_in_process
+    from raysynth.validate import load_config
 
     results: dict[str, list[tuple[float, float]]] = {}
     plan = rows()

@@ -75,9 +75,9 @@ def main() -> None:
     import ray
     from ray.tune import ExperimentAnalysis
 
-    from raysynth.validate import load_config
     from raysynth.search.space import clusters_in, parse_space, strengths_in
     from raysynth.tracking.mlflow_runs import KIND_TAG
+    from raysynth.validate import load_config
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     sets = [f"search.trials={args.trials}", "search.final_eval=false", "search.max_failures=3"]

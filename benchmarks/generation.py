@@ -39,11 +39,11 @@ def main() -> None:
 
     import ray
 
-    from raysynth.logs import setup_logging
-    from raysynth.validate import load_config
-    from raysynth.pool.pipeline import generate_pool
-    from raysynth.pool import PoolStore
     from raysynth.data import cached_split
+    from raysynth.logs import setup_logging
+    from raysynth.pool import PoolStore
+    from raysynth.pool.pipeline import generate_pool
+    from raysynth.validate import load_config
 
     setup_logging()
     logging.getLogger("raysynth").setLevel(logging.WARNING)
@@ -94,10 +94,10 @@ def sd_comparison(args, split, store) -> None:
     import torch
     from diffusers import StableDiffusionImg2ImgPipeline
 
-    from raysynth.validate import load_config
+    from raysynth.generators.backends.stable_diffusion import StableDiffusionGenerator
     from raysynth.pool.pipeline import generate_pool
     from raysynth.pool.shards import plan_pool
-    from raysynth.generators.backends.stable_diffusion import StableDiffusionGenerator
+    from raysynth.validate import load_config
 
     per_class = max(1, args.sd_images // split.num_classes)
     overrides = [

@@ -62,11 +62,11 @@ def main() -> None:
     from ray.tune import Callback
 
     from raysynth.logs import setup_logging
-    from raysynth.validate import load_config
-    from raysynth.search.space import clusters_in, parse_space, strengths_in
+    from raysynth.prepare import prepare
     from raysynth.search.options import SearchOptions
     from raysynth.search.run import run_search
-    from raysynth.prepare import prepare
+    from raysynth.search.space import clusters_in, parse_space, strengths_in
+    from raysynth.validate import load_config
 
     class Span(Callback):
         """First trial start and last trial end, in the driver."""

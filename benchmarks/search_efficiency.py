@@ -51,9 +51,9 @@ def run_one(job: tuple[str, int, int, int, int]) -> tuple[str, int, list[float],
     name, seed, trials, epochs, initial = job
     import torch
 
-    from raysynth.train.session import train_in_process
-    from raysynth.search.space import apply_params, parse_space
     from raysynth.data import cached_split
+    from raysynth.search.space import apply_params, parse_space
+    from raysynth.train.session import train_in_process
 
     torch.set_num_threads(1)
     config = _config(epochs)

@@ -35,13 +35,13 @@ def main() -> None:
     import ray
     from ray import tune
 
-    from raysynth.validate import load_config
-    from raysynth.search.objective import run_trial
-    from raysynth.train.session import train_in_process
-    from raysynth.search.tuner import tune_run_config
-    from raysynth.search.space import apply_params
-    from raysynth.train.ray_train import fit_with_trainer
     from raysynth.prepare import prepare
+    from raysynth.search.objective import run_trial
+    from raysynth.search.space import apply_params
+    from raysynth.search.tuner import tune_run_config
+    from raysynth.train.ray_train import fit_with_trainer
+    from raysynth.train.session import train_in_process
+    from raysynth.validate import load_config
 
     config = load_config(REPO / "search_spaces" / "digits.yaml", [f"train.epochs={args.epochs}"])
     n = max(args.trials, args.trainer_trials)

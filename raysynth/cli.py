@@ -143,8 +143,8 @@ def cmd_search(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from raysynth.train.pretrain import pretrain_backbone
     from raysynth.data import cached_split
+    from raysynth.train.pretrain import pretrain_backbone
 
     config = _config_from_args(args)
     setup_logging()
@@ -154,11 +154,11 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from raysynth.search.space import parse_space, strengths_in
     from raysynth.cluster import connect_ray
-    from raysynth.pool.pipeline import generate_pool
-    from raysynth.pool import PoolStore
     from raysynth.data import cached_split
+    from raysynth.pool import PoolStore
+    from raysynth.pool.pipeline import generate_pool
+    from raysynth.search.space import parse_space, strengths_in
 
     config = _config_from_args(args)
     setup_logging()
@@ -173,13 +173,13 @@ def cmd_generate(args) -> int:
 def cmd_finetune_generator(args) -> int:
     import dataclasses
 
-    from raysynth.home import fingerprint
-    from raysynth.generators.finetune import FinetuneOptions, finetune_generator
-    from raysynth.pool.shards import to_uint8
-    from raysynth.generators.backends.stable_diffusion import check_model_available
-    from raysynth.generators.quality import quality_controlled_shots
     from raysynth.cluster import connect_ray
     from raysynth.data import cached_split
+    from raysynth.generators.backends.stable_diffusion import check_model_available
+    from raysynth.generators.finetune import FinetuneOptions, finetune_generator
+    from raysynth.generators.quality import quality_controlled_shots
+    from raysynth.home import fingerprint
+    from raysynth.pool.shards import to_uint8
 
     config = _config_from_args(args)
     options = FinetuneOptions(

@@ -1,10 +1,9 @@
 """The command-line contract: bad input -> exit 2, one line on stderr, nothing written."""
 
 import pytest
+from conftest import run_job
 
 from raysynth.cli import main
-
-from conftest import run_job
 
 
 @pytest.mark.parametrize(

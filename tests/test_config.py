@@ -1,9 +1,8 @@
 import pytest
+from conftest import REPO
 
 from raysynth.config import ConfigError, apply_overrides
 from raysynth.validate import load_config
-
-from conftest import REPO
 
 SPACE = REPO / "search_spaces" / "digits.yaml"
 

@@ -15,9 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
 from conftest import REPO, run_job, tiny_overrides
+from mlflow.tracking import MlflowClient
 
 
 def _pids_of(marker: str) -> list[int]:

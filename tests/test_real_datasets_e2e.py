@@ -5,10 +5,9 @@ import json
 import sqlite3
 
 import torch
+from conftest import make_cub, run_job
 
 from raysynth.cli import main
-
-from conftest import make_cub, run_job
 
 
 def _tiny_checkpoint(path):

@@ -7,11 +7,10 @@ import sys
 import textwrap
 
 import pytest
+from conftest import REPO
 
 from raysynth.config import ConfigError
 from raysynth.registry import Registry, import_modules
-
-from conftest import REPO
 
 MODULES = {
     "raysynth.data": ("raysynth.data.base:DATASETS", '''

@@ -62,9 +62,9 @@ def test_a_pickled_checkpoint_is_refused(tmp_path):
 def test_pool_store_holds_only_npy_parquet_json(ray_session, tiny_config, tmp_path):
     import numpy as np
 
-    from raysynth.pool.pipeline import generate_pool
-    from raysynth.pool import PoolStore
     from raysynth.data import cached_split
+    from raysynth.pool import PoolStore
+    from raysynth.pool.pipeline import generate_pool
 
     store = PoolStore(tmp_path / "pools")
     key, _ = generate_pool(cached_split(tiny_config), tiny_config.pool, store=store)

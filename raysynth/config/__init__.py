@@ -7,8 +7,16 @@ adds each package's checks of its own section.
 
 from raysynth.config.loading import apply_overrides, dump_yaml, flatten_params, load_yaml, parse_config
 from raysynth.config.sections import (
-    Config, DataConfig, LoraConfig, ModelConfig, PartitionConfig, PoolConfig, PretrainConfig, SchedulerConfig,
-    SearchConfig, TrainConfig,
+    Config,
+    DataConfig,
+    LoraConfig,
+    ModelConfig,
+    PartitionConfig,
+    PoolConfig,
+    PretrainConfig,
+    SchedulerConfig,
+    SearchConfig,
+    TrainConfig,
 )
 from raysynth.config.typed import ConfigError, check_rules, field_, from_dict, one_of
 

@@ -10,7 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from raysynth.config import DataConfig
-from raysynth.data.base import FewShotSplit, ImageSet, register_dataset, sample_shots, split_fingerprint, stratified_holdout
+from raysynth.data.base import (
+    FewShotSplit,
+    ImageSet,
+    register_dataset,
+    sample_shots,
+    split_fingerprint,
+    stratified_holdout,
+)
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 BASE = [0, 1, 2, 3, 4]

@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from raysynth.config import ModelConfig
-from raysynth.home import fingerprint, raysynth_home
+from raysynth.data.augment import random_affine
 from raysynth.data.base import FewShotSplit
+from raysynth.home import fingerprint, raysynth_home
 from raysynth.models.backbone import create_model, model_config
 from raysynth.models.classifier import build_classifier
-from raysynth.data.augment import random_affine
 from raysynth.train.evaluate import evaluate
 
 log = logging.getLogger(__name__)

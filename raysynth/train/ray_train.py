@@ -21,7 +21,6 @@ from raysynth.data import cached_split
 from raysynth.home import raysynth_home
 from raysynth.train.evaluate import confusion_matrix, model_accuracies, model_accuracy, model_predictions
 
-
 CHECKPOINT_FILE = "state.pt"
 
 

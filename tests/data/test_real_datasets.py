@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from conftest import _jpeg, make_cub, make_flowers
 
 from raysynth.config import ConfigError, DataConfig
 from raysynth.data import DATASETS, load_split
 
-from conftest import _jpeg, make_cub, make_flowers
 
 def _config(root, **kw):
     return DataConfig(root=str(root), shots=kw.pop("shots", 2), image_size=16, val_per_class=kw.pop("val", 2), test_per_class=0, **kw)

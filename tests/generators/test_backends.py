@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from raysynth.config import ConfigError, PoolConfig
-from raysynth.validate import load_config
 from raysynth.data.base import ImageSet
 from raysynth.generators import create_generator
 from raysynth.generators.filtering import ClipScorer, scores_from_logits
 from raysynth.pool.filters import keep_mask
+from raysynth.validate import load_config
 
 CLASSES = ["black footed albatross", "laysan albatross", "sooty albatross"]
 TINY_DDPM = {"channels": [8, 16], "train_steps": 3, "batch_size": 8, "inference_steps": 6}

@@ -4,8 +4,8 @@ import torch
 from raysynth.config import ConfigError, PoolConfig
 from raysynth.data.base import ImageSet
 from raysynth.generators import GENERATORS, create_generator
-from raysynth.pool.labels import diffmix_soft_labels
 from raysynth.generators.quality import parse_quality, partner_class, quality_controlled_shots
+from raysynth.pool.labels import diffmix_soft_labels
 
 
 def _shots(num_classes=3, k=4, size=16):

@@ -6,12 +6,12 @@ import torch
 from torch import nn
 
 from raysynth.config import ConfigError, TrainConfig
-from raysynth.validate import load_config
-from raysynth.train.session import training_protocol
 from raysynth.losses import OBJECTIVES, PrototypeHead, parse_loss
 from raysynth.models.classifier import FewShotClassifier
-from raysynth.train.loop import TrainData, train_few_shot
 from raysynth.train.evaluate import model_accuracy
+from raysynth.train.loop import TrainData, train_few_shot
+from raysynth.train.session import training_protocol
+from raysynth.validate import load_config
 
 REPO_SPACE = __import__("pathlib").Path(__file__).resolve().parents[2] / "search_spaces" / "digits.yaml"
 

@@ -9,13 +9,13 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-
-from raysynth.validate import load_config
-from raysynth.pool.shards import finished_shards
-from raysynth.pool.pipeline import generate_pool
-from raysynth.pool import PoolStore, pool_key
-from raysynth.data import cached_split
 from conftest import REPO, tiny_overrides
+
+from raysynth.data import cached_split
+from raysynth.pool import PoolStore, pool_key
+from raysynth.pool.pipeline import generate_pool
+from raysynth.pool.shards import finished_shards
+from raysynth.validate import load_config
 
 # shards slow enough to kill between them: a tiny ddpm with many denoising steps
 SLOW_DDPM = [

@@ -1,8 +1,8 @@
 import numpy as np
 
-from raysynth.pool.pipeline import generate_pool
-from raysynth.pool import PoolStore, pool_key
 from raysynth.data import cached_split
+from raysynth.pool import PoolStore, pool_key
+from raysynth.pool.pipeline import generate_pool
 
 
 def test_pool_is_generated_once_then_cached(ray_session, tiny_config, tmp_path):

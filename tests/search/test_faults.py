@@ -13,15 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO, tiny_overrides
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-from raysynth.validate import load_config
 from raysynth.search.options import SearchOptions
 from raysynth.search.run import run_search
 from raysynth.tracking.mlflow_runs import KIND_TAG, STATUS_TAG
-
-from conftest import REPO, tiny_overrides
+from raysynth.validate import load_config
 
 FIFO = ["search.final_eval=false", "search.scheduler.name=fifo"]
 

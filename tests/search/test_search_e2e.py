@@ -1,15 +1,14 @@
 """A tiny real search end to end: Ray Tune + Optuna + ASHA + MLflow, on the session's Ray."""
 
 import pytest
+from conftest import REPO, tiny_overrides
 from mlflow.tracking import MlflowClient
 
-from raysynth.validate import load_config
 from raysynth.search.options import SearchOptions
 from raysynth.search.run import run_search
 from raysynth.tracking.leaderboard import format_rows, leaderboard_rows
 from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, STATUS_TAG
-
-from conftest import REPO, tiny_overrides
+from raysynth.validate import load_config
 
 
 def _search(tmp_path, name, extra=(), experiment="e2e"):

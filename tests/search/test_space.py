@@ -1,11 +1,9 @@
 import pytest
-
-from raysynth.config import ConfigError
-from raysynth.validate import load_config
-from raysynth.search.space import apply_params, parse_space
-from raysynth.config import flatten_params
-
 from conftest import REPO
+
+from raysynth.config import ConfigError, flatten_params
+from raysynth.search.space import apply_params, parse_space
+from raysynth.validate import load_config
 
 
 def test_default_space_to_tune():

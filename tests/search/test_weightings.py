@@ -5,14 +5,13 @@ import math
 
 import pytest
 import torch
+from conftest import REPO
 
 from raysynth.config import ConfigError
-from raysynth.validate import load_config
-from raysynth.search.space import apply_params, parse_space
 from raysynth.prepare import WeightContext, class_discrepancy, fidelity_scores, quality_groups
+from raysynth.search.space import apply_params, parse_space
 from raysynth.search.weightings.quality import quality_weights
-
-from conftest import REPO
+from raysynth.validate import load_config
 
 CLASSES = ["five", "six", "seven", "eight", "nine"]
 

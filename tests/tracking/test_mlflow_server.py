@@ -10,13 +10,12 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from conftest import REPO, tiny_overrides
 
-from raysynth.validate import load_config
 from raysynth.search.options import SearchOptions
 from raysynth.search.run import run_search
 from raysynth.tracking.leaderboard import compare_runs, leaderboard_rows
-
-from conftest import REPO, tiny_overrides
+from raysynth.validate import load_config
 
 
 def _free_port() -> int:

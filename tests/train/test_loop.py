@@ -3,8 +3,8 @@ import torch
 
 from raysynth.config import TrainConfig
 from raysynth.losses import soft_cross_entropy, weighted_synthetic_ce
-from raysynth.train.loop import TrainData, train_few_shot
 from raysynth.train.evaluate import evaluate
+from raysynth.train.loop import TrainData, train_few_shot
 
 
 def test_zero_weight_removes_a_class_from_the_synthetic_loss():

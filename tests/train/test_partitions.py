@@ -4,11 +4,11 @@ import dataclasses
 
 import torch
 
-from raysynth.pool import pool_key
-from raysynth.train.partitions import load_or_compute, num_clusters, partition_path
 from raysynth.data import cached_split
+from raysynth.pool import pool_key
 from raysynth.prepare import prepare
 from raysynth.train.data import train_data
+from raysynth.train.partitions import load_or_compute, num_clusters, partition_path
 
 
 def _with(config, **partition):

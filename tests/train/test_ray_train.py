@@ -1,7 +1,7 @@
 """The final-retraining path: Ray Train, checkpoints, test evaluated once, resume."""
 
-from raysynth.train.ray_train import fit_with_trainer
 from raysynth.prepare import prepare
+from raysynth.train.ray_train import fit_with_trainer
 
 
 def test_final_training_checkpoints(ray_session, tiny_config, tmp_path):

@@ -3,7 +3,13 @@ adding one is adding a file to this folder."""
 
 from raysynth.registry import import_modules
 from raysynth.search.weightings.base import (
-    WEIGHTINGS, WEIGHTS_KEY, Weighting, is_weight_param, parse_weighting, register_weighting, weight_param_keys,
+    WEIGHTINGS,
+    WEIGHTS_KEY,
+    Weighting,
+    is_weight_param,
+    parse_weighting,
+    register_weighting,
+    weight_param_keys,
 )
 
 import_modules(__name__)
