@@ -54,6 +54,8 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         progress = TrialProgress(config.search.trials, config.train.epochs)
         tuner = build_tuner(config, space, split.classes, options, [tracker, progress, *options.callbacks], context)
         results = tuner.fit()
+        if options.resume:
+            parent.discard_lost_trials()
         # 5. the winner, and what the search learned
         params, val_acc, n_trials = best_trial(results, config.train.epochs)
         best_config, weights = apply_params(config, params, split.classes, context)

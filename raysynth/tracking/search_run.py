@@ -15,7 +15,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from raysynth.config import Config, dump_yaml, flatten_params
-from raysynth.tracking.mlflow_runs import KIND_TAG, get_or_create_experiment, git_commit, log_params_batched
+from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, get_or_create_experiment, git_commit, log_params_batched
 from raysynth.tracking.report import SearchStory, write_search_report
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,23 @@ class SearchRun:
             write_search_report(story, Path(d))
             self.client.log_artifacts(self.run_id, d)
         log.info("report: plots, best_config.yaml and report.html logged to the parent run %s", self.run_id)
+
+    def discard_lost_trials(self) -> int:
+        """Child runs still RUNNING once Tune has ended every trial it knows: trials a
+        killed driver had started but Tune never recorded, so ``--resume`` ran others in
+        their place. They are deleted (MLflow keeps deleted runs restorable), not left
+        running forever beside the search's real trials. Returns how many."""
+        lost = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{self.run_id}' and tags.`{KIND_TAG}` = 'trial' and attributes.status = 'RUNNING'",
+        )
+        for run in lost:
+            log.warning(
+                "trial %s: started by a driver that died before Ray Tune recorded it; the resumed search ran "
+                "another trial in its place, so its MLflow run %s is deleted", run.data.tags.get("raysynth.trial_id"), run.info.run_id,
+            )
+            self.client.delete_run(run.info.run_id)
+        return len(lost)
 
     def finish(self, ok: bool = True) -> None:
         self.client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")
