@@ -87,7 +87,6 @@ def _worker(cfg: dict) -> None:
     """One Ray Train worker: LoRA + TI training with checkpoints and resume."""
     import ray.train
     import ray.train.torch
-    from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import save_file
 
@@ -105,16 +104,7 @@ def _worker(cfg: dict) -> None:
     tokens = [class_token(c) for c in cfg["class_ids"]]
     table, token_ids, original = _add_tokens(tokenizer, text_encoder, tokens, cfg["metaclass"] or "object")
 
-    vae.requires_grad_(False)
-    unet.requires_grad_(False)
-    text_encoder.requires_grad_(False)
-    table.requires_grad_(True)
-    unet.add_adapter(LoraConfig(r=opts.rank, lora_alpha=opts.alpha or opts.rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS))
-    lora_params = [p for p in unet.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        [{"params": lora_params, "lr": opts.lr_lora}, {"params": [table], "lr": opts.lr_token, "weight_decay": 0.0}]
-    )
-
+    optimizer = _attach_lora(opts, vae, unet, text_encoder, table)
     step, resumed_loss = _resume(ray.train.get_checkpoint(), unet, table, token_ids, tokens, optimizer)
 
     vae.to(device)
@@ -165,6 +155,21 @@ def _worker(cfg: dict) -> None:
             save_checkpoint(loss_value)
     if first == step:  # resumed from the final checkpoint: nothing trained, say so
         save_checkpoint(loss_value, resumed_finished=True)
+
+
+def _attach_lora(opts: FinetuneOptions, vae, unet, text_encoder, table) -> torch.optim.Optimizer:
+    """Freeze the pipeline, add the UNet LoRA; only the LoRA and the token rows train."""
+    from peft import LoraConfig
+
+    vae.requires_grad_(False)
+    unet.requires_grad_(False)
+    text_encoder.requires_grad_(False)
+    table.requires_grad_(True)
+    unet.add_adapter(LoraConfig(r=opts.rank, lora_alpha=opts.alpha or opts.rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+    lora_params = [p for p in unet.parameters() if p.requires_grad]
+    return torch.optim.AdamW(
+        [{"params": lora_params, "lr": opts.lr_lora}, {"params": [table], "lr": opts.lr_token, "weight_decay": 0.0}]
+    )
 
 
 def _training_inputs(cfg: dict, opts: FinetuneOptions, tokenizer):
