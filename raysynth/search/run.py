@@ -45,7 +45,8 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         options.tracking_uri, options.experiment, config, options.name, options.directory / PARENT_RECORD,
         split.fingerprint, options.resume,
     )
-    (options.directory / CONFIG_RECORD).write_text(json_config(config))
+    # the config a --resume is checked against (search/preflight.py)
+    (options.directory / CONFIG_RECORD).write_text(json.dumps(config.to_dict(), sort_keys=True))
     if context is not None:
         parent.log_class_quality(split.classes, context.quality, context.discrepancy, context.groups)
     try:
@@ -77,8 +78,3 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     except BaseException:
         parent.finish(ok=False)
         raise
-
-
-def json_config(config: Config) -> str:
-    """The config record a ``--resume`` is checked against."""
-    return json.dumps(config.to_dict(), sort_keys=True)
