@@ -7,6 +7,7 @@ Exit codes: 0 success; 2 bad input (one line on stderr, nothing started or writt
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ from raysynth.search.searchers import SEARCHERS
 from raysynth.validate import load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# a search's name is one directory under the storage: no separators, no '..'
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,6 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _storage(text: str) -> Path:
+    """``--storage``: a local or shared-mount path (``file://`` allowed)."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return Path(text).expanduser().resolve()
+    if scheme == "file":
+        return Path(rest).resolve()
+    raise ConfigError(f"--storage: no filesystem serves '{scheme}://' here (give a local path or a shared mount)")
+
+
 def cmd_search(args) -> int:
     from raysynth.search.options import SearchOptions
     from raysynth.search.results import format_summary
@@ -124,10 +137,14 @@ def cmd_search(args) -> int:
     config = _config_from_args(args)
     if args.resume and not args.name:
         raise ConfigError("--resume needs --name of the search to resume")
-    storage = Path(args.storage).expanduser().resolve() if args.storage else raysynth_home() / "tune"
+    if args.name is not None and not NAME.fullmatch(args.name):
+        raise ConfigError(f"--name: '{args.name}' is not a plain name (letters, digits, '.', '_', '-'; no '/' or '..')")
+    storage = _storage(args.storage) if args.storage else raysynth_home() / "tune"
     name = args.name or f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.resume and not (storage / name).is_dir():
         raise ConfigError(f"--resume: no search named '{name}' under {storage}")
+    if not args.resume and (storage / name).exists():
+        raise ConfigError(f"--name: a search named '{name}' already exists under {storage}; add --resume to continue it, or choose another name")
     options = SearchOptions(
         tracking_uri=args.tracking_uri or default_tracking_uri(),
         experiment=args.experiment or config.dataset,
@@ -181,6 +198,11 @@ def cmd_finetune_generator(args) -> int:
     from raysynth.home import fingerprint
     from raysynth.pool.shards import to_uint8
 
+    if args.output and Path(args.output).exists() and not (Path(args.output) / "tokens.json").is_file():
+        raise ConfigError(
+            f"--output: {args.output} exists and is not a generator raysynth wrote (no tokens.json); "
+            "raysynth replaces only its own results: choose a new directory"
+        )
     config = _config_from_args(args)
     options = FinetuneOptions(
         model=args.model, rank=args.rank, steps=args.steps, batch_size=args.batch_size, lr_lora=args.lr_lora,

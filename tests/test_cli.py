@@ -24,6 +24,19 @@ from raysynth.cli import main
         (["--set", "pool.strength=1.5"], "pool.strength: must be in (0, 1]"),
         (["--set", "partition.clusters_per_class=0"], "partition.clusters_per_class: must be > 0"),
         (["--resume", "--name", "s1"], "--resume: no search named 's1'"),
+        # issue 14's list: each of these once started Ray, hung or ended in a traceback
+        (["--set", "train.weight_decay=.nan"], "train.weight_decay: must be a finite number, got nan"),
+        (["--set", "loss.ce.real=nan"], "loss.ce.real"),
+        (["--set", "search.space.pool.strength={type: choice, values: [0.5, 1.5]}"], "search.space.pool.strength.values[1]: must be in (0, 1], got 1.5"),
+        (["--set", "search.space.train.epochs={type: int, low: 0, high: 3}"], "search.space.train.epochs.low: must be >= 1, got 0"),
+        (["--set", "search.space.train.lr={type: uniform, low: 0.001, high: .inf}"], "search.space.train.lr.high: must be a finite number"),
+        (["--set", "search.space={}"], "search.space: empty"),
+        (["--name", "../x"], "--name: '../x' is not a plain name"),
+        (["--name", "/tmp/abs"], "--name: '/tmp/abs' is not a plain name"),
+        (["--storage", "foo://bucket/x"], "--storage: no filesystem serves 'foo://'"),
+        (["--set", "train.lr=2024-01-01"], "train.lr: got the date 2024-01-01"),
+        (["--set", "model.name=ViT-Nope"], "model.name: unknown open_clip model 'ViT-Nope'"),
+        (["--set", "pool.clip_model=ViT-Nope"], "pool.clip_model: unknown open_clip model 'ViT-Nope'"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, args, needle):
@@ -59,6 +72,64 @@ def test_malformed_yaml_exits_2(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and "malformed YAML" in err
     assert not (tmp_path / "home").exists()
+
+
+def _laughs(path):
+    """Nine levels of nine aliases: 9**9 values once expanded (a 'billion laughs')."""
+    lines, prev = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'], "a"
+    for name in "bcdefghi":
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+        prev = name
+    path.write_text("\n".join(lines) + "\nsearch: {space: {}}\n")
+
+
+@pytest.mark.parametrize("write, needle", [
+    (lambda p: p.write_bytes(bytes(range(256)) * 4), "is not a text (UTF-8) YAML file"),
+    (lambda p: p.mkdir(), "is a directory, not a YAML file"),
+    (lambda p: p.write_text("a: &a [*a]\n"), "a recursive YAML anchor"),
+    (_laughs, "expands to more than 100000 values"),
+    (lambda p: p.write_text("train: {lr: .nan}\n"), "train.lr: must be a finite number, got nan"),
+    (lambda p: p.write_text("train: {lr: 2024-01-01}\n"), "train.lr: got the date 2024-01-01"),
+])
+def test_bad_space_files_exit_2(tmp_path, monkeypatch, capsys, write, needle):
+    space = tmp_path / "space.yaml"
+    write(space)
+    monkeypatch.setenv("RAYSYNTH_HOME", str(tmp_path / "home"))
+    assert main(["search", "--space", str(space)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert not (tmp_path / "home").exists()
+
+
+def test_data_root_that_is_not_an_archive_exits_2(tmp_path, monkeypatch, capsys):
+    fake = tmp_path / "CUB_200_2011.tgz"
+    fake.write_text("not a tar")
+    monkeypatch.setenv("RAYSYNTH_HOME", str(tmp_path / "home"))
+    assert main(["search", "--dataset", "cub", "--data-root", str(fake)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "is named like an archive but is not a readable tar or zip file" in lines[0]
+    assert not (tmp_path / "home" / "datasets").exists()
+
+
+def test_a_used_name_is_never_reused_silently(tmp_path, monkeypatch, capsys):
+    """The final retraining of a reused name once found the old search's checkpoints."""
+    monkeypatch.setenv("RAYSYNTH_HOME", str(tmp_path / "home"))
+    old = tmp_path / "home" / "tune" / "s1"
+    old.mkdir(parents=True)
+    assert main(["search", "--name", "s1"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--name: a search named 's1' already exists" in lines[0] and "--resume" in lines[0]
+    assert list(old.iterdir()) == [] and not (tmp_path / "home" / "mlflow.db").exists()
+
+
+def test_finetune_generator_never_replaces_a_directory_it_did_not_write(tmp_path, capsys):
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "chapter1.tex").write_text("years of work")
+    assert main(["finetune-generator", "--model", "/nonexistent/sd", "--output", str(mine)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--output" in lines[0] and "is not a generator raysynth wrote" in lines[0]
+    assert (mine / "chapter1.tex").read_text() == "years of work"
 
 
 def test_leaderboard_unknown_experiment(tmp_path, capsys):
@@ -101,8 +172,30 @@ def test_resume_with_another_config_is_refused(tmp_path, tiny_config):
     (tmp_path / "tune" / "s1").mkdir(parents=True)
     (tmp_path / "tune" / "s1" / CONFIG_RECORD).write_text(json.dumps(tiny_config.to_dict(), sort_keys=True))
     preflight(tiny_config, options)  # the same config resumes
-    tiny_config.search.concurrency = 1
-    preflight(tiny_config, options)  # so does a different concurrency
     tiny_config.train.lr = 0.5
     with pytest.raises(ConfigError, match=r"--resume: search 's1' was started with another config \(train.lr"):
+        preflight(tiny_config, options)
+
+
+def test_resume_with_other_options_is_refused(tmp_path, tiny_config):
+    """--experiment, --tracking-uri and --concurrency of a resumed search are the ones it
+    was started with (the record written when it starts)."""
+    import dataclasses
+
+    from raysynth.config import ConfigError
+    from raysynth.search.options import CONFIG_RECORD, SearchOptions
+    from raysynth.search.preflight import config_record, preflight
+
+    options = SearchOptions(tracking_uri=f"sqlite:///{tmp_path}/m.db", experiment="x", storage=tmp_path / "tune", name="s1", resume=True)
+    options.directory.mkdir(parents=True)
+    (options.directory / CONFIG_RECORD).write_text(config_record(tiny_config, options))
+    preflight(tiny_config, options)
+    for changed, needle in (
+        (dataclasses.replace(options, experiment="y"), "--experiment 'x', not 'y'"),
+        (dataclasses.replace(options, tracking_uri=f"sqlite:///{tmp_path}/other.db"), "--tracking-uri"),
+    ):
+        with pytest.raises(ConfigError, match=needle):
+            preflight(tiny_config, changed)
+    tiny_config.search.concurrency += 1
+    with pytest.raises(ConfigError, match=r"search.concurrency \(--concurrency\)"):
         preflight(tiny_config, options)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+import math
 import typing
 from pathlib import Path
 from typing import Any
@@ -14,11 +16,46 @@ from raysynth.config.sections import Config, SearchConfig
 from raysynth.config.typed import ConfigError, from_dict
 
 
-def _parse_scalar(text: str) -> Any:
+MAX_VALUES = 100_000  # a config has hundreds; more means anchors nested to expand exponentially
+
+
+def check_plain(data: Any, where: str = "") -> None:
+    """Loaded YAML is plain data a config can hold: no value that contains itself (a
+    recursive anchor), no anchors that expand past MAX_VALUES values, no NaN/inf, no
+    dates (YAML reads 2024-01-01 as one). A one-line ConfigError naming the path."""
+    count = 0
+    ancestors: set[int] = set()
+
+    def walk(node: Any, path: str) -> None:
+        nonlocal count
+        count += 1
+        if count > MAX_VALUES:
+            raise ConfigError(f"{path or 'config'}: expands to more than {MAX_VALUES} values (nested YAML anchors?)")
+        if isinstance(node, (dict, list)):
+            if id(node) in ancestors:
+                raise ConfigError(f"{path or 'config'}: a recursive YAML anchor (the value contains itself)")
+            ancestors.add(id(node))
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, value in items:
+                walk(value, f"{path}[{key}]" if isinstance(node, list) else f"{path}.{key}" if path else str(key))
+            ancestors.discard(id(node))
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise ConfigError(f"{path}: must be a finite number, got {node}")
+        elif isinstance(node, (datetime.date, datetime.datetime)):
+            raise ConfigError(f"{path}: got the date {node.isoformat()}; expected a number or text (quote text)")
+        elif not isinstance(node, (str, int, float, bool, type(None))):
+            raise ConfigError(f"{path}: unsupported YAML value of type {type(node).__name__}")
+
+    walk(data, where)
+
+
+def _parse_scalar(text: str, where: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    check_plain(value, where)
+    return value
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -37,20 +74,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 if i < len(parts) - 1:
                     node = node.setdefault(part, {})
                     continue
-                node[part] = _parse_scalar(raw)
+                node[part] = _parse_scalar(raw, key)
                 break
             fields = {f.name: f for f in dataclasses.fields(cls)}
             if part not in fields:
                 raise ConfigError(f"--set {key}: unknown config field '{'.'.join(parts[: i + 1])}'")
             tp = typing.get_type_hints(cls)[part]
             if i == len(parts) - 1:
-                node[part] = _parse_scalar(raw)
+                node[part] = _parse_scalar(raw, key)
             elif cls is SearchConfig and part == "space":
                 # search-space keys are themselves dotted field names: the rest is one key
                 space = node.setdefault(part, {})
                 if not isinstance(space, dict):
                     raise ConfigError(f"--set {key}: 'space' is not a mapping")
-                space[".".join(parts[i + 1 :])] = _parse_scalar(raw)
+                space[".".join(parts[i + 1 :])] = _parse_scalar(raw, key)
                 break
             else:
                 node = node.setdefault(part, {})
@@ -62,10 +99,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--space: {path} is a directory, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"search space file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"--space: {path} is not a text (UTF-8) YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"--space: cannot read {path} ({exc.strerror or exc})") from None
+    if "\x00" in text:
+        raise ConfigError(f"--space: {path} is not a text YAML file (it holds NUL bytes)")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -75,6 +122,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        check_plain(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return data
 
 

@@ -8,6 +8,7 @@ types, unknown keys, choices and ranges, with a one-line :class:`ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import field
@@ -48,7 +49,7 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def coerce(value: Any, tp: Any, where: str) -> Any:
     """Check (and gently coerce) ``value`` against the annotation ``tp``."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -60,7 +61,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, where)
+                return coerce(value, arg, where)
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
@@ -72,12 +73,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         _, val_tp = typing.get_args(tp)
-        return {str(k): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+        return {str(k): coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
     if tp is Any:
         return value
     if tp is bool:
@@ -91,14 +92,19 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return int(value)
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: must be a finite number, got {value}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -140,7 +146,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
         path = f"{where}.{key}" if where else str(key)
         if key not in fields:
             raise ConfigError(f"unknown config field '{path}' (known: {', '.join(sorted(fields))})")
-        kwargs[key] = _coerce(value, hints[key], path)
+        kwargs[key] = coerce(value, hints[key], path)
         check_rules(kwargs[key], fields[key].metadata, path)
     return cls(**kwargs)
 

@@ -73,9 +73,14 @@ def extracted_root(archive: str | Path) -> Path:
     """The dataset directory inside the (once) extracted archive: its single top-level
     directory, or the extraction directory itself."""
     archive = Path(archive).expanduser().resolve()
+    if not (zipfile.is_zipfile(archive) or tarfile.is_tarfile(archive)):
+        raise ConfigError(f"data.root: {archive} is named like an archive but is not a readable tar or zip file")
     stat = archive.stat()
     target = raysynth_home() / "datasets" / "extracted" / f"{archive.name.split('.')[0]}-{fingerprint(str(archive), stat.st_size, int(stat.st_mtime))}"
     if not target.is_dir():
-        safe_extract(archive, target)
+        try:
+            safe_extract(archive, target)
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+            raise ConfigError(f"data.root: cannot extract {archive} ({type(exc).__name__}: {exc})") from None
     entries = [p for p in target.iterdir() if not p.name.startswith(".")]
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else target

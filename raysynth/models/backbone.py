@@ -45,11 +45,11 @@ def register_model_configs() -> None:
         _registered = True
 
 
-def model_config(name: str) -> dict:
+def model_config(name: str, where: str = "model.name") -> dict:
     register_model_configs()
     cfg = open_clip.get_model_config(name)
     if cfg is None:
-        raise ConfigError(f"model.name: unknown open_clip model '{name}'")
+        raise ConfigError(f"{where}: unknown open_clip model '{name}' (see open_clip.list_models())")
     return cfg
 
 

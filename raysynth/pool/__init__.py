@@ -5,6 +5,7 @@ loads one (Diff-Mix soft labels in ``labels``, CLIP filter rules in ``filters``)
 from raysynth.config import ConfigError, PoolConfig
 from raysynth.generators import GENERATORS
 from raysynth.generators.quality import parse_quality
+from raysynth.models.backbone import model_config
 from raysynth.pool.store import Pool, PoolStore, pool_key
 
 
@@ -14,6 +15,8 @@ def check(pool: PoolConfig) -> None:
     backend = GENERATORS.get(pool.generator, "pool.generator")
     backend.parse_options(pool.options)
     backend.check_environment(pool)
+    if pool.clip_model:
+        model_config(pool.clip_model, "pool.clip_model")
     if pool.filter != "none" and not pool.clip_model:
         raise ConfigError(f"pool.filter: '{pool.filter}' needs CLIP scores; set pool.clip_model")
     for name, value in pool.quality.items():

@@ -42,15 +42,37 @@ def preflight(config: Config, options: SearchOptions) -> None:
         except OSError as exc:
             raise ConfigError(f"--tracking-uri: cannot write the MLflow store in {parent} ({exc.strerror or exc})") from None
     if options.resume:
-        record = options.directory / CONFIG_RECORD
-        if record.is_file():
-            old = flatten_params(json.loads(record.read_text()), sep=".")
-            new = flatten_params(config.to_dict(), sep=".")
-            # how many trials run at once may change between runs; nothing else may
-            differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k != "search.concurrency")
-            if differ:
-                k = differ[0]
-                raise ConfigError(
-                    f"--resume: search '{options.name}' was started with another config ({k}: {old.get(k)!r} then, "
-                    f"{new.get(k)!r} now; {len(differ)} field(s) differ)"
-                )
+        _check_resume(config, options)
+
+
+def _check_resume(config: Config, options: SearchOptions) -> None:
+    """A resumed search continues with exactly what it was started with: the config
+    (concurrency included: Tune's restored searcher state assumes it), the MLflow
+    experiment and the tracking store its runs live in."""
+    record = options.directory / CONFIG_RECORD
+    if not record.is_file():
+        return
+    saved = json.loads(record.read_text())
+    for flag, then, now in (
+        ("--experiment", saved.get("experiment"), options.experiment),
+        ("--tracking-uri", saved.get("tracking_uri"), options.tracking_uri),
+    ):
+        if then is not None and then != now:
+            raise ConfigError(f"--resume: search '{options.name}' was started with {flag} {then!r}, not {now!r}")
+    old = flatten_params(saved.get("config", saved), sep=".")
+    new = flatten_params(config.to_dict(), sep=".")
+    differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if differ:
+        k = differ[0]
+        flag = " (--concurrency)" if k == "search.concurrency" else ""
+        raise ConfigError(
+            f"--resume: search '{options.name}' was started with another config ({k}{flag}: {old.get(k)!r} then, "
+            f"{new.get(k)!r} now; {len(differ)} field(s) differ)"
+        )
+
+
+def config_record(config: Config, options: SearchOptions) -> str:
+    """What ``--resume`` is checked against (written when a search starts)."""
+    return json.dumps(
+        {"config": config.to_dict(), "experiment": options.experiment, "tracking_uri": options.tracking_uri}, sort_keys=True
+    )

@@ -7,18 +7,17 @@ baselines (Ray Train) -> MLflow.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
 from raysynth.cluster import connect_ray
-from raysynth.config import Config, flatten_params
+from raysynth.config import Config, ConfigError, flatten_params
 from raysynth.data import cached_split
 from raysynth.data.base import audit_event
 from raysynth.prepare import prepare
 from raysynth.search.finals import run_finals
 from raysynth.search.options import CONFIG_RECORD, PARENT_RECORD, SearchOptions
-from raysynth.search.preflight import preflight
+from raysynth.search.preflight import config_record, preflight
 from raysynth.search.results import SearchSummary, best_trial, search_story, top_quartile_weights
 from raysynth.search.space import apply_params, clusters_in, parse_space, strengths_in
 from raysynth.search.tuner import build_tuner
@@ -33,6 +32,8 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     start = time.perf_counter()
     # 1. bad input first: nothing is started or written before these pass
     space = parse_space(config.search.space, config)
+    if not space.dimensions and space.weights is None:
+        raise ConfigError("search.space: empty, nothing to search (add a dimension or class_weights; see search_spaces/digits.yaml)")
     split = cached_split(config)
     preflight(config, options)
     # 2. what every trial shares, made once: backbone, pools, partitions, class quality
@@ -46,7 +47,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         split.fingerprint, options.resume,
     )
     # the config a --resume is checked against (search/preflight.py)
-    (options.directory / CONFIG_RECORD).write_text(json.dumps(config.to_dict(), sort_keys=True))
+    (options.directory / CONFIG_RECORD).write_text(config_record(config, options))
     if context is not None:
         parent.log_class_quality(split.classes, context.quality, context.discrepancy, context.groups)
     try:

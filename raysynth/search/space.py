@@ -25,7 +25,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from raysynth.config import Config, ConfigError, from_dict
+from raysynth.config import Config, ConfigError, check_rules, coerce, from_dict
 from raysynth.losses import OBJECTIVES
 from raysynth.search.weightings import WEIGHTS_KEY, Weighting, parse_weighting, weight_param_keys
 from raysynth.search.weightings.base import number as _number
@@ -68,7 +68,7 @@ class Space:
         return self.weights.weights(params, classes, context) if self.weights is not None else None
 
 
-def _objective_field_type(dotted: str, config: Config | None) -> Any:
+def _objective_field(dotted: str, config: Config | None) -> tuple[Any, Any]:
     """``loss.<objective>.<param>``: the objective must be selected in the loss section."""
     parts = dotted.split(".")
     if len(parts) != 3:
@@ -79,28 +79,39 @@ def _objective_field_type(dotted: str, config: Config | None) -> Any:
     if config is not None and name not in (config.loss or {"ce": {}}):
         raise ConfigError(f"search.space.{dotted}: objective '{name}' is not selected in the loss section")
     params = OBJECTIVES[name].Params
-    names = {f.name for f in dataclasses.fields(params)}
-    if param not in names:
-        raise ConfigError(f"search.space.{dotted}: unknown parameter '{param}' of '{name}' (known: {', '.join(sorted(names))})")
-    return typing.get_type_hints(params)[param]
+    fields = {f.name: f for f in dataclasses.fields(params)}
+    if param not in fields:
+        raise ConfigError(f"search.space.{dotted}: unknown parameter '{param}' of '{name}' (known: {', '.join(sorted(fields))})")
+    return typing.get_type_hints(params)[param], fields[param].metadata
 
 
-def _field_type(dotted: str, config: Config | None = None) -> Any:
-    """Type of a dotted Config field, or ConfigError naming the bad part."""
+def _field(dotted: str, config: Config | None = None) -> tuple[Any, Any]:
+    """Type and rules (field metadata) of a dotted Config field, or a ConfigError naming
+    the bad part."""
     if dotted.startswith("loss."):
-        return _objective_field_type(dotted, config)
+        return _objective_field(dotted, config)
     cls: Any = Config
+    metadata: Any = {}
     parts = dotted.split(".")
     for i, part in enumerate(parts):
         if not dataclasses.is_dataclass(cls):
             raise ConfigError(f"search.space.{dotted}: '{'.'.join(parts[:i])}' is not a config section")
-        names = {f.name for f in dataclasses.fields(cls)}
-        if part not in names:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in fields:
             raise ConfigError(f"search.space.{dotted}: unknown config field '{'.'.join(parts[: i + 1])}'")
-        cls = typing.get_type_hints(cls)[part]
+        cls, metadata = typing.get_type_hints(cls)[part], fields[part].metadata
     if dataclasses.is_dataclass(cls):
         raise ConfigError(f"search.space.{dotted}: is a section, not a field")
-    return cls
+    return cls, metadata
+
+
+def _check_values(dotted: str, values, where: str) -> None:
+    """Every value a dimension can give is one its field accepts (type, range, choices):
+    a strength of 1.5 or 0 epochs is refused here, not in a trial."""
+    tp, metadata = _field(dotted)
+    for label, value in values:
+        at = f"{where}.{label}"
+        check_rules(coerce(value, tp, at), metadata, at)
 
 
 def parse_space(raw: dict[str, Any], config: Config | None = None) -> Space:
@@ -116,7 +127,7 @@ def parse_space(raw: dict[str, Any], config: Config | None = None) -> Space:
         extra = set(spec) - {"type", "low", "high", "values", "value", "to", "factor"}
         if extra:
             raise ConfigError(f"{where}: unknown key '{sorted(extra)[0]}'")
-        _field_type(name, config)
+        _field(name, config)
         if kind not in KINDS:
             raise ConfigError(f"{where}.type: expected one of {', '.join(KINDS)}, got '{kind}'")
         if kind in ("uniform", "loguniform", "int"):
@@ -125,21 +136,24 @@ def parse_space(raw: dict[str, Any], config: Config | None = None) -> Space:
                 raise ConfigError(f"{where}: need low < high, got low={low}, high={high}")
             if kind == "loguniform" and low <= 0:
                 raise ConfigError(f"{where}.low: loguniform needs low > 0, got {low}")
+            _check_values(name, [("low", low), ("high", high)], where)
             dims.append(Dimension(name, kind, low, high))
         elif kind == "tie":
             to = spec.get("to")
             if not isinstance(to, str):
                 raise ConfigError(f"{where}.to: expected the dotted name of the field this one follows")
-            _field_type(to, config)
+            _field(to, config)
             dims.append(Dimension(name, kind, values=(to, _number(spec, "factor", where))))
         elif kind == "choice":
             values = spec.get("values")
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"{where}.values: expected a non-empty list")
+            _check_values(name, [(f"values[{i}]", v) for i, v in enumerate(values)], where)
             dims.append(Dimension(name, kind, values=tuple(values)))
         else:
             if "value" not in spec:
                 raise ConfigError(f"{where}: missing 'value'")
+            _check_values(name, [("value", spec["value"])], where)
             dims.append(Dimension(name, kind, values=(spec["value"],)))
     searched = {d.name for d in dims}
     for d in dims:

@@ -14,6 +14,8 @@ registering a :class:`Weighting`:
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, ClassVar
 
 from raysynth.config import Config, ConfigError
@@ -32,9 +34,12 @@ def number(spec: dict, key: str, where: str) -> float:
     if key not in spec:
         raise ConfigError(f"{where}: missing '{key}'")
     try:
-        return float(spec[key])
+        value = float(spec[key])
     except (TypeError, ValueError):
         raise ConfigError(f"{where}.{key}: expected a number, got {spec[key]!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}.{key}: must be a finite number, got {spec[key]}")
+    return value
 
 
 def unit_range(spec: dict, where: str) -> tuple[float, float]:
