@@ -2,11 +2,13 @@
 
 A submitted job (``ray job submit``) or a shell with ``RAY_ADDRESS`` attaches to that
 cluster; otherwise raysynth attaches to a running local ``ray start`` head, else starts
-a private local instance whose dashboard listens on this machine only.
+a private local instance whose dashboard listens on this machine only. A search never
+attaches to another search's private instance: when that search ends, its cluster goes.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 
@@ -14,6 +16,7 @@ from raysynth.config import Config, ConfigError
 
 # A cluster raysynth starts itself listens on this machine only.
 LOCAL_RAY = {"dashboard_host": "127.0.0.1"}
+log = logging.getLogger(__name__)
 
 
 def check_ray_address(address: str) -> None:
@@ -33,8 +36,29 @@ def check_ray_address(address: str) -> None:
         raise ConfigError(f"RAY_ADDRESS={address}: no Ray cluster reachable ({getattr(exc, 'strerror', None) or exc})") from None
 
 
+def _started_cluster() -> str | None:
+    """The address a ``ray start`` head on this machine wrote (what Ray itself reads for
+    ``ray.init()`` with no address), if that head still answers. Never a cluster another
+    program started with ``ray.init()``: those write no address file, and raysynth does not
+    use Ray's legacy ``address="auto"``, which attaches to any Ray process it finds."""
+    try:
+        from ray._private.services import find_bootstrap_address
+    except ImportError:  # a Ray that moved its private helper: start a private cluster
+        return None
+    address = find_bootstrap_address(None)
+    if not address:
+        return None
+    try:
+        check_ray_address(address)
+    except ConfigError:
+        log.info("ignoring the stale Ray address %s (no head answers there)", address)
+        return None
+    return address
+
+
 def connect_ray() -> None:
-    """Attach to a running cluster (a submitted job, a local `ray start` head), else start one."""
+    """Attach to the cluster the user named (``RAY_ADDRESS``, a submitted job) or started
+    (``ray start`` on this machine), else start a private one for this search alone."""
     import ray
 
     if ray.is_initialized():
@@ -47,11 +71,12 @@ def connect_ray() -> None:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
             raise ConfigError(f"RAY_ADDRESS={os.environ['RAY_ADDRESS']}: no Ray cluster reachable ({first})") from None
         return
-    try:
-        ray.init(address="auto")
-    except ConnectionError:
+    address = _started_cluster()
+    if address:
+        ray.init(address=address)
+    else:
         # the dashboard serves the state API that Ray Train's controller polls
-        ray.init(**LOCAL_RAY)
+        ray.init(address="local", **LOCAL_RAY)
 
 
 def cluster_has_gpus() -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from raysynth.config import flatten_params
-from raysynth.home import raysynth_home
+from raysynth.home import fingerprint, raysynth_home
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +78,23 @@ def trial_error_reason(trial) -> str:
     return (lines[-1] if lines else str(getattr(trial, "error_file", "") or "error"))[:5000]
 
 
+def artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Where a new experiment's artifacts go: for a sqlite store, an absolute directory
+    beside the database (``$RAYSYNTH_HOME/artifacts/...`` by default) — MLflow's own
+    default, ``./mlruns`` of the working directory, is deleted with a submitted job's
+    temporary working directory. For a tracking server: None, its artifact store."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    database = Path(tracking_uri[len("sqlite:///"):]).expanduser().resolve()
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment)[:64]
+    return (database.parent / "artifacts" / f"{safe}-{fingerprint(experiment, length=8)}").as_uri()
+
+
 def get_or_create_experiment(client: MlflowClient, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    return client.create_experiment(name)
+    return client.create_experiment(name, artifact_location=artifact_location(client.tracking_uri, name))
 
 
 class TrialTracker(Callback):
