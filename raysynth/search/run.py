@@ -44,7 +44,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     # 3. the parent MLflow run (adopted again on --resume)
     parent = SearchRun.open(
         options.tracking_uri, options.experiment, config, options.name, options.directory / PARENT_RECORD,
-        split.fingerprint, options.resume,
+        split.fingerprint, options.resume, split.classes,
     )
     # the config a --resume is checked against (search/preflight.py)
     (options.directory / CONFIG_RECORD).write_text(config_record(config, options))

@@ -9,6 +9,7 @@ that touches the store, so a sqlite file is safe.
 from __future__ import annotations
 
 import logging
+import hashlib
 import os
 import re
 import subprocess
@@ -42,8 +43,35 @@ def _as_param(value: Any) -> str:
     return text if len(text) <= 6000 else text[:5997] + "..."
 
 
+# what MLflow accepts in a key segment on every platform (mlflow.utils.validation): letters,
+# digits, '_', '-', '.', ' '; '/' separates segments
+_REFUSED = re.compile(r"[^\w.\- ]")
+
+
+def mlflow_key(key: str) -> str:
+    """A param/metric key MLflow accepts, for any class name inside it.
+
+    Each '/'-separated segment MLflow would refuse (Flowers102's "colt's foot", a
+    "." or "..") has every refused character replaced by '_' and gets '-' plus the first
+    8 hex digits of the SHA-256 of the original segment appended: "w/colt's foot" ->
+    "w/colt_s foot-<hash>". Valid keys are unchanged, and two different names never
+    share a key (the hash tells them apart). The parent run's ``class_names.json``
+    lists each class with its key."""
+    segments = []
+    for segment in key.split("/"):
+        if _REFUSED.search(segment) or segment.strip(".") == "":
+            digest = hashlib.sha256(segment.encode()).hexdigest()[:8]
+            segment = f"{_REFUSED.sub('_', segment)}-{digest}"
+        segments.append(segment)
+    return "/".join(segments)
+
+
+def metric(key: str, value: float, timestamp: int, step: int) -> Metric:
+    return Metric(mlflow_key(key), float(value), timestamp, step)
+
+
 def log_params_batched(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
-    items = [Param(k, _as_param(v)) for k, v in params.items()]
+    items = [Param(mlflow_key(k), _as_param(v)) for k, v in params.items()]
     for i in range(0, len(items), MAX_BATCH):
         client.log_batch(run_id, params=items[i : i + MAX_BATCH])
 
@@ -172,7 +200,7 @@ class TrialTracker(Callback):
         self.last_epoch[trial.trial_id] = epoch
         now = int(time.time() * 1000)
         keys = [k for k in result if k in METRIC_KEYS or k.startswith(TERM_PREFIX)]
-        metrics = [Metric(k, float(result[k]), now, epoch) for k in keys if isinstance(result[k], (int, float))]
+        metrics = [metric(k, result[k], now, epoch) for k in keys if isinstance(result[k], (int, float))]
         tags = []
         node = result.get("node")
         if node and self.nodes.get(trial.trial_id) != node:

@@ -11,11 +11,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, RunTag
+from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 
 from raysynth.config import Config, dump_yaml, flatten_params
-from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, get_or_create_experiment, git_commit, log_params_batched
+from raysynth.tracking.mlflow_runs import (
+    KIND_TAG,
+    PARENT_TAG,
+    get_or_create_experiment,
+    git_commit,
+    log_params_batched,
+    metric,
+    mlflow_key,
+)
 from raysynth.tracking.report import SearchStory, write_search_report
 
 log = logging.getLogger(__name__)
@@ -40,7 +48,8 @@ class SearchRun:
 
     @classmethod
     def open(
-        cls, tracking_uri: str, experiment: str, config: Config, name: str, record: Path, dataset_fingerprint: str, resume: bool
+        cls, tracking_uri: str, experiment: str, config: Config, name: str, record: Path, dataset_fingerprint: str, resume: bool,
+        classes: list[str] = (),
     ) -> "SearchRun":
         """The search's parent run: on ``resume`` the one named in ``record``, else a new
         one with the resolved config, whose id is written to ``record``."""
@@ -55,6 +64,8 @@ class SearchRun:
         run_id = client.create_run(experiment_id, run_name=name, tags=parent_tags).info.run_id
         log_params_batched(client, run_id, flatten_params(config.to_dict(), sep="."))
         client.log_text(run_id, dump_yaml(config), "resolved_config.yaml")
+        # a class name MLflow refuses in a key appears under another key (tracking.mlflow_runs.mlflow_key)
+        client.log_dict(run_id, [{"class": c, "mlflow_key": mlflow_key(c)} for c in classes], "class_names.json")
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"run_id": run_id}))
         return cls(client, experiment_id, run_id, tags)
@@ -62,8 +73,8 @@ class SearchRun:
     def log_class_quality(self, classes: list[str], quality: list[float], discrepancy: list[float], groups: list[int]) -> None:
         """q_c and d_c (and the groups) measured before the search."""
         now = int(time.time() * 1000)
-        metrics = [Metric(f"quality/{c}", q, now, 0) for c, q in zip(classes, quality)]
-        metrics += [Metric(f"discrepancy/{c}", d, now, 0) for c, d in zip(classes, discrepancy) if d == d]
+        metrics = [metric(f"quality/{c}", q, now, 0) for c, q in zip(classes, quality)]
+        metrics += [metric(f"discrepancy/{c}", d, now, 0) for c, d in zip(classes, discrepancy) if d == d]
         for i in range(0, len(metrics), MAX_METRICS):
             self.client.log_batch(self.run_id, metrics=metrics[i : i + MAX_METRICS])
         if groups:
@@ -73,7 +84,7 @@ class SearchRun:
         now = int(time.time() * 1000)
         self.client.log_batch(
             self.run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            metrics=[metric(k, v, now, 0) for k, v in metrics.items()],
             tags=[RunTag("raysynth.best_params", json.dumps(flatten_params(best_params)))],
         )
 
