@@ -174,7 +174,7 @@ def cmd_generate(args) -> int:
     from raysynth.cluster import connect_ray
     from raysynth.data import cached_split
     from raysynth.pool import PoolStore
-    from raysynth.pool.pipeline import generate_pool
+    from raysynth.pool.pipeline import generate_pool, pool_options
     from raysynth.search.space import parse_space, strengths_in
 
     config = _config_from_args(args)
@@ -182,7 +182,7 @@ def cmd_generate(args) -> int:
     connect_ray()
     split = cached_split(config)
     for s in strengths_in(parse_space(config.search.space, config), config):
-        key, made = generate_pool(split, config.pool, strength=s)
+        key, made = generate_pool(split, config.pool, strength=s, **pool_options(config))
         print(f"strength {s}: {'generated' if made else 'cached'} {PoolStore().path(key)}")
     return 0
 
@@ -190,7 +190,7 @@ def cmd_generate(args) -> int:
 def cmd_finetune_generator(args) -> int:
     import dataclasses
 
-    from raysynth.cluster import connect_ray
+    from raysynth.cluster import connect_ray, resources_of
     from raysynth.data import cached_split
     from raysynth.generators.backends.stable_diffusion import check_model_available
     from raysynth.generators.finetune import FinetuneOptions, finetune_generator
@@ -220,7 +220,10 @@ def cmd_finetune_generator(args) -> int:
         key = fingerprint(split.fingerprint, dataclasses.asdict(options), sorted(config.pool.quality.items()))
         output = raysynth_home() / "generators" / "finetuned" / f"{config.dataset}-{key}"
     connect_ray()
-    out = finetune_generator(options, to_uint8(shots.images), shots.labels.numpy(), split.classes, split.metaclass, output)
+    out = finetune_generator(
+        options, to_uint8(shots.images), shots.labels.numpy(), split.classes, split.metaclass, output,
+        resources=resources_of(config, "finetune"),
+    )
     print(out)
     print(f"use it: --set pool.generator=stable_diffusion --set pool.options.model={args.model} --set pool.options.finetuned={out}")
     return 0
@@ -228,7 +231,11 @@ def cmd_finetune_generator(args) -> int:
 
 def cmd_leaderboard(args) -> int:
     from raysynth.tracking import default_tracking_uri
-    from raysynth.tracking.leaderboard import compare_runs, format_rows, leaderboard_rows
+    from raysynth.tracking.leaderboard import (
+        compare_runs,
+        format_rows,
+        leaderboard_rows,
+    )
 
     uri = args.tracking_uri or default_tracking_uri()
     if args.compare:

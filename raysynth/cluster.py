@@ -8,6 +8,7 @@ attaches to another search's private instance: when that search ends, its cluste
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -79,33 +80,202 @@ def connect_ray() -> None:
         ray.init(address="local", **LOCAL_RAY)
 
 
-def cluster_has_gpus() -> bool:
+# ------------------------------------------------------------------ what work asks for
+
+KINDS = ("trial", "generation", "final", "finetune", "prepare")
+
+
+def node_shapes() -> list[dict[str, float]]:
+    """The resources of every node the cluster has or can have: the nodes alive now and
+    each node type its autoscaler may start (Ray's cluster config in the GCS: KubeRay
+    worker groups, a launcher's ``available_node_types``), even while scaled to zero."""
     import ray
 
-    return ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
+    shapes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:  # no autoscaler config (a plain `ray start`, a local instance)
+        config = None
+    if config is not None:
+        shapes += [dict(g.resources) for g in config.node_group_configs if g.max_count != 0]
+    return shapes
+
+
+def cluster_has_gpus() -> bool:
+    """A node alive now, or a node type the autoscaler can start, has a GPU."""
+    import ray
+
+    return ray.is_initialized() and any(shape.get("GPU", 0) > 0 for shape in node_shapes())
+
+
+def default_cpus(config: Config, kind: str, gpu: float) -> float:
+    if kind in ("trial", "final"):
+        return float(config.train.threads)
+    if kind == "generation" and gpu == 0:
+        # a share of the machine, so pool.actors CPU actors fit beside the driver
+        import ray
+
+        cpus = float(ray.cluster_resources().get("CPU", 1.0)) if ray.is_initialized() else 1.0
+        return round(max(0.25, min(1.0, (cpus - 0.5) / config.pool.actors)), 2)
+    return 1.0
+
+
+def resources_of(config: Config, kind: str) -> dict[str, float]:
+    """One unit of ``kind`` as Ray resources ({"CPU", "GPU", "memory"}), ``auto`` resolved
+    against the cluster this process is connected to."""
+    work = getattr(config.resources, kind)
+    gpu = (1.0 if cluster_has_gpus() else 0.0) if work.gpu == "auto" else float(work.gpu)
+    out = {"CPU": float(work.cpu) if work.cpu is not None else default_cpus(config, kind, gpu)}
+    if gpu > 0:
+        out["GPU"] = gpu
+    if work.memory > 0:
+        out["memory"] = float(work.memory)
+    return out
+
+
+def with_resolved_resources(config: Config) -> Config:
+    """The config with every ``gpu: auto`` replaced by what it means on the cluster this
+    process is connected to (resolved once, on the driver; trials and workers read
+    numbers, and the parent run records what the search asked for)."""
+    import dataclasses
+
+    has_gpus = cluster_has_gpus()
+    resolved = {}
+    for kind in KINDS:
+        work = getattr(config.resources, kind)
+        resolved[kind] = dataclasses.replace(work, gpu=(1.0 if has_gpus else 0.0) if work.gpu == "auto" else work.gpu)
+    return dataclasses.replace(config, resources=dataclasses.replace(config.resources, **resolved))
+
+
+def ray_options(resources: dict[str, float]) -> dict[str, float]:
+    """Resources as ``ray.remote``/``.options`` keyword arguments."""
+    out = {"num_cpus": resources.get("CPU", 0.0), "num_gpus": resources.get("GPU", 0.0)}
+    if resources.get("memory"):
+        out["memory"] = resources["memory"]
+    return out
 
 
 def trial_resources(config: Config) -> dict[str, float]:
-    """What one trial asks Ray for.
-
-    In-trial path: the trial is the worker (``search.resources``, default train.threads
-    CPUs and a whole GPU when the cluster has one). TorchTrainer path: the trial only
-    drives the trainer, whose workers ask for their own; the trial asks for none (a
-    1-byte memory request because Ray refuses an empty resource bundle).
-    """
+    """What one trial asks Ray for: with ``train.workers == 1`` the trial is the worker;
+    with more, it only drives a TorchTrainer whose workers ask for ``resources.trial``
+    each (the trial then asks for a 1-byte memory request: Ray refuses an empty bundle)."""
     if config.train.workers > 1:
-        return {"cpu": 0, "memory": 1}
-    resources = {"cpu": config.train.threads}
-    if cluster_has_gpus():
-        resources["gpu"] = 1
-    resources.update(config.search.resources)
-    return resources
+        return {"CPU": 0.0, "memory": 1.0}
+    return resources_of(config, "trial")
 
 
 def check_resources(config: Config) -> None:
-    """search.resources names only what Ray schedules on, with amounts >= 0."""
-    for name, amount in config.search.resources.items():
-        if name not in ("cpu", "gpu", "memory"):
-            raise ConfigError(f"search.resources.{name}: unknown resource (known: cpu, gpu, memory)")
-        if amount < 0:
-            raise ConfigError(f"search.resources.{name}: must be >= 0, got {amount}")
+    """The resources section: gpu is a number >= 0 or 'auto'."""
+    for kind in KINDS:
+        gpu = getattr(config.resources, kind).gpu
+        if isinstance(gpu, str) and gpu != "auto":
+            raise ConfigError(f"resources.{kind}.gpu: must be a number >= 0 or 'auto', got '{gpu}'")
+        if not isinstance(gpu, str) and gpu < 0:
+            raise ConfigError(f"resources.{kind}.gpu: must be >= 0 or 'auto', got {gpu}")
+
+
+def _describe(resources: dict[str, float]) -> str:
+    return "{" + ", ".join(f"{k}: {v:g}" for k, v in sorted(resources.items()) if v) + "}"
+
+
+def _fits(unit: dict[str, float], shape: dict[str, float]) -> bool:
+    return all(shape.get(k, 0.0) >= v for k, v in unit.items() if v > 0)
+
+
+def check_cluster_fits(config: Config, generation: bool = True) -> None:
+    """Bad input, before anything starts: a unit of work no node type can ever hold, or
+    more generation actors / final workers (which start together) than every node the
+    cluster has and can add could hold at once. One line naming the resource."""
+    shapes = node_shapes()
+    if not shapes:
+        return
+    largest = {k: max(s.get(k, 0.0) for s in shapes) for k in ("CPU", "GPU", "memory")}
+    work = [("trial", config.train.workers if config.train.workers > 1 else 1, resources_of(config, "trial")),
+            ("final", config.train.workers, resources_of(config, "final"))]
+    if generation:
+        work.append(("generation", config.pool.actors, resources_of(config, "generation")))
+    for kind, count, unit in work:
+        if not any(_fits(unit, shape) for shape in shapes):
+            raise ConfigError(
+                f"resources.{kind}: one unit asks for {_describe(unit)}, more than any node of this cluster has or "
+                f"its autoscaler can add (largest: {_describe(largest)})"
+            )
+        # units that must run at the same time: how many of them fit on all nodes together
+        room = sum(min((shape.get(k, 0.0) // v) for k, v in unit.items() if v > 0) for shape in shapes)
+        if count > room:
+            flag = "pool.actors" if kind == "generation" else "train.workers"
+            raise ConfigError(
+                f"{flag}: {count} units of {_describe(unit)} must run at once, but this cluster can hold "
+                f"{int(room)} at most (nodes: {', '.join(_describe(s) for s in _shapes_summary(shapes))})"
+            )
+
+
+def _shapes_summary(shapes: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in s.items() if k in ("CPU", "GPU")} for s in shapes]
+
+
+class ResourceWaitError(RuntimeError):
+    """Work waited ``search.resource_wait_s`` for resources the cluster did not give."""
+
+
+def wait_for_resources(bundles: list[dict[str, float]], what: str, wait_s: float, strategy: str = "PACK"):
+    """A placement group holding ``bundles``, once the cluster can give them; a
+    ResourceWaitError after ``wait_s`` seconds (0: wait forever) naming what was asked
+    and what the cluster has. The caller removes the group."""
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    pg = placement_group([{k: v for k, v in b.items() if v > 0} for b in bundles], strategy=strategy)
+    waited = 0.0
+    while True:
+        step = 30.0 if not wait_s else max(0.1, min(30.0, wait_s - waited))
+        ready, _ = ray.wait([pg.ready()], timeout=step)
+        if ready:
+            return pg
+        waited += step
+        if wait_s and waited >= wait_s:
+            remove_placement_group(pg)
+            raise ResourceWaitError(
+                f"{what}: waited {waited:.0f} s (search.resource_wait_s) for {len(bundles)} x {_describe(bundles[0])}; "
+                f"the cluster has {_describe(ray.cluster_resources())}, free now {_describe(ray.available_resources())}"
+            )
+        log.info("%s: waiting for %d x %s (free now: %s)", what, len(bundles), _describe(bundles[0]), _describe(ray.available_resources()))
+
+
+# ------------------------------------------------------------------ where work ran
+
+
+def placement() -> dict[str, str]:
+    """Where the calling Ray worker runs: its node id and the GPU ids Ray gave it
+    (comma-separated; empty when none). Tags ``raysynth.node`` / ``raysynth.gpu_ids``."""
+    import ray
+
+    context = ray.get_runtime_context()
+    return {"node": context.get_node_id(), "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids())}
+
+
+@functools.cache
+def gpus_have_cuda(gpus: float = 1.0) -> bool:
+    """Whether a worker given ``gpus`` GPUs sees CUDA (a probe task, once per process):
+    tests declare GPUs a machine does not have."""
+    import ray
+
+    probe = ray.remote(num_cpus=0, num_gpus=gpus)(_torch_sees_cuda)
+    return bool(ray.get(probe.remote()))
+
+
+def _torch_sees_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def work_device() -> str:
+    """'cuda' when Ray gave this worker a GPU and torch sees one, else 'cpu' (a node that
+    declares GPUs it does not have, as tests do, trains on CPU)."""
+    import ray
+    import torch
+
+    return "cuda" if ray.is_initialized() and ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"

@@ -1,5 +1,5 @@
-"""What runs once before the trials, on the driver: each result cached, so a warm cache
-makes this a few file checks.
+"""What runs once before the trials — as Ray tasks with ``resources.prepare``, started by
+the driver — each result cached, so a warm cache makes this a few file checks.
 
 1. **Backbone** — raysynth's own pretraining on the base classes (when no pretrained
    CLIP weights are given).
@@ -26,15 +26,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from raysynth.cluster import ray_options, resources_of, work_device
 from raysynth.config import Config
 from raysynth.data import cached_split
+from raysynth.home import raysynth_home
 from raysynth.losses import kmeans_partition, parse_loss
 from raysynth.losses.bound import pairwise_distance
-from raysynth.pool.pipeline import generate_pool
+from raysynth.pool.pipeline import generate_pool, pool_options
 from raysynth.train.data import train_data
 from raysynth.train.evaluate import encode
 from raysynth.train.model import build_model
-from raysynth.train.pretrain import pretrain_backbone
+from raysynth.train.pretrain import pretrain_backbone, pretrained_path
 
 log = logging.getLogger(__name__)
 
@@ -50,27 +52,64 @@ class Prepared:
 
 def prepare(config: Config, strengths: list[float] | None = None, clusters: list[float] | None = None) -> Prepared:
     """Pretrain the backbone, generate the pools and compute the k-means partitions the
-    search can ask for (each cached; a warm cache makes this a few file checks)."""
+    search can ask for (each cached; a warm cache makes this a few file checks). The
+    heavy steps run as Ray tasks with ``resources.prepare`` (:func:`on_cluster`)."""
     split = cached_split(config)
     strengths = strengths or [config.pool.strength]
     # 1. backbone
-    backbone = None if config.model.pretrained else str(pretrain_backbone(split, config.model, seed=config.train.seed))
+    backbone = None
+    if not config.model.pretrained:
+        path = pretrained_path(split, config.model)
+        backbone = str(path) if path.is_file() else on_cluster(config, _pretrain, config)
     # 2. pools
     keys, generated = {}, 0
     for s in strengths:
-        keys[s], made = generate_pool(split, config.pool, strength=s)
+        keys[s], made = generate_pool(split, config.pool, strength=s, **pool_options(config))
         generated += made
     # 3. partitions: loading a trial's data computes and caches its partition when missing
     if any(o.needs_partitions for o in parse_loss(config.loss)) and config.partition.method == "static":
-        for s in strengths:
-            for m in clusters or [config.partition.clusters_per_class]:
-                trial = dataclasses.replace(
-                    config,
-                    pool=dataclasses.replace(config.pool, strength=s),
-                    partition=dataclasses.replace(config.partition, clusters_per_class=m),
-                )
-                train_data(trial, use_synthetic=True)
+        trials = [
+            dataclasses.replace(
+                config,
+                pool=dataclasses.replace(config.pool, strength=s),
+                partition=dataclasses.replace(config.partition, clusters_per_class=m),
+            )
+            for s in strengths
+            for m in clusters or [config.partition.clusters_per_class]
+        ]
+        on_cluster(config, _partitions, trials)
     return Prepared(backbone, keys, generated)
+
+
+def on_cluster(config: Config, fn, *args):
+    """``fn(*args)`` as a Ray task asking for ``resources.prepare`` (a GPU node's GPU when
+    the cluster has them), not in the driver, which may sit on a CPU-only head. Without
+    Ray (a library call, a test) it runs here."""
+    import ray
+
+    if not ray.is_initialized():
+        return fn(*args)
+    task = ray.remote(**ray_options(resources_of(config, "prepare")), max_retries=0)(_in_home)
+    return ray.get(task.remote(str(raysynth_home()), fn, *args))
+
+
+def _in_home(home: str, fn, *args):
+    import os
+
+    from raysynth.logs import setup_logging
+
+    os.environ["RAYSYNTH_HOME"] = home  # the driver's, not the worker node's
+    setup_logging()  # a Ray worker: its progress lines reach the driver
+    return fn(*args)
+
+
+def _pretrain(config: Config) -> str:
+    return str(pretrain_backbone(cached_split(config), config.model, seed=config.train.seed))
+
+
+def _partitions(trials: list[Config]) -> None:
+    for trial in trials:
+        train_data(trial, use_synthetic=True)
 
 
 # ------------------------------------------------------------------ 4. per-class quality
@@ -94,7 +133,7 @@ def measure_class_quality(config: Config, groups: int = 0, by: str = "quality") 
     features (``by='features'``)."""
     split = cached_split(config)
     data = train_data(config, use_synthetic=True)
-    model = build_model(config, split.num_classes, with_objectives=False)
+    model = build_model(config, split.num_classes, with_objectives=False).to(work_device())
     real = encode(model, data.real_images)
     syn = encode(model, data.syn_images)
     d = class_discrepancy(real, data.real_labels, syn, data.syn_class, split.num_classes)

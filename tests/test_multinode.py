@@ -78,7 +78,7 @@ cluster.shutdown()
 def test_search_survives_losing_a_node(raysynth_home, tmp_path):
     overrides = tiny_overrides() + [
         "train.epochs=3", "search.trials=4", "search.concurrency=2", "search.final_eval=false",
-        "search.scheduler.name=fifo", "search.max_failures=2", "search.resources={cpu: 1}",
+        "search.scheduler.name=fifo", "search.max_failures=2", "resources.trial.cpu=1",
     ]
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path), str(REPO), *overrides],

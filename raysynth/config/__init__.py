@@ -14,14 +14,16 @@ from raysynth.config.sections import (
     PartitionConfig,
     PoolConfig,
     PretrainConfig,
+    ResourcesConfig,
     SchedulerConfig,
     SearchConfig,
     TrainConfig,
+    WorkResources,
 )
 from raysynth.config.typed import ConfigError, check_rules, coerce, field_, from_dict, one_of
 
 __all__ = [
     "Config", "ConfigError", "DataConfig", "LoraConfig", "ModelConfig", "PartitionConfig", "PoolConfig",
-    "PretrainConfig", "SchedulerConfig", "SearchConfig", "TrainConfig", "apply_overrides", "check_rules", "coerce",
+    "PretrainConfig", "ResourcesConfig", "SchedulerConfig", "SearchConfig", "TrainConfig", "WorkResources", "apply_overrides", "check_rules", "coerce",
     "dump_yaml", "field_", "flatten_params", "from_dict", "load_yaml", "one_of", "parse_config",
 ]

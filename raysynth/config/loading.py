@@ -15,7 +15,6 @@ import yaml
 from raysynth.config.sections import Config, SearchConfig
 from raysynth.config.typed import ConfigError, from_dict
 
-
 MAX_VALUES = 100_000  # a config has hundreds; more means anchors nested to expand exponentially
 
 

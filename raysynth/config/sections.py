@@ -86,10 +86,7 @@ class PoolConfig:
         "diffusion model knows beyond the shots).",
         "shots", choices=("shots", "prior"))
     seed: int = _help("Seed of the pool plan (references, partners, per-image seeds).", 0)
-    actors: int = _help("Ray Data actors that run the generator.", 1, ge=1)
-    actor_gpus: float | None = _help(
-        "GPUs per generation actor; empty = 1 when the cluster has GPUs, else 0 (CPU actors).", None, ge=0.0
-    )
+    actors: int = _help("Ray Data actors that run the generator (each asks for resources.generation).", 1, ge=1)
     shard_size: int = _help(
         "Images per shard: the unit of work of an actor and of resumption (a killed run "
         "re-run keeps its finished shards).", 32, ge=1)
@@ -179,9 +176,40 @@ class SearchConfig:
     checkpoint_every: int = _help(
         "Checkpoint each trial every N epochs (trainable weights, optimiser and schedule state), "
         "so a retried or resumed trial continues from there; 0: never (a retry starts over).", 1, ge=0)
-    resources: dict[str, float] = _help(
-        "Resources of one trial, e.g. {cpu: 1, gpu: 0.25} (fractional GPUs let several LoRA "
-        "trials share one). Empty: train.threads CPUs, and a whole GPU when one is present.", factory=dict)
+    resource_wait_s: float = _help(
+        "Seconds work may wait for the resources it asks for (a trial, the generation actors, "
+        "the final-training workers) before the search fails with one line naming what it "
+        "asked for and what the cluster has; 0: wait forever (an autoscaler that is slow to "
+        "add nodes).", 900.0, ge=0.0)
+
+
+@dataclass
+class WorkResources:
+    cpu: float | None = _help("CPUs of one unit of this work; empty: the kind's default.", None, ge=0.0)
+    gpu: float | str = _help(
+        "GPUs of one unit, or 'auto': 1 when the cluster has GPU nodes or its autoscaler can "
+        "start them, else 0. Fractions let units share a GPU (0.25: four trials per GPU).", "auto")
+    memory: float = _help("Bytes of memory Ray reserves for one unit (0: none).", 0.0, ge=0.0)
+
+
+@dataclass
+class ResourcesConfig:
+    """What each kind of work asks Ray for (``raysynth.cluster.resources_of``). A unit that
+    was given a GPU runs on it; one whose torch sees no CUDA device runs on CPU."""
+
+    trial: WorkResources = _help(
+        "One trial (train.workers == 1; with more, each TorchTrainer worker). Default CPUs: train.threads.",
+        factory=WorkResources)
+    generation: WorkResources = _help(
+        "One generation actor (pool.actors of them). Default CPUs: 1 with a GPU, else a "
+        "share of the machine.", factory=WorkResources)
+    final: WorkResources = _help(
+        "One worker of the final retraining (train.workers of them). Default CPUs: train.threads.",
+        factory=WorkResources)
+    finetune: WorkResources = _help("One worker of generator fine-tuning. Default CPUs: 1.", factory=WorkResources)
+    prepare: WorkResources = _help(
+        "Each preparation task before the trials (backbone pretraining, generator fitting, "
+        "k-means partitions, per-class quality). Default CPUs: 1.", factory=WorkResources)
 
 
 @dataclass
@@ -198,6 +226,7 @@ class Config:
         "k-means regions of real + synthetic data (used by bound and sync).", factory=PartitionConfig
     )
     search: SearchConfig = _help("Hyperparameter search.", factory=SearchConfig)
+    resources: ResourcesConfig = _help("What each kind of work asks Ray for.", factory=ResourcesConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -36,4 +36,5 @@ def warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
 
 
 def random_affine(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    return warp(images, random_affine_matrices(len(images), generator))
+    # drawn on the CPU generator (the same batches on any device), warped where the images are
+    return warp(images, random_affine_matrices(len(images), generator).to(images.device))

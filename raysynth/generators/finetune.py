@@ -34,7 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raysynth.config import ConfigError
+from raysynth.cluster import gpus_have_cuda, resources_of
+from raysynth.config import Config, ConfigError
 from raysynth.home import fingerprint, raysynth_home
 
 log = logging.getLogger(__name__)
@@ -241,11 +242,13 @@ def finetune_generator(
     metaclass: str,
     output: str | Path,
     storage: str | Path | None = None,
+    resources: dict[str, float] | None = None,
 ) -> Path:
     """Fine-tune the generator on the shots (uint8 N x 3 x H x W, labels 0..C-1) and write
-    the loadable result to ``output`` (atomically). Returns ``output``."""
+    the loadable result to ``output`` (atomically). Returns ``output``. ``resources``: of
+    one worker (``resources.finetune``; default 1 CPU and a GPU when the cluster has one)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     from raysynth.generators.backends.stable_diffusion import check_model_available
 
@@ -254,7 +257,8 @@ def finetune_generator(
     output = Path(output)
     storage = Path(storage) if storage else raysynth_home() / "ray_train"
     key = finetune_key(options, classes, images)
-    use_gpu = torch.cuda.is_available()
+    per_worker = resources or resources_of(Config(), "finetune")
+    use_gpu = per_worker.get("GPU", 0) > 0
     runs = [(f"finetune-{key}-c{c}", [c]) for c in range(len(classes))] if options.per_class else [(f"finetune-{key}", list(range(len(classes))))]
     results = []  # (class ids, token embeddings, peft LoRA state, final metrics)
     for run, class_ids in runs:
@@ -278,7 +282,8 @@ def finetune_generator(
                 "run": run,
                 "threads": max(1, (os.cpu_count() or 1) // options.workers),
             },
-            scaling_config=ScalingConfig(num_workers=options.workers, use_gpu=use_gpu),
+            scaling_config=ScalingConfig(num_workers=options.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
+            torch_config=TorchConfig(backend="nccl" if use_gpu and gpus_have_cuda(per_worker["GPU"]) else "gloo"),
             run_config=RunConfig(
                 name=run,  # stable: a re-run resumes from the latest checkpoint
                 storage_path=str(storage),

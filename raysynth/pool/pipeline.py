@@ -9,7 +9,8 @@
 3. **Actors.** ``map_batches`` over the shard ids with ``ActorPoolStrategy(size=N)``: each
    actor loads the generator once (a trainable backend is fitted once beforehand by a
    Ray task and saved as safetensors) and the CLIP scorer if one is configured.
-   GPU actors take ``pool.actor_gpus`` GPUs; CPU actors take a fraction of a CPU so
+   Each actor asks for ``resources.generation`` (``gpu: auto``: a GPU when the cluster has
+   or can add GPU nodes); CPU actors by default take a fraction of a CPU so
    that Ray Data's own tasks still get scheduled (a pool that takes every CPU hangs).
 4. **Assemble.** The shards are concatenated into the pool store's final layout
    (``images.npy``, ``manifest.parquet``, ``meta.json``) in a temporary directory that is
@@ -29,7 +30,8 @@ from pathlib import Path
 import torch
 
 from raysynth.atomic import atomic_directory
-from raysynth.config import ConfigError, PoolConfig
+from raysynth.cluster import ray_options, resources_of, wait_for_resources, work_device
+from raysynth.config import Config, ConfigError, PoolConfig
 from raysynth.data.base import FewShotSplit, ImageSet
 from raysynth.generators import GENERATORS, create_generator
 from raysynth.generators.quality import quality_controlled_shots
@@ -59,7 +61,7 @@ def _fit_and_save(config: PoolConfig, classes: list[str], metaclass: str, learne
     """Runs as a Ray task: fit the backend on the learned shots, save it atomically."""
     setup_logging()  # a Ray worker: its progress lines reach the driver (Ray forwards stdout)
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = work_device()
     generator = create_generator(config, classes, metaclass, device)
     generator.fit(learned)
     with atomic_directory(Path(final)) as tmp:
@@ -83,19 +85,15 @@ def ensure_fitted(split: FewShotSplit, config: PoolConfig, learned: ImageSet, st
 # ---------------------------------------------------------------------------- driver
 
 
-def actor_resources(config: PoolConfig) -> dict[str, float]:
-    """Resources of one generation actor."""
-    import ray
+def actor_resources(config: Config) -> dict[str, float]:
+    """Resources of one generation actor (``resources.generation``) as Ray options."""
+    return ray_options(resources_of(config, "generation"))
 
-    gpus = config.actor_gpus
-    if gpus is None:
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    if gpus > 0:
-        return {"num_cpus": 1, "num_gpus": gpus}
-    # one CPU per actor where the cluster has them; a fraction on a small machine
-    cpus = float(ray.cluster_resources().get("CPU", 1.0))
-    per_actor = max(0.25, min(1.0, (cpus - 0.5) / config.actors))
-    return {"num_cpus": round(per_actor, 2), "num_gpus": 0}
+
+def pool_options(config: Config) -> dict:
+    """The keyword arguments of :func:`generate_pool` a whole config decides: what each
+    actor asks for, and how long the actors may wait for it."""
+    return {"resources": actor_resources(config), "wait_s": config.search.resource_wait_s}
 
 
 def generate_pool(
@@ -103,8 +101,13 @@ def generate_pool(
     config: PoolConfig,
     strength: float | None = None,
     store: PoolStore | None = None,
+    resources: dict[str, float] | None = None,
+    wait_s: float = 0.0,
 ) -> tuple[str, bool]:
     """Make sure the pool for (split, config, strength) is in the store.
+
+    ``resources``: of one actor, as Ray options (default: ``resources.generation``'s
+    defaults); the actors wait at most ``wait_s`` seconds for them (0: forever).
 
     Returns (key, generated): ``generated`` is False on a cache hit, when nothing runs.
     An interrupted earlier run's finished shards are kept and not generated again.
@@ -132,11 +135,11 @@ def generate_pool(
 
     start = time.perf_counter()
     if todo:
-        resources = actor_resources(config)
+        resources = resources or actor_resources(Config(pool=config))
         fitted = None
         if GENERATORS[config.generator].trainable:
             fitted, _ = ensure_fitted(split, config, learned, store, resources["num_gpus"] > 0)
-        timing = _run_actors(plan, config, split, learned, fitted, work, todo, resources, key)
+        timing = _run_actors(plan, config, split, learned, fitted, work, todo, resources, key, wait_s)
     else:
         timing = {}
     missing = sorted(set(shards) - finished_shards(work))
@@ -167,8 +170,9 @@ def generate_pool(
 
 
 @contextlib.contextmanager
-def reserved(actors: int, resources: dict[str, float]):
-    """Run Ray Data inside a placement group holding exactly the actors' resources.
+def reserved(actors: int, resources: dict[str, float], wait_s: float = 0.0):
+    """Run Ray Data inside a placement group holding exactly the actors' resources,
+    waiting at most ``wait_s`` seconds for them (0: forever).
 
     Ray Data 2.60 otherwise sizes an execution from its autoscaling coordinator's
     reservations, which it shares (integer division) among every live requester —
@@ -177,18 +181,11 @@ def reserved(actors: int, resources: dict[str, float]):
     group its budget is the group's bundles, reserved up front.
     """
     import ray
-    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.placement_group import remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    bundle = {"CPU": resources["num_cpus"]}
-    if resources.get("num_gpus"):
-        bundle["GPU"] = resources["num_gpus"]
-    pg = placement_group([dict(bundle) for _ in range(actors)], strategy="PACK")
-    while True:
-        ready, _ = ray.wait([pg.ready()], timeout=30)
-        if ready:
-            break
-        log.info("generation: waiting for %d x %s to be free (%s available)", actors, bundle, ray.available_resources())
+    bundle = {"CPU": resources["num_cpus"], "GPU": resources.get("num_gpus", 0.0), "memory": resources.get("memory", 0.0)}
+    pg = wait_for_resources([dict(bundle) for _ in range(actors)], f"generation ({actors} actor(s))", wait_s)
     ctx = ray.data.DataContext.get_current()
     strategy = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)
     with warnings.catch_warnings():
@@ -209,9 +206,9 @@ def reserved(actors: int, resources: dict[str, float]):
         remove_placement_group(pg)
 
 
-def _run_actors(plan, config, split, learned, fitted, work, todo, resources, key) -> dict:
+def _run_actors(plan, config, split, learned, fitted, work, todo, resources, key, wait_s) -> dict:
     actors = max(1, min(config.actors, len(todo)))
-    with reserved(actors, resources):
+    with reserved(actors, resources, wait_s):
         return _iterate(plan, config, split, learned, fitted, work, todo, resources, key, actors)
 
 
@@ -241,8 +238,10 @@ def _iterate(plan, config, split, learned, fitted, work, todo, resources, key, a
     log.info("pool %s: %d shards (%d images) on %d actor(s) with %s each", key, len(todo), total, actors, resources)
     made, start, last = 0, time.perf_counter(), 0.0
     first = None  # (time, images) at the first finished shard: the rate excludes actor start-up
+    placements = set()  # (node, GPU ids) of the actors that generated
     for i, row in enumerate(ds.iter_rows(), 1):
         made += int(row["images"])
+        placements.add((str(row["node"]), str(row["gpu_ids"])))
         now = time.perf_counter() - start
         if first is None:
             first = (now, made)
@@ -258,4 +257,8 @@ def _iterate(plan, config, split, learned, fitted, work, todo, resources, key, a
     now = time.perf_counter() - start
     steady = (made - first[1]) / (now - first[0]) if first and now > first[0] and made > first[1] else None
     # start-up (actors loading the generator) vs steady-state throughput, for benchmarks
-    return {"first_shard_s": round(first[0], 2) if first else None, "steady_images_per_s": steady}
+    return {
+        "first_shard_s": round(first[0], 2) if first else None,
+        "steady_images_per_s": steady,
+        "actors": [{"node": n, "gpu_ids": g} for n, g in sorted(placements)],
+    }

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from raysynth.atomic import atomic_file
+from raysynth.cluster import placement, work_device
 from raysynth.config import PoolConfig
 from raysynth.data.base import ImageSet
 from raysynth.generators import create_generator
@@ -88,7 +89,8 @@ class GenerateShards:
         threads: int = 1,
     ):
         torch.set_num_threads(max(1, threads))
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = work_device()  # the GPU Ray gave this actor, if torch sees it
+        self.where = placement()
         self.plan, self.config, self.work = plan, config, Path(work)
         self.references = references  # uint8 N x 3 x H x W
         self.size = references.shape[-1]
@@ -125,4 +127,12 @@ class GenerateShards:
             images, manifest = self.generate(rows)
             write_shard(self.work, shard, images, manifest)
             seconds.append(time.perf_counter() - start)
-        return {"shard": batch["shard"], "images": np.array([int((self.plan["shard"] == s).sum()) for s in batch["shard"]]), "seconds": np.array(seconds)}
+        n = len(seconds)
+        return {
+            "shard": batch["shard"],
+            "images": np.array([int((self.plan["shard"] == s).sum()) for s in batch["shard"]]),
+            "seconds": np.array(seconds),
+            # where the actor runs: recorded in the pool's meta.json
+            "node": np.array([self.where["node"]] * n),
+            "gpu_ids": np.array([self.where["gpu_ids"]] * n),
+        }

@@ -30,5 +30,8 @@ def run_finals(best_config: Config, weights: list[float] | None, num_classes: in
         cfg = dataclasses.replace(best_config, train=dataclasses.replace(best_config.train, n_contr=max(best_config.train.n_contr, seeds)))
         metrics = fit_with_trainer(cfg, w, use_synthetic, name=f"{name}-final-{label}", storage_path=storage, evaluate_test=True)
         confusion = json.loads(metrics["test_confusion"]) if "test_confusion" in metrics else None
-        finals.append(FinalResult(label, metrics["test_acc"], metrics["val_acc"], w, metrics.get("test_acc_std", 0.0), confusion))
+        finals.append(FinalResult(
+            label, metrics["test_acc"], metrics["val_acc"], w, metrics.get("test_acc_std", 0.0), confusion,
+            node=str(metrics.get("node", "")), gpu_ids=str(metrics.get("gpu_ids", "")),
+        ))
     return finals

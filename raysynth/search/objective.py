@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from raysynth.cluster import placement, work_device
 from raysynth.config import Config, from_dict
 from raysynth.data import cached_split
 from raysynth.prepare import WeightContext
@@ -26,7 +27,6 @@ def run_trial(
 ) -> None:
     import os
 
-    import ray
     from ray import tune
 
     # the driver's RAYSYNTH_HOME, whatever the environment of the cluster's workers
@@ -35,7 +35,7 @@ def run_trial(
     context = WeightContext(**weight_context) if weight_context else None
     config, weights = apply_params(base_config, params, cached_split(base_config).classes, context)
     every = config.search.checkpoint_every
-    node = ray.get_runtime_context().get_node_id()  # where the trial ran (MLflow tag, placement tests)
+    where = placement()  # node and GPU ids of the trial (MLflow tags, placement tests)
     if config.train.workers > 1:
         trial_id = tune.get_context().get_trial_id()
         final = fit_with_trainer(
@@ -46,21 +46,22 @@ def run_trial(
             storage_path=storage_path,
             checkpoint=every > 0,  # a retried trial's trainer resumes from it (same run name)
             in_tune=True,
+            kind="trial",
         )
         # the last epoch, reported once the trainer has released its workers (see
         # ray_train._report_to_tune_before_last)
-        tune.report({**final, "node": node})
+        tune.report({**final, **{k: v for k, v in where.items() if k not in final}})
         return
 
     # a retried or resumed trial continues after its last checkpointed epoch
     state = load_state(tune.get_checkpoint())
 
     def on_epoch_end(metrics, state_dict) -> None:
-        report = {**metrics.as_dict(), "node": node}
+        report = {**metrics.as_dict(), **where}
         if every and (metrics.epoch % every == 0 or metrics.epoch == config.train.epochs):
             with state_checkpoint(state_dict) as checkpoint:
                 tune.report(report, checkpoint=checkpoint)
         else:
             tune.report(report)
 
-    train_in_process(config, weights, on_epoch_end=on_epoch_end, state=state)
+    train_in_process(config, weights, on_epoch_end=on_epoch_end, state=state, device=work_device())

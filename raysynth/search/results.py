@@ -27,6 +27,8 @@ class FinalResult:
     weights: list[float] | None
     test_acc_std: float = 0.0
     confusion: list[list[int]] | None = None
+    node: str = ""  # where its rank-0 worker ran (MLflow tags raysynth.node / raysynth.gpu_ids)
+    gpu_ids: str = ""
 
 
 @dataclass

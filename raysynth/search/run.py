@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import time
 
-from raysynth.cluster import connect_ray
+from raysynth.cluster import check_cluster_fits, connect_ray, with_resolved_resources
 from raysynth.config import Config, ConfigError, flatten_params
 from raysynth.data import cached_split
 from raysynth.data.base import audit_event
-from raysynth.prepare import prepare
+from raysynth.prepare import on_cluster, prepare
 from raysynth.search.finals import run_finals
 from raysynth.search.options import CONFIG_RECORD, PARENT_RECORD, SearchOptions
 from raysynth.search.preflight import config_record, preflight
@@ -38,16 +38,19 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     preflight(config, options)
     # 2. what every trial shares, made once: backbone, pools, partitions, class quality
     connect_ray()
+    given = config  # what --resume is checked against
+    config = with_resolved_resources(config)  # `gpu: auto` -> what it means on this cluster
+    check_cluster_fits(config)  # a unit no node can hold: exit 2 before anything starts
     prepared = prepare(config, strengths_in(space, config), clusters_in(space, config))
     log.info("prepared: backbone %s, pools %s (%d generated now)", prepared.backbone_path, prepared.pool_keys, prepared.generated)
-    context = space.weights.measure(config) if space.weights is not None else None
+    context = on_cluster(config, space.weights.measure, config) if space.weights is not None and space.weights.measures else None
     # 3. the parent MLflow run (adopted again on --resume)
     parent = SearchRun.open(
         options.tracking_uri, options.experiment, config, options.name, options.directory / PARENT_RECORD,
         split.fingerprint, options.resume, split.classes,
     )
     # the config a --resume is checked against (search/preflight.py)
-    (options.directory / CONFIG_RECORD).write_text(config_record(config, options))
+    (options.directory / CONFIG_RECORD).write_text(config_record(given, options))
     if context is not None:
         parent.log_class_quality(split.classes, context.quality, context.discrepancy, context.groups)
     try:
@@ -69,6 +72,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         # 6. finals: the winner and two baselines retrained, tested once
         if config.search.final_eval:
             summary.finals = run_finals(best_config, weights, split.num_classes, options.name, options.storage)
+            parent.log_finals(summary.finals)
         # 7. results and the report on the parent run
         summary.seconds = time.perf_counter() - start
         parent.log_results(summary.metrics(), params)

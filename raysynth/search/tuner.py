@@ -51,7 +51,7 @@ def build_tuner(config: Config, space: Space, classes: list[str], options: Searc
         storage_path=str(options.storage),
         weight_context=weight_context.to_dict() if weight_context is not None else None,
     )
-    trainable = tune.with_resources(trainable, trial_resources(config))
+    trainable = tune.with_resources(trainable, {k.lower(): v for k, v in trial_resources(config).items()})
     run_config = tune_run_config(config, options.name, options.storage, callbacks)
     if options.resume:
         # Tune restores the trial table, the searcher's state (SkoptSearch.save/restore, the

@@ -8,8 +8,8 @@ that touches the store, so a sqlite file is safe.
 
 from __future__ import annotations
 
-import logging
 import hashlib
+import logging
 import os
 import re
 import subprocess
@@ -204,8 +204,9 @@ class TrialTracker(Callback):
         tags = []
         node = result.get("node")
         if node and self.nodes.get(trial.trial_id) != node:
+            # where the trial runs (again after a retry on another node): node and Ray GPU ids
             self.nodes[trial.trial_id] = node
-            tags.append(RunTag("raysynth.node", str(node)))
+            tags += [RunTag("raysynth.node", str(node)), RunTag("raysynth.gpu_ids", str(result.get("gpu_ids", "")))]
         if metrics or tags:
             self.client.log_batch(run_id, metrics=metrics, tags=tags)
 

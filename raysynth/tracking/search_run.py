@@ -15,15 +15,7 @@ from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 
 from raysynth.config import Config, dump_yaml, flatten_params
-from raysynth.tracking.mlflow_runs import (
-    KIND_TAG,
-    PARENT_TAG,
-    get_or_create_experiment,
-    git_commit,
-    log_params_batched,
-    metric,
-    mlflow_key,
-)
+from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, get_or_create_experiment, git_commit, log_params_batched, metric, mlflow_key
 from raysynth.tracking.report import SearchStory, write_search_report
 
 log = logging.getLogger(__name__)
@@ -87,6 +79,18 @@ class SearchRun:
             metrics=[metric(k, v, now, 0) for k, v in metrics.items()],
             tags=[RunTag("raysynth.best_params", json.dumps(flatten_params(best_params)))],
         )
+
+    def log_finals(self, finals: list) -> None:
+        """One child run per final retraining (kind ``final``): its test and validation
+        accuracy and where it ran (``raysynth.node``, ``raysynth.gpu_ids``)."""
+        for final in finals:
+            tags = {**self.tags, KIND_TAG: "final", PARENT_TAG: self.run_id, "raysynth.final": final.label,
+                    "raysynth.node": final.node, "raysynth.gpu_ids": final.gpu_ids}
+            run_id = self.client.create_run(self.experiment_id, run_name=f"final-{final.label}", tags=tags).info.run_id
+            now = int(time.time() * 1000)
+            values = {"test_acc": final.test_acc, "test_acc_std": final.test_acc_std, "val_acc": final.val_acc}
+            self.client.log_batch(run_id, metrics=[metric(k, v, now, 0) for k, v in values.items()])
+            self.client.set_terminated(run_id, "FINISHED")
 
     def log_report(self, story: SearchStory) -> None:
         """Plots, best config and the HTML report as artifacts of the parent run."""

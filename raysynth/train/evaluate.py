@@ -14,12 +14,24 @@ from torch import nn
 Probes = list[list[dict]]  # per model: its frozen-feature classifiers' state dicts
 
 
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def as_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch as the model takes it: on its device, float in [0, 1] (uint8 images are
+    converted there, so stored images can stay uint8)."""
+    images = images.to(device, non_blocking=True)
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> tuple[float, torch.Tensor]:
     """(accuracy, predictions) of ``model`` on a tensor dataset."""
     was_training = model.training
     model.eval()
-    preds = torch.cat([model(images[i : i + batch_size]).argmax(-1) for i in range(0, len(images), batch_size)])
+    device = device_of(model)
+    preds = torch.cat([model(as_input(images[i : i + batch_size], device)).argmax(-1).cpu() for i in range(0, len(images), batch_size)])
     model.train(was_training)
     return (preds == labels).float().mean().item(), preds
 
@@ -29,7 +41,8 @@ def encode(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> tor
     """Frozen encoder features of a FewShotClassifier (eval mode)."""
     was_training = model.training
     model.eval()
-    out = torch.cat([model.features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    device = device_of(model)
+    out = torch.cat([model.features(as_input(images[i : i + batch_size], device)).cpu() for i in range(0, len(images), batch_size)])
     model.train(was_training)
     return out
 

@@ -33,7 +33,7 @@ from torch import nn
 from raysynth.config import PartitionConfig, TrainConfig
 from raysynth.data.augment import random_affine
 from raysynth.losses import LossBatch, Objective, OnlineKMeans, parse_loss
-from raysynth.train.evaluate import Probes, encode, evaluate
+from raysynth.train.evaluate import Probes, as_input, device_of, encode, evaluate
 from raysynth.train.two_stage import evaluate_two_stage
 
 log = logging.getLogger(__name__)
@@ -151,26 +151,28 @@ def _partitions(data: TrainData, idx, sidx, online: OnlineKMeans | None):
 
 
 def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, g, online) -> dict[str, torch.Tensor]:
+    # indices are drawn on the CPU generator; the batch becomes float on the model's device
+    device = weights.device
     idx = torch.randint(0, len(data.real_labels), (config.batch_real,), generator=g)
-    images = random_affine(data.real_images[idx], g)
-    labels = data.real_labels[idx]
+    images = random_affine(as_input(data.real_images[idx], device), g)
+    labels = data.real_labels[idx].to(device)
     sidx = None
     if data.has_synthetic and weights.sum() > 0:
         sidx = torch.randint(0, len(data.syn_images), (config.batch_syn,), generator=g)
-        images = torch.cat([images, random_affine(data.syn_images[sidx], g)])
+        images = torch.cat([images, random_affine(as_input(data.syn_images[sidx], device), g)])
     n = len(labels)
     if any(o.needs_projection for o in objectives):
         logits, proj = run.model(images, return_projection=True)
     else:
         logits, proj = run.model(images), None
-    part_real, part_syn = _partitions(data, idx, sidx, online)
+    part_real, part_syn = (p.to(device) if p is not None else None for p in _partitions(data, idx, sidx, online))
     batch = LossBatch(
         logits_real=logits[:n],
         y_real=labels,
         class_weights=weights,
         logits_syn=logits[n:] if sidx is not None else None,
-        soft_syn=data.syn_soft_labels[sidx] if sidx is not None else None,
-        syn_class=data.syn_class[sidx] if sidx is not None else None,
+        soft_syn=data.syn_soft_labels[sidx].to(device) if sidx is not None else None,
+        syn_class=data.syn_class[sidx].to(device) if sidx is not None else None,
         proj_real=proj[:n] if proj is not None else None,
         proj_syn=proj[n:] if proj is not None and sidx is not None else None,
         part_real=part_real,
@@ -226,7 +228,8 @@ def train_few_shot(
     if protocol == "two_stage":
         objectives = [o for o in objectives if o.representation]
     runs = [_Run(m, e, config, i, rank) for i, (m, e) in enumerate(zip(models, eval_models))]
-    weights = class_weights if class_weights is not None else torch.ones(data.num_classes)
+    device = device_of(eval_models[0])  # where the models are: every batch goes there
+    weights = (class_weights if class_weights is not None else torch.ones(data.num_classes)).to(device)
     online = None
     if data.real_vectors is not None and data.has_synthetic:
         online = OnlineKMeans.from_data(data.syn_vectors, data.num_partitions, partition.seed if partition else 0)

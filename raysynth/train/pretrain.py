@@ -16,13 +16,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from raysynth.cluster import work_device
 from raysynth.config import ModelConfig
 from raysynth.data.augment import random_affine
 from raysynth.data.base import FewShotSplit
 from raysynth.home import fingerprint, raysynth_home
 from raysynth.models.backbone import create_model, model_config
 from raysynth.models.classifier import build_classifier
-from raysynth.train.evaluate import evaluate
+from raysynth.train.evaluate import as_input, evaluate
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ def pretrain_backbone(split: FewShotSplit, config: ModelConfig, seed: int = 0, f
         return path
 
     torch.manual_seed(seed)
+    device = work_device()  # the GPU Ray gave this task, if torch sees it
     clip = create_model(config.name)
-    model = build_classifier(clip, len(split.base_classes), lora=None)
+    model = build_classifier(clip, len(split.base_classes), lora=None).to(device)
     cfg = config.pretrain
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.05)
     warmup = max(1, cfg.steps // 20)
@@ -60,8 +62,8 @@ def pretrain_backbone(split: FewShotSplit, config: ModelConfig, seed: int = 0, f
     model.train()
     for step in range(cfg.steps):
         idx = torch.randint(0, len(fit), (cfg.batch_size,), generator=g)
-        images = random_affine(fit.images[idx], g)
-        loss = F.cross_entropy(model(images), fit.labels[idx])
+        images = random_affine(as_input(fit.images[idx], device), g)
+        loss = F.cross_entropy(model(images), fit.labels[idx].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -77,6 +79,6 @@ def pretrain_backbone(split: FewShotSplit, config: ModelConfig, seed: int = 0, f
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     # save the whole CLIP model (text tower untouched) so it loads like any open_clip checkpoint
-    torch.save(clip.state_dict(), tmp)
+    torch.save({k: v.cpu() for k, v in clip.state_dict().items()}, tmp)
     os.replace(tmp, path)
     return path

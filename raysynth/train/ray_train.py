@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from raysynth.cluster import gpus_have_cuda, placement, resources_of, work_device
 from raysynth.config import Config, from_dict
 from raysynth.data import cached_split
 from raysynth.home import raysynth_home
@@ -54,7 +55,8 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     config = from_dict(Config, loop_config["config"])
     context = ray.train.get_context()
     rank = context.get_world_rank()
-    run = build_run(config, loop_config.get("class_weights"), use_synthetic=loop_config["use_synthetic"])
+    run = build_run(config, loop_config.get("class_weights"), use_synthetic=loop_config["use_synthetic"], device=work_device())
+    where = placement()  # node and GPU ids of this worker (MLflow tags of the final runs)
     split = cached_split(config)
     models = run.models
     if context.get_world_size() > 1:
@@ -65,7 +67,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     state = load_state(ray.train.get_checkpoint())
 
     def on_epoch_end(metrics, state_dict):
-        report = metrics.as_dict()
+        report = {**metrics.as_dict(), **where}
         if metrics.epoch == config.train.epochs and loop_config.get("evaluate_test"):
             # the one and only look at the test split, after training is over
             report.update(_test_report(run.models, [r["probes"] for r in state_dict["runs"]], split))
@@ -80,7 +82,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         # resumed from the final checkpoint of a finished run: nothing left to train,
         # report its final metrics again (the loaded models are the finished ones)
         val = model_accuracy(run.models, split.val.images, split.val.labels, result.probes)
-        report = {"epoch": state["epoch"], "val_acc": val}
+        report = {"epoch": state["epoch"], "val_acc": val, **where}
         if loop_config.get("evaluate_test"):
             report.update(_test_report(run.models, result.probes, split))
         ray.train.report(report)
@@ -130,6 +132,7 @@ def fit_with_trainer(
     evaluate_test: bool = False,
     checkpoint: bool = True,
     in_tune: bool = False,
+    kind: str = "final",
 ) -> dict[str, Any]:
     """Train with a TorchTrainer; returns the final reported metrics.
 
@@ -138,10 +141,12 @@ def fit_with_trainer(
     trial, which reports the returned final metrics itself once the trainer is done.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     callbacks = [_report_to_tune_before_last(config.train.epochs)] if in_tune else []
-    use_gpu = torch.cuda.is_available()
+    # each worker asks for resources.<kind> (final, or trial for a multi-worker trial)
+    per_worker = resources_of(config, kind)
+    use_gpu = per_worker.get("GPU", 0) > 0
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={
@@ -152,11 +157,9 @@ def fit_with_trainer(
             "checkpoint": checkpoint,
             "home": str(raysynth_home()),
         },
-        scaling_config=ScalingConfig(
-            num_workers=config.train.workers,
-            use_gpu=use_gpu,
-            resources_per_worker=None if use_gpu else {"CPU": config.train.threads},
-        ),
+        scaling_config=ScalingConfig(num_workers=config.train.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
+        # NCCL needs CUDA on the workers; a node that declares GPUs without CUDA gets gloo
+        torch_config=TorchConfig(backend="nccl" if use_gpu and gpus_have_cuda(per_worker["GPU"]) else "gloo"),
         run_config=RunConfig(
             name=name,
             storage_path=str(storage_path),

@@ -56,13 +56,14 @@ class Run:
         )
 
 
-def build_run(config: Config, weights: list[float] | None, use_synthetic: bool = True) -> Run:
-    """Models, data and objectives of one run; torch uses ``train.threads`` threads."""
+def build_run(config: Config, weights: list[float] | None, use_synthetic: bool = True, device: str = "cpu") -> Run:
+    """Models (on ``device``), data (kept on the CPU; each batch moves) and objectives of
+    one run; torch uses ``train.threads`` threads."""
     torch.set_num_threads(config.train.threads)
     data = train_data(config, use_synthetic=use_synthetic)
     return Run(
         config=config,
-        models=build_models(config, data.num_classes),
+        models=[m.to(device) for m in build_models(config, data.num_classes)],
         data=data,
         weights=torch.tensor(weights, dtype=torch.float32) if weights is not None else None,
         objectives=parse_loss(config.loss),
@@ -71,13 +72,15 @@ def build_run(config: Config, weights: list[float] | None, use_synthetic: bool =
 
 
 def train_in_process(
-    config: Config, weights: list[float] | None, report=None, use_synthetic: bool = True, on_epoch_end=None, state=None
+    config: Config, weights: list[float] | None, report=None, use_synthetic: bool = True, on_epoch_end=None, state=None,
+    device: str = "cpu",
 ) -> tuple[TrainResult, list[FewShotClassifier]]:
-    """Train one config in this process; returns (the result, the trained models).
+    """Train one config in this process (on ``device``); returns (the result, the
+    trained models).
 
     ``report(metrics_dict)`` after each epoch, or ``on_epoch_end(metrics, state_dict)``
     for a caller that checkpoints; ``state`` resumes from such a state dict."""
-    run = build_run(config, weights, use_synthetic)
+    run = build_run(config, weights, use_synthetic, device)
     if on_epoch_end is None and report is not None:
         on_epoch_end = lambda metrics, _state: report(metrics.as_dict())  # noqa: E731
     return run.train(on_epoch_end=on_epoch_end, state=state), run.models

@@ -1,14 +1,13 @@
 """The parent run of a search: opened once and adopted again on --resume; trials a killed
 driver started but Ray Tune never recorded are removed once the resumed search ends."""
 
+from conftest import REPO
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG
 from raysynth.tracking.search_run import SearchRun
 from raysynth.validate import load_config
-
-from conftest import REPO
 
 
 def test_resume_adopts_the_parent_and_lost_trials_are_deleted(tmp_path):

@@ -15,7 +15,6 @@ registering a :class:`Weighting`:
 from __future__ import annotations
 
 import math
-
 from typing import Any, ClassVar
 
 from raysynth.config import Config, ConfigError
@@ -71,6 +70,8 @@ class Weighting:
     def weights(self, params: dict[str, Any], classes: list[str], context: WeightContext | None) -> list[float] | None:
         """A trial's per-class weights in ``classes`` order (None: the trial has none)."""
         raise NotImplementedError
+
+    measures: ClassVar[bool] = False  # True: measure() computes something before the search
 
     def measure(self, config: Config) -> WeightContext | None:
         """What must be measured before the search (None: nothing)."""

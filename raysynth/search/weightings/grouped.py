@@ -39,5 +39,7 @@ class Grouped(Weighting):
         g = params[self.param_key]
         return [float(g[f"g{group}"]) for group in context.groups]
 
+    measures = True
+
     def measure(self, config):
         return measure_class_quality(config, groups=self.groups, by=self.by)

@@ -46,5 +46,7 @@ class Quality(Weighting):
         q = params[self.param_key]
         return quality_weights(float(q["a"]), float(q["b"]), context.quality)
 
+    measures = True
+
     def measure(self, config):
         return measure_class_quality(config)
