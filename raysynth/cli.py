@@ -279,6 +279,19 @@ COMMANDS = {
 }
 
 
+def _resource_wait(exc: BaseException) -> str | None:
+    """The ResourceWaitError in an exception's chain (Tune wraps a callback's), if any."""
+    from raysynth.cluster import ResourceWaitError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ResourceWaitError):
+            return str(exc)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -286,6 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"raysynth: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        # work that waited search.resource_wait_s for resources: one line, exit 1
+        waited = _resource_wait(exc)
+        if waited is None:
+            raise
+        print(f"raysynth: error: {waited}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("raysynth: interrupted", file=sys.stderr)
         return 130

@@ -220,6 +220,16 @@ class ResourceWaitError(RuntimeError):
     """Work waited ``search.resource_wait_s`` for resources the cluster did not give."""
 
 
+def waiting_message(what: str, waited: float, unit: dict[str, float], count: int = 1) -> str:
+    """One line: what waited how long for what, and what the cluster has."""
+    import ray
+
+    return (
+        f"{what}: waited {waited:.0f} s (search.resource_wait_s) for {count} x {_describe(unit)}; "
+        f"the cluster has {_describe(ray.cluster_resources())}, free now {_describe(ray.available_resources())}"
+    )
+
+
 def wait_for_resources(bundles: list[dict[str, float]], what: str, wait_s: float, strategy: str = "PACK"):
     """A placement group holding ``bundles``, once the cluster can give them; a
     ResourceWaitError after ``wait_s`` seconds (0: wait forever) naming what was asked
@@ -237,10 +247,7 @@ def wait_for_resources(bundles: list[dict[str, float]], what: str, wait_s: float
         waited += step
         if wait_s and waited >= wait_s:
             remove_placement_group(pg)
-            raise ResourceWaitError(
-                f"{what}: waited {waited:.0f} s (search.resource_wait_s) for {len(bundles)} x {_describe(bundles[0])}; "
-                f"the cluster has {_describe(ray.cluster_resources())}, free now {_describe(ray.available_resources())}"
-            )
+            raise ResourceWaitError(waiting_message(what, waited, bundles[0], len(bundles)))
         log.info("%s: waiting for %d x %s (free now: %s)", what, len(bundles), _describe(bundles[0]), _describe(ray.available_resources()))
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from raysynth.cluster import ray_options, resources_of, work_device
+from raysynth.cluster import ray_options, resources_of, wait_for_resources, work_device
 from raysynth.config import Config
 from raysynth.data import cached_split
 from raysynth.home import raysynth_home
@@ -89,8 +89,18 @@ def on_cluster(config: Config, fn, *args):
 
     if not ray.is_initialized():
         return fn(*args)
-    task = ray.remote(**ray_options(resources_of(config, "prepare")), max_retries=0)(_in_home)
-    return ray.get(task.remote(str(raysynth_home()), fn, *args))
+    from ray.util.placement_group import remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    unit = resources_of(config, "prepare")
+    # reserved first, so a cluster that cannot give it fails after search.resource_wait_s
+    pg = wait_for_resources([unit], f"preparation ({getattr(fn, '__name__', 'task').strip('_')})", config.search.resource_wait_s)
+    try:
+        task = ray.remote(**ray_options(unit), max_retries=0)(_in_home)
+        strategy = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=False)
+        return ray.get(task.options(scheduling_strategy=strategy).remote(str(raysynth_home()), fn, *args))
+    finally:
+        remove_placement_group(pg)
 
 
 def _in_home(home: str, fn, *args):

@@ -199,3 +199,35 @@ def test_resume_with_other_options_is_refused(tmp_path, tiny_config):
     tiny_config.search.concurrency += 1
     with pytest.raises(ConfigError, match=r"search.concurrency \(--concurrency\)"):
         preflight(tiny_config, options)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--set", "pool.actors=16"], "pool.actors: 16 units of"),
+    (["--set", "resources.trial.gpu=1"], "resources.trial: one unit asks for {CPU: 1, GPU: 1}, more than any node"),
+    (["--set", "resources.final.gpu=lots"], "resources.final.gpu: must be a number >= 0 or 'auto'"),
+])
+def test_work_no_node_can_hold_exits_2(ray_session, tmp_path, monkeypatch, capsys, args, needle):
+    """Once waited forever (a placement group or trials pending); the session's Ray has
+    2 CPUs and no GPU, and no autoscaler to add one."""
+    monkeypatch.setenv("RAYSYNTH_HOME", str(tmp_path / "home"))
+    assert main(["search", *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert not (tmp_path / "home" / "mlflow.db").exists()
+
+
+def test_waiting_for_resources_is_bounded(ray_session, tmp_path, monkeypatch, capsys):
+    """Every CPU held elsewhere: the search's first reservation gives up after
+    search.resource_wait_s with one line naming what it asked for and what is free."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    held = placement_group([{"CPU": 2}])
+    ray_session.get(held.ready(), timeout=60)
+    monkeypatch.setenv("RAYSYNTH_HOME", str(tmp_path / "home"))
+    try:
+        code = main(["search", "--set", "search.resource_wait_s=2", *[a for s in ("train.epochs=1",) for a in ("--set", s)]])
+    finally:
+        remove_placement_group(held)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, lines
+    assert "waited" in lines[0] and "search.resource_wait_s" in lines[0] and "free now {" in lines[0]

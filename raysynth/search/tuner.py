@@ -8,7 +8,7 @@ import logging
 import os
 from pathlib import Path
 
-from raysynth.cluster import trial_resources
+from raysynth.cluster import ResourceWaitError, trial_resources, waiting_message
 from raysynth.config import Config
 from raysynth.home import raysynth_home
 from raysynth.search.objective import run_trial
@@ -18,6 +18,30 @@ from raysynth.search.searchers import SearcherOptions, build_searcher
 from raysynth.search.space import Space
 
 log = logging.getLogger(__name__)
+
+
+def pending_timeout(wait_s: float, resources: dict[str, float]):
+    """A Tune callback that ends the search when trials have waited ``wait_s`` seconds
+    for resources with none running (a cluster that never gives them: an autoscaler
+    that cannot add the node, GPUs held by another job); 0: wait forever."""
+    import time
+
+    from ray.tune import Callback
+
+    class PendingTimeout(Callback):
+        def __init__(self):
+            self.since = None
+
+        def on_step_begin(self, iteration, trials, **info):
+            waiting = any(t.status == "PENDING" for t in trials) and not any(t.status == "RUNNING" for t in trials)
+            if not waiting or not wait_s:
+                self.since = None
+                return
+            self.since = self.since or time.monotonic()
+            if time.monotonic() - self.since > wait_s:
+                raise ResourceWaitError(waiting_message("trials", wait_s, resources))
+
+    return PendingTimeout()
 
 
 def tune_run_config(config: Config, name: str, storage: Path, callbacks: list):
@@ -52,7 +76,8 @@ def build_tuner(config: Config, space: Space, classes: list[str], options: Searc
         weight_context=weight_context.to_dict() if weight_context is not None else None,
     )
     trainable = tune.with_resources(trainable, {k.lower(): v for k, v in trial_resources(config).items()})
-    run_config = tune_run_config(config, options.name, options.storage, callbacks)
+    waiting = pending_timeout(config.search.resource_wait_s, trial_resources(config))
+    run_config = tune_run_config(config, options.name, options.storage, [*callbacks, waiting])
     if options.resume:
         # Tune restores the trial table, the searcher's state (SkoptSearch.save/restore, the
         # Optuna study) and the callbacks; unfinished trials continue from their checkpoints.
