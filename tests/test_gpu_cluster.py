@@ -71,6 +71,8 @@ def test_auto_resources_put_all_work_on_the_gpu_node(tmp_path, raysynth_home):
         "search.trials=2", "search.concurrency=2", "search.algorithm=random", "search.scheduler.name=fifo",
         "search.final_seeds=1", "search.space.pool.strength={type: choice, values: [0.7]}",
         "search.space.class_weights={type: per_class, low: 0.0, high: 1.0}",
+        # flowers.yaml says GPU explicitly; the subject here is the default, `auto`
+        *[f"resources.{kind}={{}}" for kind in ("trial", "generation", "final", "finetune", "prepare")],
     ]
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path), str(REPO), *overrides],
