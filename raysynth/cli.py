@@ -21,6 +21,7 @@ from raysynth.validate import load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # a search's name is one directory under the storage: no separators, no '..'
+OBJECT_STORES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -125,6 +126,8 @@ def _storage(text: str) -> Path:
         return Path(text).expanduser().resolve()
     if scheme == "file":
         return Path(rest).resolve()
+    if scheme in OBJECT_STORES:
+        raise ConfigError(f"--storage: {scheme}:// is not supported yet; give a local path or a shared mount every node sees")
     raise ConfigError(f"--storage: no filesystem serves '{scheme}://' here (give a local path or a shared mount)")
 
 

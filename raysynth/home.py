@@ -16,7 +16,13 @@ def raysynth_home() -> Path:
     Absolute on purpose: a job started by ``ray job submit`` runs in a temporary working
     directory, where a relative path would be lost with the job.
     """
-    return Path(os.environ.get("RAYSYNTH_HOME", "~/.raysynth")).expanduser().resolve()
+    home = os.environ.get("RAYSYNTH_HOME", "~/.raysynth")
+    if "://" in home:
+        # a URI must not silently become a local directory named "s3:"
+        from raysynth.config import ConfigError
+
+        raise ConfigError(f"RAYSYNTH_HOME={home}: URIs are not supported yet; give a local path or a shared mount every node sees")
+    return Path(home).expanduser().resolve()
 
 
 def fingerprint(*parts: Any, length: int = 16) -> str:

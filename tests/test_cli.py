@@ -34,6 +34,7 @@ from raysynth.cli import main
         (["--name", "../x"], "--name: '../x' is not a plain name"),
         (["--name", "/tmp/abs"], "--name: '/tmp/abs' is not a plain name"),
         (["--storage", "foo://bucket/x"], "--storage: no filesystem serves 'foo://'"),
+        (["--storage", "s3://bucket/x"], "--storage: s3:// is not supported yet"),
         (["--set", "train.lr=2024-01-01"], "train.lr: got the date 2024-01-01"),
         (["--set", "model.name=ViT-Nope"], "model.name: unknown open_clip model 'ViT-Nope'"),
         (["--set", "pool.clip_model=ViT-Nope"], "pool.clip_model: unknown open_clip model 'ViT-Nope'"),
