@@ -67,10 +67,9 @@ def test_auto_resources_put_all_work_on_the_gpu_node(tmp_path, raysynth_home):
         "pool.generator=morph", "pool.options={}", "pool.per_class=4", "pool.actors=2", "pool.shard_size=8",
         "pool.clip_model=null", "pool.clip_pretrained=null",
         "train.epochs=1", "train.steps_per_epoch=2", "train.batch_real=4", "train.batch_syn=4", "train.threads=1",
-        "partition.niter=5",
-        "search.trials=2", "search.concurrency=2", "search.algorithm=random", "search.scheduler.name=fifo",
-        "search.final_seeds=1", "search.space.pool.strength={type: choice, values: [0.7]}",
-        "search.space.class_weights={type: per_class, low: 0.0, high: 1.0}",
+        "loss={ce: {}}", "search.space={}",
+        "search.trials=2", "search.concurrency=1", "search.algorithm=random", "search.scheduler.name=fifo",
+        "search.final_seeds=1", "search.space.class_weights={type: per_class, low: 0.0, high: 1.0}",
         # flowers.yaml says GPU explicitly; the subject here is the default, `auto`
         *[f"resources.{kind}={{}}" for kind in ("trial", "generation", "final", "finetune", "prepare")],
     ]
@@ -102,9 +101,11 @@ def test_auto_resources_put_all_work_on_the_gpu_node(tmp_path, raysynth_home):
     for run in trials + finals:
         assert run.data.tags["raysynth.node"] == gpu_node, run.info.run_name
         assert run.data.tags["raysynth.gpu_ids"] != "", run.info.run_name
-    # the resolved config says what `auto` meant here
+    # the resolved config says what `auto` meant here: a GPU for every kind of work (the
+    # preparation tasks too, which the CPU-only head cannot then hold)
     parent = client.get_run(report["parent"])
-    assert parent.data.params["resources.trial.gpu"] == "1.0"
+    for kind in ("trial", "generation", "final", "finetune", "prepare"):
+        assert parent.data.params[f"resources.{kind}.gpu"] == "1.0", kind
 
     # Flowers102's "colt's foot" is in the search under its MLflow key, its name kept
     assert mlflow_key("w/colt's foot") in trials[0].data.params

@@ -28,7 +28,7 @@ def _home(tmp_path, name, session_home):
 
 
 def test_two_searches_share_a_machine_and_keep_their_artifacts(tmp_path, raysynth_home):
-    sets = tiny_overrides() + ["train.epochs=1", "search.trials=2", "search.concurrency=1", "search.final_eval=false"]
+    sets = tiny_overrides() + ["train.epochs=1", "search.trials=1", "search.concurrency=1", "search.final_eval=false"]
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     searches = {}
     for name in ("first", "second"):
