@@ -94,6 +94,7 @@ def sd_comparison(args, split, store) -> None:
     import torch
     from diffusers import StableDiffusionImg2ImgPipeline
 
+    from raysynth.data.base import float_images
     from raysynth.generators.backends.stable_diffusion import StableDiffusionGenerator
     from raysynth.pool.pipeline import generate_pool
     from raysynth.pool.shards import plan_pool
@@ -120,7 +121,7 @@ def sd_comparison(args, split, store) -> None:
     pipe = StableDiffusionImg2ImgPipeline.from_pretrained(args.sd_model, torch_dtype=torch.float16, safety_checker=None).to("cuda")
     pipe.set_progress_bar_config(disable=True)
     gen = StableDiffusionGenerator(config.pool, split.classes, split.metaclass, "cuda")
-    refs = torch.nn.functional.interpolate(split.train.images, size=(512, 512), mode="bicubic").clamp(0, 1).half()
+    refs = torch.nn.functional.interpolate(float_images(split.train.images), size=(512, 512), mode="bicubic").clamp(0, 1).half()
     torch.cuda.synchronize()
     start = time.perf_counter()
     for i in range(0, len(plan), 8):

@@ -83,11 +83,13 @@ def prepare(config: Config, strengths: list[float] | None = None, clusters: list
 
 def on_cluster(config: Config, fn, *args):
     """``fn(*args)`` as a Ray task asking for ``resources.prepare`` (a GPU node's GPU when
-    the cluster has them), not in the driver, which may sit on a CPU-only head. Without
-    Ray (a library call, a test) it runs here."""
+    the cluster has them), not in the driver, which may sit on a CPU-only head. It runs
+    here without Ray (a library call, a test) and where a task would land on this very
+    machine anyway: a one-node cluster and no GPU asked for (a task would only add a
+    worker process start)."""
     import ray
 
-    if not ray.is_initialized():
+    if not ray.is_initialized() or (not resources_of(config, "prepare").get("GPU") and _only_node_is_here()):
         return fn(*args)
     from ray.util.placement_group import remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -101,6 +103,13 @@ def on_cluster(config: Config, fn, *args):
         return ray.get(task.options(scheduling_strategy=strategy).remote(str(raysynth_home()), fn, *args))
     finally:
         remove_placement_group(pg)
+
+
+def _only_node_is_here() -> bool:
+    import ray
+
+    alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    return alive == [ray.get_runtime_context().get_node_id()]
 
 
 def _in_home(home: str, fn, *args):

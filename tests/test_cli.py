@@ -1,7 +1,7 @@
 """The command-line contract: bad input -> exit 2, one line on stderr, nothing written."""
 
 import pytest
-from conftest import run_job
+from conftest import REPO, run_job
 
 from raysynth.cli import main
 
@@ -218,17 +218,27 @@ def test_work_no_node_can_hold_exits_2(ray_session, tmp_path, monkeypatch, capsy
 
 
 def test_waiting_for_resources_is_bounded(ray_session, tmp_path, monkeypatch, capsys):
-    """Every CPU held elsewhere: the search's first reservation gives up after
-    search.resource_wait_s with one line naming what it asked for and what is free."""
+    """Every CPU held elsewhere: a reservation (generation actors, preparation tasks) and
+    trials pending with none running each give up after search.resource_wait_s with one
+    line naming what they asked for and what is free (exit 1)."""
+    from conftest import tiny_overrides
     from ray.util.placement_group import placement_group, remove_placement_group
 
+    from raysynth.cluster import ResourceWaitError, wait_for_resources
+    from raysynth.prepare import prepare
+    from raysynth.validate import load_config
+
+    sets = [*tiny_overrides(), "search.resource_wait_s=2"]
+    prepare(load_config(REPO / "search_spaces" / "digits.yaml", sets))  # cached: the trials are what waits
     held = placement_group([{"CPU": 2}])
     ray_session.get(held.ready(), timeout=60)
-    monkeypatch.setenv("RAYSYNTH_HOME", str(tmp_path / "home"))
     try:
-        code = main(["search", "--set", "search.resource_wait_s=2", *[a for s in ("train.epochs=1",) for a in ("--set", s)]])
+        with pytest.raises(ResourceWaitError, match=r"generation: waited \d+ s \(search.resource_wait_s\) for 2 x \{CPU: 1\}"):
+            wait_for_resources([{"CPU": 1}] * 2, "generation", 1)
+        code = main(["search", *[a for s in sets for a in ("--set", s)]])
     finally:
         remove_placement_group(held)
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(lines) == 1, lines
-    assert "waited" in lines[0] and "search.resource_wait_s" in lines[0] and "free now {" in lines[0]
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # after the search's own log lines: the one error line
+    assert code == 1 and "Traceback" not in err, err[-2000:]
+    assert last.startswith("raysynth: error: trials: waited") and "search.resource_wait_s" in last and "free now {" in last

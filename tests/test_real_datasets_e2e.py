@@ -18,7 +18,7 @@ def _tiny_checkpoint(path):
     return path
 
 
-def test_cub_search_end_to_end(tmp_path):
+def test_cub_search_end_to_end(ray_session, tmp_path):
     root = make_cub(tmp_path / "CUB_200_2011", train_per_class=6, test_per_class=2)
     ckpt = _tiny_checkpoint(tmp_path / "tiny.pt")
     home = tmp_path / "home"
@@ -36,7 +36,9 @@ def test_cub_search_end_to_end(tmp_path):
         # cub.yaml asks for a GPU per unit of work; this machine has none: the default, `auto`
         *[a for kind in ("trial", "generation", "final", "finetune", "prepare") for a in ("--set", f"resources.{kind}={{}}")],
     ]
-    result = run_job(args, env={"RAYSYNTH_HOME": str(home)}, timeout=900)
+    # attached to the session's Ray, as a user names a running cluster
+    env = {"RAYSYNTH_HOME": str(home), "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    result = run_job(args, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "best" in result.stdout.lower()
     # three strengths were searched: three pools, each scored by CLIP

@@ -18,7 +18,9 @@ from raysynth.registry import Registry
 
 @dataclass
 class ImageSet:
-    """Images (N x 3 x H x W, float32 in [0, 1]) with integer labels indexing ``classes``."""
+    """Images (N x 3 x H x W: uint8 for decoded datasets, a quarter of float32's memory;
+    float32 in [0, 1] for generated ones) with integer labels indexing ``classes``.
+    :func:`float_images` gives float in [0, 1] of either."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -56,6 +58,11 @@ class FewShotSplit:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+
+def float_images(images: torch.Tensor) -> torch.Tensor:
+    """Images as float32 in [0, 1]: uint8 ones converted, float ones as they are."""
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images
 
 
 class AuditedImageSet(ImageSet):
@@ -185,7 +192,7 @@ def split_from_files(
     ``data.seed``. ``test_per_class`` <= 0 keeps the whole official test split.
     Only the images a split uses are decoded.
     """
-    from raysynth.data.images import load_images, to_float
+    from raysynth.data.images import load_images
 
     train_paths, train_labels = train
     if val is None:
@@ -201,7 +208,9 @@ def split_from_files(
 
     def images(paths, labels, part) -> ImageSet:
         array = load_images(list(paths), config.image_size, f"{name}-{part}")
-        return ImageSet(to_float(array), torch.from_numpy(np.asarray(labels, dtype=np.int64)))
+        # uint8 (a copy: the decoding cache is a read-only memmap); batches become float
+        # on the device that uses them
+        return ImageSet(torch.from_numpy(np.array(array)), torch.from_numpy(np.asarray(labels, dtype=np.int64)))
 
     size = config.image_size
     return FewShotSplit(

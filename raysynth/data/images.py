@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from raysynth.config import ConfigError
 from raysynth.home import fingerprint, raysynth_home
@@ -71,10 +70,6 @@ def load_images(paths: list[Path], size: int, name: str, workers: int | None = N
     os.replace(tmp, cache)
     log.info("%s: decoded %d images in %.1f s (cached in %s)", name, len(paths), time.perf_counter() - start, cache)
     return out
-
-
-def to_float(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(images)).float().div_(255.0)  # a copy: the cache is a read-only memmap
 
 
 def readable_class_name(raw: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from raysynth.config import ConfigError
-from raysynth.data.base import ImageSet
+from raysynth.data.base import ImageSet, float_images
 
 
 def parse_quality(spec: str, where: str = "quality") -> tuple[str, float]:
@@ -54,7 +54,8 @@ def check_quality_classes(quality: dict[str, str], classes: list[str]) -> None:
 def quality_controlled_shots(shots: ImageSet, classes: list[str], quality: dict[str, str]) -> ImageSet:
     """The images the generator learns each class from, after quality control."""
     check_quality_classes(quality, classes)
-    images = shots.images.clone()
+    source = float_images(shots.images)
+    images = source.clone()
     specs = {classes.index(name): parse_quality(spec, f"pool.quality.{name}") for name, spec in quality.items()}
     degraded = [c for c, (kind, _) in specs.items() if kind != "faithful"]
     for c, (kind, rho) in specs.items():
@@ -63,5 +64,5 @@ def quality_controlled_shots(shots: ImageSet, classes: list[str], quality: dict[
         own = torch.nonzero(shots.labels == c).flatten()
         other = torch.nonzero(shots.labels == partner_class(c, len(classes), degraded)).flatten()
         other = other[torch.arange(len(own)) % len(other)]  # pair images, cycling the shorter
-        images[own] = rho * shots.images[own] + (1.0 - rho) * shots.images[other]
+        images[own] = rho * source[own] + (1.0 - rho) * source[other]
     return ImageSet(images, shots.labels.clone())

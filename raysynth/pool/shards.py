@@ -69,6 +69,8 @@ def write_shard(work: Path, shard: int, images: np.ndarray, manifest: pd.DataFra
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
+    if images.dtype == torch.uint8:
+        return images.numpy()
     return (images.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
 
 

@@ -42,6 +42,31 @@ def pool_key(split_fingerprint: str, config: PoolConfig, strength: float | None 
     )
 
 
+class MappedImages:
+    """The rows ``rows`` of a memory-mapped uint8 image array (N x 3 x H x W), read when
+    indexed: a trial holds the rows of its batches, not the pool, so its memory does not
+    grow with the pool. Indexing (an index tensor or array, a slice, a boolean mask) gives
+    a uint8 tensor; the training loop makes each batch float on its device."""
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray):
+        self.array, self.rows = array, np.asarray(rows, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.array.shape[1:])
+
+    def __getitem__(self, index) -> torch.Tensor:
+        if isinstance(index, torch.Tensor):
+            index = index.numpy()
+        rows = self.rows[index]
+        if np.ndim(rows) == 0:
+            rows = rows[None]
+        return torch.from_numpy(np.ascontiguousarray(self.array[rows]))
+
+
 @dataclass
 class Pool:
     """Synthetic images (uint8, N x 3 x H x W) and their manifest (one row per image)."""
@@ -55,12 +80,12 @@ class Pool:
 
     def tensors(
         self, gamma: float, num_classes: int, filter: str = "none", fraction: float = 0.2
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(images float in [0,1], Diff-Mix soft labels, target class) for training,
-        after the CLIP filter rule (see :mod:`raysynth.pool.filters`)."""
+    ) -> tuple[MappedImages, torch.Tensor, torch.Tensor]:
+        """(the images, read on demand as uint8; Diff-Mix soft labels; target class) for
+        training, after the CLIP filter rule (see :mod:`raysynth.pool.filters`)."""
         keep = np.flatnonzero(keep_mask(self.manifest, filter, fraction))
         manifest = self.manifest.iloc[keep]
-        images = torch.from_numpy(np.asarray(self.images[keep])).float() / 255.0
+        images = MappedImages(self.images, keep)
         target = torch.tensor(manifest["target_class"].to_numpy(np.int64))
         reference = torch.tensor(manifest["reference_class"].to_numpy(np.int64))
         strength = torch.tensor(manifest["strength"].to_numpy(np.float32))

@@ -7,12 +7,15 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from raysynth.config import Config, dump_yaml, flatten_params
 from raysynth.data import cached_split
 from raysynth.search.space import Space
 from raysynth.search.weightings import is_weight_param
 from raysynth.tracking.report import SearchStory
 from raysynth.train.data import train_data
+from raysynth.train.evaluate import as_input
 
 # top_quartile_weights averages at least this many trials (the best quarter of fewer
 # than 12 trials would be one or two: noise)
@@ -121,8 +124,9 @@ def search_story(summary: SearchSummary, results, config: Config, best_config: C
             flat = {k: v for k, v in flatten_params(r.config).items() if not is_weight_param(k)}
             rows.append({**{k: v for k, v in flat.items() if isinstance(v, (int, float))}, "val_acc": r.metrics["val_acc"]})
     syn = train_data(best_config, use_synthetic=True)
-    real = [split.train.images[split.train.labels == c][:4].numpy() for c in range(split.num_classes)]
-    synthetic = [syn.syn_images[syn.syn_class == c][:4].numpy() for c in range(split.num_classes)]
+    cpu = torch.device("cpu")
+    real = [as_input(split.train.images[split.train.labels == c][:4], cpu).numpy() for c in range(split.num_classes)]
+    synthetic = [as_input(syn.syn_images[torch.nonzero(syn.syn_class == c).flatten()[:4]], cpu).numpy() for c in range(split.num_classes)]
     if context is not None:
         quality = [f"q={q:+.2f}" for q in context.quality]
     else:

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raysynth.data.base import float_images
+
 Probes = list[list[dict]]  # per model: its frozen-feature classifiers' state dicts
 
 
@@ -21,8 +23,7 @@ def device_of(model: nn.Module) -> torch.device:
 def as_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A batch as the model takes it: on its device, float in [0, 1] (uint8 images are
     converted there, so stored images can stay uint8)."""
-    images = images.to(device, non_blocking=True)
-    return images.float().div_(255.0) if images.dtype == torch.uint8 else images
+    return float_images(images.to(device, non_blocking=True))
 
 
 @torch.no_grad()

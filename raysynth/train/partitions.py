@@ -20,7 +20,7 @@ from raysynth.atomic import atomic_file
 from raysynth.config import Config, PartitionConfig
 from raysynth.home import fingerprint, raysynth_home
 from raysynth.losses import kmeans_partition
-from raysynth.train.evaluate import encode
+from raysynth.train.evaluate import as_input, encode
 from raysynth.train.model import build_model
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,16 @@ def num_clusters(config: PartitionConfig, num_classes: int, num_points: int | No
     return min(k, num_points) if num_points else k
 
 
-def pixel_vectors(images: torch.Tensor) -> torch.Tensor:
-    if images.shape[-1] > MAX_PIXEL_SIDE:
-        images = F.interpolate(images, size=(MAX_PIXEL_SIDE, MAX_PIXEL_SIDE), mode="area")
-    return images.reshape(len(images), -1).to(torch.float32)
+def pixel_vectors(images, chunk: int = 1024) -> torch.Tensor:
+    """Flattened pixels (at most MAX_PIXEL_SIDE a side) of float or uint8 images, or of a
+    memory-mapped pool, read a chunk at a time."""
+    out = []
+    for i in range(0, len(images), chunk):
+        x = as_input(images[i : i + chunk], torch.device("cpu"))
+        if x.shape[-1] > MAX_PIXEL_SIDE:
+            x = F.interpolate(x, size=(MAX_PIXEL_SIDE, MAX_PIXEL_SIDE), mode="area")
+        out.append(x.reshape(len(x), -1).to(torch.float32))
+    return torch.cat(out) if out else torch.empty(0, 3 * MAX_PIXEL_SIDE**2)
 
 
 def partition_vectors(config: Config, real: torch.Tensor, synthetic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

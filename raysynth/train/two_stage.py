@@ -16,6 +16,7 @@ from torch import nn
 
 from raysynth.config import TrainConfig
 from raysynth.data.augment import random_affine
+from raysynth.data.base import float_images
 from raysynth.train.evaluate import Probes, encode, nearest_mean_accuracy, probe_accuracies
 
 PROBE_VIEWS = 8  # augmented views of each real shot the frozen-feature classifiers see
@@ -32,7 +33,7 @@ def train_probes(model: nn.Module, data, config: TrainConfig, run_index: int) ->
     for j in range(config.n_classif):
         seed = config.seed * SEED_STRIDE + run_index * ENCODER_STRIDE + j
         g = torch.Generator().manual_seed(seed)
-        views = torch.cat([random_affine(data.real_images, g) for _ in range(PROBE_VIEWS)])
+        views = torch.cat([random_affine(float_images(data.real_images), g) for _ in range(PROBE_VIEWS)])
         feats = encode(model, views)
         labels = data.real_labels.repeat(PROBE_VIEWS)
         torch.manual_seed(seed)

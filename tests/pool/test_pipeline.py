@@ -63,7 +63,8 @@ def test_killed_generation_resumes_and_matches_an_uninterrupted_run(ray_session,
     # once a few shards are written
     proc = subprocess.Popen(
         [sys.executable, "-c", GENERATE, str(REPO / "search_spaces" / "digits.yaml"), str(store.root), *tiny_overrides(), *SLOW_DDPM],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address},
     )
     try:
         deadline = time.time() + 240

@@ -42,4 +42,7 @@ def test_online_method_hands_the_loop_vectors_instead_of_regions(ray_session, ti
     data = train_data(config)
     assert data.real_part is None and data.num_partitions == 5
     assert data.real_vectors.shape == (len(data.real_labels), 3 * 32 * 32)
-    assert torch.equal(data.syn_vectors, data.syn_images.reshape(len(data.syn_images), -1))
+    # the pool is read from its memory map, uint8; k-means sees its pixels in [0, 1]
+    pixels = data.syn_images[:].float() / 255.0
+    assert data.syn_images[:].dtype == torch.uint8 and len(data.syn_images) == len(data.syn_class)
+    assert torch.equal(data.syn_vectors, pixels.reshape(len(pixels), -1))
