@@ -7,7 +7,7 @@ pixels are random: what is measured is memory, not accuracy. One trial of cub.ya
 ViT-B/16 (random weights, its text tower for the zero-shot head), LoRA r=16 on the
 attention, batches of 32 real + 32 synthetic, ``--steps`` steps and then its validation
 pass — runs in a fresh process at pool size P and at 4P, and reports its peak resident
-memory (``ru_maxrss``). Goal: ratio 4P/P <= 1.15, and the cub.yaml trial under 16 GiB.
+memory (VmHWM; the pools are written by another process). Goal: ratio 4P/P <= 1.15, and the cub.yaml trial under 16 GiB.
 
     .venv/bin/python benchmarks/memory.py [--per-class 125] [--steps 2]
 
@@ -44,11 +44,12 @@ def register_cub_shaped() -> None:
     from raysynth.data.base import DatasetEntry, FewShotSplit, ImageSet
 
     def load(config) -> FewShotSplit:
-        rng = np.random.default_rng(0)
+        g = torch.Generator().manual_seed(0)
 
         def part(per_class: int | None, total: int | None = None) -> ImageSet:
             n = total if total is not None else per_class * CLASSES
-            images = torch.from_numpy(rng.integers(0, 256, (n, 3, config.image_size, config.image_size), dtype=np.uint8))
+            # drawn straight into uint8 (no int64 intermediate to inflate the peak)
+            images = torch.randint(0, 256, (n, 3, config.image_size, config.image_size), dtype=torch.uint8, generator=g)
             return ImageSet(images, torch.arange(n) % CLASSES)
 
         empty = ImageSet(torch.empty(0, 3, config.image_size, config.image_size, dtype=torch.uint8), torch.empty(0, dtype=torch.long))
@@ -89,14 +90,17 @@ def write_pool(config, chunk: int = 2000) -> tuple[str, float]:
     key = pool_key(split.fingerprint, config.pool)
     if store.exists(key):
         return key, (store.path(key) / "images.npy").stat().st_size / 1e9
+    import torch
+
     n = config.pool.per_class * CLASSES
-    rng = np.random.default_rng(1)
+    g = torch.Generator().manual_seed(1)
     work = store.work_path(key)
     work.mkdir(parents=True, exist_ok=True)
     shards = []
     for i, start in enumerate(range(0, n, chunk)):
         rows = np.arange(start, min(n, start + chunk))
-        np.save(work / f"shard-{i:05d}.npy", rng.integers(0, 256, (len(rows), 3, SIDE, SIDE), dtype=np.uint8), allow_pickle=False)
+        images = torch.randint(0, 256, (len(rows), 3, SIDE, SIDE), dtype=torch.uint8, generator=g).numpy()
+        np.save(work / f"shard-{i:05d}.npy", images, allow_pickle=False)
         pd.DataFrame({
             "target_class": rows % CLASSES, "reference_class": (rows + 1) % CLASSES, "reference_index": rows % (SHOTS * CLASSES),
             "strength": np.full(len(rows), config.pool.strength, dtype=np.float32), "seed": rows, "shard": i,
@@ -107,6 +111,15 @@ def write_pool(config, chunk: int = 2000) -> tuple[str, float]:
     return key, (store.path(key) / "images.npy").stat().st_size / 1e9
 
 
+def peak_rss_gib() -> float:
+    """This process's peak resident memory since it started (VmHWM). Not ``ru_maxrss``:
+    Linux carries the parent's high-water mark across fork + exec into it."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def run_trial(per_class: int, steps: int, checkpoint: str) -> dict:
     """One trial in this process; its peak RSS (the measured process)."""
     from raysynth.train.session import train_in_process
@@ -115,9 +128,17 @@ def run_trial(per_class: int, steps: int, checkpoint: str) -> dict:
     start = time.perf_counter()
     result, _ = train_in_process(config, [1.0] * CLASSES, report=lambda m: print(f"  trial: {m}", flush=True))
     return {
-        "per_class": per_class, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "per_class": per_class, "peak_rss_gib": peak_rss_gib(),
         "val_acc": result.metrics.val_acc, "seconds": round(time.perf_counter() - start, 1),
     }
+
+
+def _child(args: list[str]) -> dict:
+    """Run this script with ``args`` in a fresh process; its RESULT line."""
+    out = subprocess.run([sys.executable, __file__, *args], env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+    return json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
 
 
 def main() -> None:
@@ -126,9 +147,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="optimiser steps of the trial (then its validation pass)")
     parser.add_argument("--trial", type=int, help=argparse.SUPPRESS)  # internal: run one trial at this per-class count
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--write-pool", type=int, help=argparse.SUPPRESS)  # internal: write the pool of this per-class count
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     register_cub_shaped()
+    if args.write_pool is not None:
+        key, gb = write_pool(trial_config(args.write_pool, args.steps, args.checkpoint))
+        print("RESULT " + json.dumps({"key": key, "gb": gb}), flush=True)
+        return
     if args.trial is not None:
         print("RESULT " + json.dumps(run_trial(args.trial, args.steps, args.checkpoint)), flush=True)
         return
@@ -146,16 +172,11 @@ def main() -> None:
         results = []
         for per_class in (args.per_class, 4 * args.per_class):
             start = time.perf_counter()
-            key, gb = write_pool(trial_config(per_class, args.steps, str(checkpoint)))
+            written = _child(["--write-pool", str(per_class), "--steps", str(args.steps), "--checkpoint", str(checkpoint)])
+            key, gb = written["key"], written["gb"]
             print(f"pool of {per_class * CLASSES} images ({per_class}/class, {SIDE} px): {gb:.1f} GB on disk, written in "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
-            out = subprocess.run(
-                [sys.executable, __file__, "--trial", str(per_class), "--steps", str(args.steps), "--checkpoint", str(checkpoint)],
-                env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-            )
-            if out.returncode != 0:
-                raise SystemExit(f"trial at {per_class}/class failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
-            result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
+            result = _child(["--trial", str(per_class), "--steps", str(args.steps), "--checkpoint", str(checkpoint)])
             results.append(result)
             print(f"  one trial, pool {per_class}/class: peak RSS {result['peak_rss_gib']:.2f} GiB ({result['seconds']} s)", flush=True)
             shutil.rmtree(Path(home) / "pools" / key, ignore_errors=True)

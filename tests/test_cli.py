@@ -112,6 +112,15 @@ def test_data_root_that_is_not_an_archive_exits_2(tmp_path, monkeypatch, capsys)
     assert not (tmp_path / "home" / "datasets").exists()
 
 
+def test_a_uri_home_is_refused_not_made_a_local_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAYSYNTH_HOME", "s3://bucket/home")
+    assert main(["search"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "RAYSYNTH_HOME=s3://bucket/home: URIs are not supported yet" in lines[0]
+    assert not (tmp_path / "s3:").exists()
+
+
 def test_a_used_name_is_never_reused_silently(tmp_path, monkeypatch, capsys):
     """The final retraining of a reused name once found the old search's checkpoints."""
     monkeypatch.setenv("RAYSYNTH_HOME", str(tmp_path / "home"))
