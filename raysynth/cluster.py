@@ -177,7 +177,14 @@ def check_resources(config: Config) -> None:
 
 
 def _describe(resources: dict[str, float]) -> str:
-    return "{" + ", ".join(f"{k}: {v:g}" for k, v in sorted(resources.items()) if v) + "}"
+    """{CPU: 2, GPU: 1, memory: 15.8 GiB}: what work asks for, without Ray's internal
+    per-node and placement-group entries."""
+    parts = []
+    for k, v in sorted(resources.items()):
+        if not v or k.startswith("node:") or "_group_" in k or k == "object_store_memory":
+            continue
+        parts.append(f"{k}: {v / 2**30:.1f} GiB" if k == "memory" and v > 2**20 else f"{k}: {v:g}")
+    return "{" + ", ".join(parts) + "}"
 
 
 def _fits(unit: dict[str, float], shape: dict[str, float]) -> bool:
