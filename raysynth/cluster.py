@@ -122,11 +122,16 @@ def default_cpus(config: Config, kind: str, gpu: float) -> float:
     return 1.0
 
 
+def _gpus(gpu: float | str, has_gpus) -> float:
+    """A ``gpu`` setting as a number: ``auto`` is 1 where the cluster has (or can add) GPUs."""
+    return (1.0 if has_gpus() else 0.0) if gpu == "auto" else float(gpu)
+
+
 def resources_of(config: Config, kind: str) -> dict[str, float]:
     """One unit of ``kind`` as Ray resources ({"CPU", "GPU", "memory"}), ``auto`` resolved
     against the cluster this process is connected to."""
     work = getattr(config.resources, kind)
-    gpu = (1.0 if cluster_has_gpus() else 0.0) if work.gpu == "auto" else float(work.gpu)
+    gpu = _gpus(work.gpu, cluster_has_gpus)
     out = {"CPU": float(work.cpu) if work.cpu is not None else default_cpus(config, kind, gpu)}
     if gpu > 0:
         out["GPU"] = gpu
@@ -141,11 +146,11 @@ def with_resolved_resources(config: Config) -> Config:
     numbers, and the parent run records what the search asked for)."""
     import dataclasses
 
-    has_gpus = cluster_has_gpus()
+    has_gpus = functools.cache(cluster_has_gpus)  # asked of the cluster once
     resolved = {}
     for kind in KINDS:
         work = getattr(config.resources, kind)
-        resolved[kind] = dataclasses.replace(work, gpu=(1.0 if has_gpus else 0.0) if work.gpu == "auto" else work.gpu)
+        resolved[kind] = dataclasses.replace(work, gpu=_gpus(work.gpu, has_gpus))
     return dataclasses.replace(config, resources=dataclasses.replace(config.resources, **resolved))
 
 
@@ -191,7 +196,7 @@ def _fits(unit: dict[str, float], shape: dict[str, float]) -> bool:
     return all(shape.get(k, 0.0) >= v for k, v in unit.items() if v > 0)
 
 
-def check_cluster_fits(config: Config, generation: bool = True) -> None:
+def check_cluster_fits(config: Config) -> None:
     """Bad input, before anything starts: a unit of work no node type can ever hold, or
     more generation actors / final workers (which start together) than every node the
     cluster has and can add could hold at once. One line naming the resource."""
@@ -199,10 +204,9 @@ def check_cluster_fits(config: Config, generation: bool = True) -> None:
     if not shapes:
         return
     largest = {k: max(s.get(k, 0.0) for s in shapes) for k in ("CPU", "GPU", "memory")}
-    work = [("trial", config.train.workers if config.train.workers > 1 else 1, resources_of(config, "trial")),
-            ("final", config.train.workers, resources_of(config, "final"))]
-    if generation:
-        work.append(("generation", config.pool.actors, resources_of(config, "generation")))
+    # (kind, units that start together, one unit): a multi-worker trial's workers ask for resources.trial each
+    work = [("trial", config.train.workers, resources_of(config, "trial")), ("final", config.train.workers, resources_of(config, "final")),
+            ("generation", config.pool.actors, resources_of(config, "generation"))]
     for kind, count, unit in work:
         if not any(_fits(unit, shape) for shape in shapes):
             raise ConfigError(
@@ -215,12 +219,8 @@ def check_cluster_fits(config: Config, generation: bool = True) -> None:
             flag = "pool.actors" if kind == "generation" else "train.workers"
             raise ConfigError(
                 f"{flag}: {count} units of {_describe(unit)} must run at once, but this cluster can hold "
-                f"{int(room)} at most (nodes: {', '.join(_describe(s) for s in _shapes_summary(shapes))})"
+                f"{int(room)} at most (nodes: {', '.join(_describe({k: s.get(k, 0) for k in ('CPU', 'GPU')}) for s in shapes)})"
             )
-
-
-def _shapes_summary(shapes: list[dict[str, float]]) -> list[dict[str, float]]:
-    return [{k: v for k, v in s.items() if k in ("CPU", "GPU")} for s in shapes]
 
 
 class ResourceWaitError(RuntimeError):

@@ -89,12 +89,14 @@ def on_cluster(config: Config, fn, *args):
     worker process start)."""
     import ray
 
-    if not ray.is_initialized() or (not resources_of(config, "prepare").get("GPU") and _only_node_is_here()):
+    if not ray.is_initialized():
+        return fn(*args)
+    unit = resources_of(config, "prepare")
+    if not unit.get("GPU") and _only_node_is_here():
         return fn(*args)
     from ray.util.placement_group import remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    unit = resources_of(config, "prepare")
     # reserved first, so a cluster that cannot give it fails after search.resource_wait_s
     pg = wait_for_resources([unit], f"preparation ({getattr(fn, '__name__', 'task').strip('_')})", config.search.resource_wait_s)
     try:
