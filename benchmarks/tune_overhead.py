@@ -74,7 +74,7 @@ def main() -> None:
     plain = time.perf_counter() - start
 
     # (b) the Tune function-trainable path of raysynth's Tuner
-    base, home_s, storage_s = config.to_dict(), str(home), str(storage)
+    base, home_s, storage_s = config.to_dict(), {"RAYSYNTH_HOME": str(home)}, str(storage)
 
     def function_trial(c: dict) -> None:
         run_trial(params[c["i"]], base=base, home=home_s, storage_path=storage_s)

@@ -14,14 +14,14 @@ from pathlib import Path
 
 from raysynth.config import Config, ConfigError
 from raysynth.data import DATASETS
-from raysynth.home import raysynth_home
+from raysynth.home import home_location, raysynth_home
 from raysynth.logs import setup_logging
 from raysynth.search.searchers import SEARCHERS
+from raysynth.storage import check_location, check_writable, exists, is_uri, join
 from raysynth.validate import load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # a search's name is one directory under the storage: no separators, no '..'
-OBJECT_STORES = ("s3", "gs", "gcs", "hdfs", "abfs", "abfss")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algorithm", help=f"a registered searcher: {SEARCHERS.known()}")
     p.add_argument("--tracking-uri", help="MLflow store (default sqlite:///$RAYSYNTH_HOME/mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment (default: the dataset name)")
-    p.add_argument("--storage", help="where Ray Tune keeps search state (default $RAYSYNTH_HOME/tune)")
+    p.add_argument("--storage", help="where Ray Tune keeps search state: a path, a shared mount or s3:// / gs:// (default $RAYSYNTH_HOME/tune)")
     p.add_argument("--name", help="name of the search (needed with --resume)")
     p.add_argument("--resume", action="store_true", help="resume the interrupted search --name")
     p.add_argument("--quiet", action="store_true", help="no progress lines; only the final summary")
@@ -119,18 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _storage(text: str) -> Path:
-    """``--storage``: a local or shared-mount path (``file://`` allowed)."""
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        return Path(text).expanduser().resolve()
-    if scheme == "file":
-        return Path(rest).resolve()
-    if scheme in OBJECT_STORES:
-        raise ConfigError(f"--storage: {scheme}:// is not supported yet; give a local path or a shared mount every node sees")
-    raise ConfigError(f"--storage: no filesystem serves '{scheme}://' here (give a local path or a shared mount)")
-
-
 def cmd_search(args) -> int:
     from raysynth.search.options import SearchOptions
     from raysynth.search.results import format_summary
@@ -142,11 +130,16 @@ def cmd_search(args) -> int:
         raise ConfigError("--resume needs --name of the search to resume")
     if args.name is not None and not NAME.fullmatch(args.name):
         raise ConfigError(f"--name: '{args.name}' is not a plain name (letters, digits, '.', '_', '-'; no '/' or '..')")
-    storage = _storage(args.storage) if args.storage else raysynth_home() / "tune"
+    home = home_location()
+    if is_uri(home):
+        check_writable(home, "RAYSYNTH_HOME")
+    storage = check_location(args.storage, "--storage") if args.storage else join(home, "tune")
+    if is_uri(storage):  # reachable (bucket, credentials) before it is read; a local path: in preflight
+        check_writable(storage, "--storage")
     name = args.name or f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if args.resume and not (storage / name).is_dir():
+    if args.resume and not exists(join(storage, name)):
         raise ConfigError(f"--resume: no search named '{name}' under {storage}")
-    if not args.resume and (storage / name).exists():
+    if not args.resume and exists(join(storage, name)):
         raise ConfigError(f"--name: a search named '{name}' already exists under {storage}; add --resume to continue it, or choose another name")
     options = SearchOptions(
         tracking_uri=args.tracking_uri or default_tracking_uri(),

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from raysynth.cluster import ray_options, resources_of, wait_for_resources, work_device
 from raysynth.config import Config
 from raysynth.data import cached_split
-from raysynth.home import raysynth_home
+from raysynth.home import adopt_home, home_env, published
 from raysynth.losses import kmeans_partition, parse_loss
 from raysynth.losses.bound import pairwise_distance
 from raysynth.pool.pipeline import generate_pool, pool_options
@@ -60,7 +60,7 @@ def prepare(config: Config, strengths: list[float] | None = None, clusters: list
     backbone = None
     if not config.model.pretrained:
         path = pretrained_path(split, config.model)
-        backbone = str(path) if path.is_file() else on_cluster(config, _pretrain, config)
+        backbone = str(path) if published(path) else on_cluster(config, _pretrain, config)
     # 2. pools
     keys, generated = {}, 0
     for s in strengths:
@@ -102,7 +102,7 @@ def on_cluster(config: Config, fn, *args):
     try:
         task = ray.remote(**ray_options(unit), max_retries=0)(_in_home)
         strategy = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=False)
-        return ray.get(task.options(scheduling_strategy=strategy).remote(str(raysynth_home()), fn, *args))
+        return ray.get(task.options(scheduling_strategy=strategy).remote(home_env(), fn, *args))
     finally:
         remove_placement_group(pg)
 
@@ -114,12 +114,10 @@ def _only_node_is_here() -> bool:
     return alive == [ray.get_runtime_context().get_node_id()]
 
 
-def _in_home(home: str, fn, *args):
-    import os
-
+def _in_home(home: dict[str, str], fn, *args):
     from raysynth.logs import setup_logging
 
-    os.environ["RAYSYNTH_HOME"] = home  # the driver's, not the worker node's
+    adopt_home(home)  # the driver's, not the worker node's
     setup_logging()  # a Ray worker: its progress lines reach the driver
     return fn(*args)
 

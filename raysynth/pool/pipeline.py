@@ -35,10 +35,11 @@ from raysynth.config import Config, ConfigError, PoolConfig
 from raysynth.data.base import FewShotSplit, ImageSet
 from raysynth.generators import GENERATORS, create_generator
 from raysynth.generators.quality import quality_controlled_shots
-from raysynth.home import fingerprint
+from raysynth.home import fingerprint, home_env, publish, published, remote_twin
 from raysynth.logs import setup_logging
-from raysynth.pool.shards import GenerateShards, finished_shards, plan_pool, shard_name, to_uint8
+from raysynth.pool.shards import GenerateShards, fetch_shards, finished_shards, plan_pool, shard_name, to_uint8
 from raysynth.pool.store import PoolStore, pool_key
+from raysynth.storage import remove
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def _fit_and_save(config: PoolConfig, classes: list[str], metaclass: str, learne
     generator.fit(learned)
     with atomic_directory(Path(final)) as tmp:
         generator.save(tmp)
+    publish(Path(final))  # to a remote home, where the generation actors fetch it
     return final
 
 
@@ -74,7 +76,7 @@ def ensure_fitted(split: FewShotSplit, config: PoolConfig, learned: ImageSet, st
     import ray
 
     path = store.root / "generators" / generator_key(split.fingerprint, config)
-    if path.is_dir():
+    if published(path, directory=True):
         return path, False
     log.info("generator %s: fitting on %d images (once; saved to %s)", config.generator, len(learned), path)
     task = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(_fit_and_save)
@@ -128,6 +130,9 @@ def generate_pool(
     shards = sorted(plan["shard"].unique().tolist())
     work = store.work_path(key)
     work.mkdir(parents=True, exist_ok=True)
+    remote_work = remote_twin(work)  # a remote home: actors upload their shards there
+    if remote_work is not None:
+        fetch_shards(work, remote_work)
     done = finished_shards(work)
     todo = [s for s in shards if s not in done]
     if done:
@@ -139,9 +144,11 @@ def generate_pool(
         fitted = None
         if GENERATORS[config.generator].trainable:
             fitted, _ = ensure_fitted(split, config, learned, store, resources["num_gpus"] > 0)
-        timing = _run_actors(plan, config, split, learned, fitted, work, todo, resources, key, wait_s)
+        timing = _run_actors(plan, config, split, learned, fitted, work, remote_work, todo, resources, key, wait_s)
     else:
         timing = {}
+    if remote_work is not None:
+        fetch_shards(work, remote_work)
     missing = sorted(set(shards) - finished_shards(work))
     if missing:
         raise RuntimeError(f"pool {key}: shards {missing[:5]} were not written")
@@ -164,6 +171,8 @@ def generate_pool(
     }
     store.assemble(key, [work / shard_name(s) for s in shards], meta)
     shutil.rmtree(work, ignore_errors=True)
+    if remote_work is not None:
+        remove(remote_work)
     n = int(plan["shard"].isin(todo).sum())
     log.info("pool %s: %d images generated in %.1f s (%.1f images/s)", key, n, seconds, n / max(seconds, 1e-9))
     return key, True
@@ -206,13 +215,13 @@ def reserved(actors: int, resources: dict[str, float], wait_s: float = 0.0):
         remove_placement_group(pg)
 
 
-def _run_actors(plan, config, split, learned, fitted, work, todo, resources, key, wait_s) -> dict:
+def _run_actors(plan, config, split, learned, fitted, work, remote_work, todo, resources, key, wait_s) -> dict:
     actors = max(1, min(config.actors, len(todo)))
     with reserved(actors, resources, wait_s):
-        return _iterate(plan, config, split, learned, fitted, work, todo, resources, key, actors)
+        return _iterate(plan, config, split, learned, fitted, work, remote_work, todo, resources, key, actors)
 
 
-def _iterate(plan, config, split, learned, fitted, work, todo, resources, key, actors) -> dict:
+def _iterate(plan, config, split, learned, fitted, work, remote_work, todo, resources, key, actors) -> dict:
     import ray
 
     ds = ray.data.from_items([{"shard": s} for s in todo], override_num_blocks=len(todo))
@@ -228,6 +237,8 @@ def _iterate(plan, config, split, learned, fitted, work, todo, resources, key, a
             fitted=None if fitted is None else str(fitted),
             work=str(work),
             threads=max(1, int(resources["num_cpus"])),
+            remote_work=remote_work,
+            home=home_env(),
         ),
         batch_size=1,
         batch_format="numpy",

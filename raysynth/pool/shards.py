@@ -4,10 +4,13 @@ and the Ray Data callable that generates, scores and writes whole shards.
 A shard is written by its actor through temporary names and renamed into
 ``<store>/.work-<key>/`` (images ``.npy``, then the manifest ``.parquet``, whose presence
 marks the shard finished), so a killed run, re-run, generates only the missing shards.
+With a home in an object store, the actor uploads the two files to the work directory's
+twin there (manifest last) and the driver fetches them to assemble the pool.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +23,8 @@ from raysynth.cluster import placement, work_device
 from raysynth.config import PoolConfig
 from raysynth.data.base import ImageSet
 from raysynth.generators import create_generator
-from raysynth.home import fingerprint
+from raysynth.home import adopt_home, fetch, fingerprint
+from raysynth.storage import download, join, list_names, upload
 
 
 def plan_pool(shots: ImageSet, num_classes: int, config: PoolConfig, strength: float) -> pd.DataFrame:
@@ -59,13 +63,35 @@ def finished_shards(work: Path) -> set[int]:
     return {int(p.stem.split("-")[1]) for p in work.glob("shard-*.parquet")}
 
 
-def write_shard(work: Path, shard: int, images: np.ndarray, manifest: pd.DataFrame) -> None:
+def write_shard(work: Path, shard: int, images: np.ndarray, manifest: pd.DataFrame, remote: str | None = None) -> None:
+    """Write a finished shard into ``work``, or (``remote``: the work directory's URI in
+    the home's object store) upload it there; the manifest goes last either way."""
     def save_npy(tmp):
         with open(tmp, "wb") as f:
             np.save(f, images, allow_pickle=False)
 
+    if remote is not None:
+        with tempfile.TemporaryDirectory() as d:
+            save_npy(Path(d) / "images.npy")
+            manifest.to_parquet(Path(d) / "manifest.parquet", index=False)
+            upload(Path(d) / "images.npy", join(remote, f"{shard_name(shard)}.npy"))
+            upload(Path(d) / "manifest.parquet", join(remote, f"{shard_name(shard)}.parquet"))
+        return
+    work.mkdir(parents=True, exist_ok=True)
     atomic_file(work / f"{shard_name(shard)}.npy", save_npy)
     atomic_file(work / f"{shard_name(shard)}.parquet", lambda tmp: manifest.to_parquet(tmp, index=False))
+
+
+def fetch_shards(work: Path, remote: str) -> None:
+    """Copy the finished shards in the object store that ``work`` lacks (the driver,
+    before it plans what is left and before it assembles)."""
+    work.mkdir(parents=True, exist_ok=True)
+    names = set(list_names(remote))
+    for name in sorted(n for n in names if n.endswith(".parquet")):
+        stem = name[: -len(".parquet")]
+        for part in (f"{stem}.npy", name):  # the manifest last: it marks the shard finished
+            if part in names and not (work / part).exists():
+                download(join(remote, part), work / part)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -89,15 +115,22 @@ class GenerateShards:
         fitted: str | None,
         work: str,
         threads: int = 1,
+        remote_work: str | None = None,
+        home: dict[str, str] | None = None,
     ):
+        if home:
+            adopt_home(home)  # the driver's home: where a fitted generator is fetched from
         torch.set_num_threads(max(1, threads))
         device = work_device()  # the GPU Ray gave this actor, if torch sees it
         self.where = placement()
-        self.plan, self.config, self.work = plan, config, Path(work)
+        # remote_work: the work directory in the home's object store; the actor's node
+        # need not see the driver's local directory then
+        self.plan, self.config, self.work, self.remote_work = plan, config, Path(work), remote_work
         self.references = references  # uint8 N x 3 x H x W
         self.size = references.shape[-1]
         self.generator = create_generator(config, classes, metaclass, device)
         if fitted is not None:
+            fetch(Path(fitted), directory=True)  # from a remote home, on a node without it
             self.generator.load(Path(fitted))
         else:
             self.generator.fit(learned)
@@ -127,7 +160,7 @@ class GenerateShards:
             start = time.perf_counter()
             rows = self.plan[self.plan["shard"] == shard]
             images, manifest = self.generate(rows)
-            write_shard(self.work, shard, images, manifest)
+            write_shard(self.work, shard, images, manifest, self.remote_work)
             seconds.append(time.perf_counter() - start)
         n = len(seconds)
         return {

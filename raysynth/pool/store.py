@@ -1,5 +1,8 @@
 """Content-addressed store of synthetic pools under ``RAYSYNTH_HOME/pools``.
 
+With a remote home (``s3://...``) the store lives in the object store; each node keeps a
+local copy of the pools it reads (fetched whole on first use, then memory-mapped).
+
 A pool's key hashes exactly the inputs that change its images: the dataset split, the
 generator and its config, the strength, the quality map, the plan seed and size. The
 soft-label exponent gamma is *not* in the key — labels are computed at load time — so
@@ -20,7 +23,7 @@ import torch
 from raysynth.atomic import atomic_directory
 from raysynth.config import PoolConfig
 from raysynth.generators import GENERATORS
-from raysynth.home import fingerprint, raysynth_home
+from raysynth.home import fetch, fingerprint, publish, published, raysynth_home
 from raysynth.pool.filters import keep_mask
 from raysynth.pool.labels import diffmix_soft_labels
 
@@ -100,7 +103,8 @@ class PoolStore:
         return self.root / key
 
     def exists(self, key: str) -> bool:
-        return (self.path(key) / "meta.json").is_file()
+        """Whether the pool is complete here or in a remote home (not copied yet)."""
+        return (self.path(key) / "meta.json").is_file() or published(self.path(key), directory=True)
 
     def work_path(self, key: str) -> Path:
         """Where an unfinished generation keeps its finished shards."""
@@ -108,6 +112,7 @@ class PoolStore:
 
     def load(self, key: str) -> Pool:
         path = self.path(key)
+        fetch(path, directory=True)  # a remote home's pool: copied to this node once, then mapped
         # memory-mapped: a trial reads the rows it keeps, not the whole pool
         images = np.load(path / "images.npy", mmap_mode="r", allow_pickle=False)
         manifest = pd.read_parquet(path / "manifest.parquet")
@@ -149,4 +154,5 @@ class PoolStore:
             write(tmp)
             # meta.json last: its presence marks a complete pool
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        publish(self.path(key))  # to a remote home's object store, for every other node
         return self.path(key)

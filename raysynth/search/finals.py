@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from pathlib import Path
 
 from raysynth.config import Config
 from raysynth.search.results import FinalResult
@@ -21,7 +20,7 @@ def final_runs(weights: list[float] | None, num_classes: int) -> list[tuple[str,
     return [("best", weights, True), ("real_only", None, False), ("all_weights_1", [1.0] * num_classes, True)]
 
 
-def run_finals(best_config: Config, weights: list[float] | None, num_classes: int, name: str, storage: Path) -> list[FinalResult]:
+def run_finals(best_config: Config, weights: list[float] | None, num_classes: int, name: str, storage: str) -> list[FinalResult]:
     finals = []
     seeds = best_config.search.final_seeds
     for label, w, use_synthetic in final_runs(weights, num_classes):

@@ -16,6 +16,7 @@ from typing import Any
 from raysynth.cluster import placement, work_device
 from raysynth.config import Config, from_dict
 from raysynth.data import cached_split
+from raysynth.home import adopt_home
 from raysynth.prepare import WeightContext
 from raysynth.search.space import apply_params
 from raysynth.train.ray_train import fit_with_trainer, load_state, state_checkpoint
@@ -23,14 +24,11 @@ from raysynth.train.session import train_in_process
 
 
 def run_trial(
-    params: dict[str, Any], base: dict[str, Any], home: str, storage_path: str, weight_context: dict | None = None
+    params: dict[str, Any], base: dict[str, Any], home: dict[str, str], storage_path: str, weight_context: dict | None = None
 ) -> None:
-    import os
-
     from ray import tune
 
-    # the driver's RAYSYNTH_HOME, whatever the environment of the cluster's workers
-    os.environ["RAYSYNTH_HOME"] = home
+    adopt_home(home)  # the driver's RAYSYNTH_HOME, whatever the environment of the cluster's workers
     base_config = from_dict(Config, base)
     context = WeightContext(**weight_context) if weight_context else None
     config, weights = apply_params(base_config, params, cached_split(base_config).classes, context)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from raysynth.storage import join
 
 CONFIG_RECORD = "raysynth_config.json"  # the config a search was started with (checked on --resume)
 PARENT_RECORD = "raysynth_parent_run.json"  # the search's MLflow parent run (adopted on --resume)
@@ -13,14 +14,17 @@ PARENT_RECORD = "raysynth_parent_run.json"  # the search's MLflow parent run (ad
 class SearchOptions:
     tracking_uri: str
     experiment: str
-    storage: Path
+    storage: str  # a local path or an object-store URI (raysynth.storage)
     name: str
     resume: bool = False
     # extra Ray Tune callbacks of a caller (fault-injection tests, chaos benchmark); a
     # resumed search keeps the callbacks it was started with (Tune restores them)
     callbacks: list = field(default_factory=list)
 
+    def __post_init__(self):
+        self.storage = str(self.storage)
+
     @property
-    def directory(self) -> Path:
+    def directory(self) -> str:
         """Where Ray Tune keeps this search's state, beside raysynth's two records."""
-        return self.storage / self.name
+        return join(self.storage, self.name)

@@ -12,6 +12,8 @@ from raysynth.config import Config, ConfigError, flatten_params
 from raysynth.data import cached_split
 from raysynth.generators.quality import check_quality_classes
 from raysynth.search.options import CONFIG_RECORD, SearchOptions
+from raysynth.storage import check_writable, exists, join, read_text
+from raysynth.tracking.mlflow_runs import artifact_location, check_artifact_client
 
 
 def preflight(config: Config, options: SearchOptions) -> None:
@@ -20,12 +22,7 @@ def preflight(config: Config, options: SearchOptions) -> None:
     an unreachable tracking server, a resume with another config. Each a one-line
     ConfigError (exit 2)."""
     check_quality_classes(config.pool.quality, cached_split(config).classes)
-    try:
-        options.storage.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=options.storage):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"--storage: cannot write to {options.storage} ({exc.strerror or exc})") from None
+    check_writable(options.storage, "--storage")
     uri = options.tracking_uri
     if uri.startswith(("http://", "https://")):
         try:
@@ -41,6 +38,7 @@ def preflight(config: Config, options: SearchOptions) -> None:
                 pass
         except OSError as exc:
             raise ConfigError(f"--tracking-uri: cannot write the MLflow store in {parent} ({exc.strerror or exc})") from None
+        check_artifact_client(artifact_location(uri, options.experiment))
     if options.resume:
         _check_resume(config, options)
 
@@ -49,10 +47,10 @@ def _check_resume(config: Config, options: SearchOptions) -> None:
     """A resumed search continues with exactly what it was started with: the config
     (concurrency included: Tune's restored searcher state assumes it), the MLflow
     experiment and the tracking store its runs live in."""
-    record = options.directory / CONFIG_RECORD
-    if not record.is_file():
+    record = join(options.directory, CONFIG_RECORD)
+    if not exists(record):
         return
-    saved = json.loads(record.read_text())
+    saved = json.loads(read_text(record))
     for flag, then, now in (
         ("--experiment", saved.get("experiment"), options.experiment),
         ("--tracking-uri", saved.get("tracking_uri"), options.tracking_uri),

@@ -21,6 +21,7 @@ from raysynth.search.preflight import config_record, preflight
 from raysynth.search.results import SearchSummary, best_trial, search_story, top_quartile_weights
 from raysynth.search.space import apply_params, clusters_in, parse_space, strengths_in
 from raysynth.search.tuner import build_tuner
+from raysynth.storage import join, write_text
 from raysynth.tracking.mlflow_runs import TrialTracker
 from raysynth.tracking.progress import TrialProgress
 from raysynth.tracking.search_run import SearchRun
@@ -46,11 +47,11 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     context = on_cluster(config, space.weights.measure, config) if space.weights is not None and space.weights.measures else None
     # 3. the parent MLflow run (adopted again on --resume)
     parent = SearchRun.open(
-        options.tracking_uri, options.experiment, config, options.name, options.directory / PARENT_RECORD,
+        options.tracking_uri, options.experiment, config, options.name, join(options.directory, PARENT_RECORD),
         split.fingerprint, options.resume, split.classes,
     )
     # the config a --resume is checked against (search/preflight.py)
-    (options.directory / CONFIG_RECORD).write_text(config_record(given, options))
+    write_text(join(options.directory, CONFIG_RECORD), config_record(given, options))
     if context is not None:
         parent.log_class_quality(split.classes, context.quality, context.discrepancy, context.groups)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from raysynth.cluster import ResourceWaitError, trial_resources, waiting_message
 from raysynth.config import Config
-from raysynth.home import raysynth_home
+from raysynth.home import home_env
 from raysynth.search.objective import run_trial
 from raysynth.search.options import SearchOptions
 from raysynth.search.schedulers import build_scheduler
@@ -71,7 +71,7 @@ def build_tuner(config: Config, space: Space, classes: list[str], options: Searc
     trainable = tune.with_parameters(
         run_trial,
         base=config.to_dict(),
-        home=str(raysynth_home()),
+        home=home_env(),
         storage_path=str(options.storage),
         weight_context=weight_context.to_dict() if weight_context is not None else None,
     )

@@ -22,7 +22,8 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from raysynth.config import flatten_params
-from raysynth.home import fingerprint, raysynth_home
+from raysynth.home import fingerprint, raysynth_home, remote_twin
+from raysynth.storage import join
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +111,35 @@ def artifact_location(tracking_uri: str, experiment: str) -> str | None:
     """Where a new experiment's artifacts go: for a sqlite store, an absolute directory
     beside the database (``$RAYSYNTH_HOME/artifacts/...`` by default) — MLflow's own
     default, ``./mlruns`` of the working directory, is deleted with a submitted job's
-    temporary working directory. For a tracking server: None, its artifact store."""
+    temporary working directory. A remote home keeps the database in this machine's
+    cache and the artifacts in the object store (``s3://.../artifacts/...``). For a
+    tracking server: None, its artifact store."""
     if not tracking_uri.startswith("sqlite:///"):
         return None
     database = Path(tracking_uri[len("sqlite:///"):]).expanduser().resolve()
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment)[:64]
-    return (database.parent / "artifacts" / f"{safe}-{fingerprint(experiment, length=8)}").as_uri()
+    name = f"{safe}-{fingerprint(experiment, length=8)}"
+    remote = remote_twin(database.parent)
+    if remote is not None:  # MLflow knows Google Cloud Storage as gs:// only
+        return join(remote.replace("gcs://", "gs://", 1), "artifacts", name)
+    return (database.parent / "artifacts" / name).as_uri()
+
+
+# the client library MLflow needs for each artifact store scheme, and the extra providing it
+ARTIFACT_CLIENTS = {"s3": ("boto3", "s3"), "gs": ("google.cloud.storage", "gcs"), "abfss": ("azure.storage.blob", "azure")}
+
+
+def check_artifact_client(location: str | None) -> None:
+    """A one-line ConfigError when MLflow could not write artifacts to ``location``
+    because its client library is missing (found before the search starts, not after it)."""
+    import importlib.util
+
+    from raysynth.config import ConfigError
+
+    scheme = (location or "").partition("://")[0]
+    module, extra = ARTIFACT_CLIENTS.get(scheme, (None, None))
+    if module is not None and importlib.util.find_spec(module.split(".")[0]) is None:
+        raise ConfigError(f"MLflow artifacts in {scheme}:// need the '{module}' package: pip install 'raysynth[{extra}]'")
 
 
 def get_or_create_experiment(client: MlflowClient, name: str) -> str:

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from raysynth.config import Config, dump_yaml, flatten_params
 from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, get_or_create_experiment, git_commit, log_params_batched, metric, mlflow_key
+from raysynth.storage import exists, read_text, write_text
 from raysynth.tracking.report import SearchStory, write_search_report
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class SearchRun:
 
     @classmethod
     def open(
-        cls, tracking_uri: str, experiment: str, config: Config, name: str, record: Path, dataset_fingerprint: str, resume: bool,
+        cls, tracking_uri: str, experiment: str, config: Config, name: str, record: str, dataset_fingerprint: str, resume: bool,
         classes: list[str] = (),
     ) -> "SearchRun":
         """The search's parent run: on ``resume`` the one named in ``record``, else a new
@@ -48,8 +49,8 @@ class SearchRun:
         client = MlflowClient(tracking_uri)
         experiment_id = get_or_create_experiment(client, experiment)
         tags = search_tags(config, name)
-        if resume and record.is_file():
-            run_id = json.loads(record.read_text())["run_id"]
+        if resume and exists(record):
+            run_id = json.loads(read_text(record))["run_id"]
             client.update_run(run_id, status="RUNNING")
             return cls(client, experiment_id, run_id, tags)
         parent_tags = {**tags, KIND_TAG: "search", "raysynth.git_commit": git_commit(), "raysynth.dataset_fingerprint": dataset_fingerprint}
@@ -58,8 +59,7 @@ class SearchRun:
         client.log_text(run_id, dump_yaml(config), "resolved_config.yaml")
         # a class name MLflow refuses in a key appears under another key (tracking.mlflow_runs.mlflow_key)
         client.log_dict(run_id, [{"class": c, "mlflow_key": mlflow_key(c)} for c in classes], "class_names.json")
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"run_id": run_id}))
+        write_text(record, json.dumps({"run_id": run_id}))
         return cls(client, experiment_id, run_id, tags)
 
     def log_class_quality(self, classes: list[str], quality: list[float], discrepancy: list[float], groups: list[int]) -> None:

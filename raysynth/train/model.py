@@ -14,6 +14,7 @@ import torch
 
 from raysynth.config import Config, ModelConfig, from_dict
 from raysynth.data import cached_split
+from raysynth.home import fetch
 from raysynth.losses import PrototypeHead, parse_loss
 from raysynth.models import build_classifier, create_backbone
 from raysynth.models.backbone import create_model
@@ -37,7 +38,7 @@ def backbone_checkpoint(config: Config) -> str | None:
     if config.model.pretrained:
         return None
     path = pretrained_path(cached_split(config), config.model)
-    if not path.is_file():
+    if not fetch(path):  # copied from a remote home on first use
         raise FileNotFoundError(f"pretrained backbone missing: {path} (run `raysynth pretrain`)")
     return str(path)
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from raysynth.atomic import atomic_file
 from raysynth.config import Config, PartitionConfig
-from raysynth.home import fingerprint, raysynth_home
+from raysynth.home import fetch, fingerprint, publish, raysynth_home
 from raysynth.losses import kmeans_partition
 from raysynth.train.evaluate import as_input, encode
 from raysynth.train.model import build_model
@@ -65,7 +65,7 @@ def load_or_compute(
 ) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """(real regions, synthetic regions, computed_now) for K = k."""
     path = partition_path(config, split_fingerprint, pool, k)
-    if path.is_file():
+    if fetch(path):  # copied from a remote home on first use
         with np.load(path, allow_pickle=False) as z:
             return torch.from_numpy(z["real"]), torch.from_numpy(z["synthetic"]), False
     real_vec, syn_vec = partition_vectors(config, real, synthetic)
@@ -80,4 +80,5 @@ def load_or_compute(
             np.savez(f, real=real_part.numpy(), synthetic=syn_part.numpy())
 
     atomic_file(path, write)
+    publish(path)
     return real_part, syn_part, True

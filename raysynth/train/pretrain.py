@@ -20,7 +20,7 @@ from raysynth.cluster import work_device
 from raysynth.config import ModelConfig
 from raysynth.data.augment import random_affine
 from raysynth.data.base import FewShotSplit
-from raysynth.home import fingerprint, raysynth_home
+from raysynth.home import fetch, fingerprint, publish, raysynth_home
 from raysynth.models.backbone import create_model, model_config
 from raysynth.models.classifier import build_classifier
 from raysynth.train.evaluate import as_input, evaluate
@@ -36,7 +36,7 @@ def pretrained_path(split: FewShotSplit, config: ModelConfig, home: Path | None 
 def pretrain_backbone(split: FewShotSplit, config: ModelConfig, seed: int = 0, force: bool = False) -> Path:
     """Return the cached pretrained weights, training them first if missing."""
     path = pretrained_path(split, config)
-    if path.is_file() and not force:
+    if not force and fetch(path):
         log.info("backbone %s: cached weights %s", config.name, path)
         return path
 
@@ -81,4 +81,5 @@ def pretrain_backbone(split: FewShotSplit, config: ModelConfig, seed: int = 0, f
     # save the whole CLIP model (text tower untouched) so it loads like any open_clip checkpoint
     torch.save({k: v.cpu() for k, v in clip.state_dict().items()}, tmp)
     os.replace(tmp, path)
+    publish(path)  # to a remote home, for the trials on every node
     return path

@@ -19,7 +19,7 @@ import torch
 from raysynth.cluster import gpus_have_cuda, placement, resources_of, work_device
 from raysynth.config import Config, from_dict
 from raysynth.data import cached_split
-from raysynth.home import raysynth_home
+from raysynth.home import adopt_home, home_env
 from raysynth.train.evaluate import confusion_matrix, model_accuracies, model_accuracy, model_predictions
 
 CHECKPOINT_FILE = "state.pt"
@@ -51,7 +51,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
 
     from raysynth.train.session import build_run
 
-    os.environ["RAYSYNTH_HOME"] = loop_config["home"]  # the driver's, not the worker node's
+    adopt_home(loop_config["home"])  # the driver's, not the worker node's
     config = from_dict(Config, loop_config["config"])
     context = ray.train.get_context()
     rank = context.get_world_rank()
@@ -155,7 +155,7 @@ def fit_with_trainer(
             "use_synthetic": use_synthetic,
             "evaluate_test": evaluate_test,
             "checkpoint": checkpoint,
-            "home": str(raysynth_home()),
+            "home": home_env(),
         },
         scaling_config=ScalingConfig(num_workers=config.train.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
         # NCCL needs CUDA on the workers; a node that declares GPUs without CUDA gets gloo
