@@ -34,7 +34,7 @@ from raysynth.cli import main
         (["--name", "../x"], "--name: '../x' is not a plain name"),
         (["--name", "/tmp/abs"], "--name: '/tmp/abs' is not a plain name"),
         (["--storage", "foo://bucket/x"], "--storage: no filesystem serves 'foo://'"),
-        (["--storage", "s3://bucket/x"], "--storage: s3:// is not supported yet"),
+        (["--storage", "s3:///x"], "--storage: s3:///x names no bucket"),
         (["--set", "train.lr=2024-01-01"], "train.lr: got the date 2024-01-01"),
         (["--set", "model.name=ViT-Nope"], "model.name: unknown open_clip model 'ViT-Nope'"),
         (["--set", "pool.clip_model=ViT-Nope"], "pool.clip_model: unknown open_clip model 'ViT-Nope'"),
@@ -112,13 +112,13 @@ def test_data_root_that_is_not_an_archive_exits_2(tmp_path, monkeypatch, capsys)
     assert not (tmp_path / "home" / "datasets").exists()
 
 
-def test_a_uri_home_is_refused_not_made_a_local_directory(tmp_path, monkeypatch, capsys):
+def test_a_home_uri_no_filesystem_serves_is_refused_not_made_a_local_directory(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RAYSYNTH_HOME", "s3://bucket/home")
+    monkeypatch.setenv("RAYSYNTH_HOME", "foo://bucket/home")
     assert main(["search"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and "RAYSYNTH_HOME=s3://bucket/home: URIs are not supported yet" in lines[0]
-    assert not (tmp_path / "s3:").exists()
+    assert len(lines) == 1 and "RAYSYNTH_HOME: no filesystem serves 'foo://'" in lines[0]
+    assert not (tmp_path / "foo:").exists()
 
 
 def test_a_used_name_is_never_reused_silently(tmp_path, monkeypatch, capsys):
@@ -197,8 +197,8 @@ def test_resume_with_other_options_is_refused(tmp_path, tiny_config):
     from raysynth.search.preflight import config_record, preflight
 
     options = SearchOptions(tracking_uri=f"sqlite:///{tmp_path}/m.db", experiment="x", storage=tmp_path / "tune", name="s1", resume=True)
-    options.directory.mkdir(parents=True)
-    (options.directory / CONFIG_RECORD).write_text(config_record(tiny_config, options))
+    (tmp_path / "tune" / "s1").mkdir(parents=True)
+    (tmp_path / "tune" / "s1" / CONFIG_RECORD).write_text(config_record(tiny_config, options))
     preflight(tiny_config, options)
     for changed, needle in (
         (dataclasses.replace(options, experiment="y"), "--experiment 'x', not 'y'"),
