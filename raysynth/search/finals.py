@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from raysynth.config import Config
 from raysynth.search.results import FinalResult
@@ -21,16 +22,24 @@ def final_runs(weights: list[float] | None, num_classes: int) -> list[tuple[str,
 
 
 def run_finals(best_config: Config, weights: list[float] | None, num_classes: int, name: str, storage: str) -> list[FinalResult]:
-    finals = []
+    """The three finals at once, each its own Ray Train run (a thread per ``fit()``, which
+    Ray Train supports): on a cluster they take three sets of workers side by side, and
+    Ray queues what does not fit yet. Results come back in :func:`final_runs`' order."""
     seeds = best_config.search.final_seeds
-    for label, w, use_synthetic in final_runs(weights, num_classes):
+    # the seeds are the n_contr repeats of one Ray Train run
+    cfg = dataclasses.replace(best_config, train=dataclasses.replace(best_config.train, n_contr=max(best_config.train.n_contr, seeds)))
+
+    def final(label: str, w: list[float] | None, use_synthetic: bool) -> FinalResult:
         log.info("final training '%s' over %d seeds (Ray Train, test split evaluated once)", label, seeds)
-        # the seeds are the n_contr repeats of one Ray Train run
-        cfg = dataclasses.replace(best_config, train=dataclasses.replace(best_config.train, n_contr=max(best_config.train.n_contr, seeds)))
         metrics = fit_with_trainer(cfg, w, use_synthetic, name=f"{name}-final-{label}", storage_path=storage, evaluate_test=True)
+        log.info("final '%s': test_acc %.4f", label, metrics["test_acc"])
         confusion = json.loads(metrics["test_confusion"]) if "test_confusion" in metrics else None
-        finals.append(FinalResult(
+        return FinalResult(
             label, metrics["test_acc"], metrics["val_acc"], w, metrics.get("test_acc_std", 0.0), confusion,
             node=str(metrics.get("node", "")), gpu_ids=str(metrics.get("gpu_ids", "")),
-        ))
-    return finals
+        )
+
+    runs = final_runs(weights, num_classes)
+    with ThreadPoolExecutor(max_workers=len(runs), thread_name_prefix="final") as pool:
+        futures = [pool.submit(final, *run) for run in runs]
+        return [f.result() for f in futures]
