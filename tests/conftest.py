@@ -25,10 +25,13 @@ def raysynth_home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_session(raysynth_home):
-    """One local Ray instance shared by every test that needs Ray; shut down at the end."""
+def ray_session(raysynth_home, s3_server):
+    """One local Ray instance shared by every test that needs Ray; shut down at the end.
+    Its workers inherit the S3 test server's endpoint and credentials (set here, before
+    Ray starts), so a search with its home in S3 can run on it."""
     import ray
 
+    os.environ.update(s3_server)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
@@ -69,8 +72,6 @@ def s3_server(tmp_path_factory):
     import time
     import urllib.request
 
-    boto3 = pytest.importorskip("boto3")
-    pytest.importorskip("moto")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

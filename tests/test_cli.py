@@ -53,8 +53,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, args, ne
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--set", "pool.mode=remix"], "pool.mode: must be 'mix', 'aug' or 'gen', got 'remix'"),
-    (["--resume", "--name", "s1"], "--resume: no search named 's1'"),
+    # one case through the real job script (the in-process cases above cover the rest)
+    (["--set", "pool.mode=remix", "--resume", "--name", "s1"], "pool.mode: must be 'mix', 'aug' or 'gen', got 'remix'"),
 ])
 def test_the_job_script_exits_2_with_one_line(tmp_path, args, needle):
     home = tmp_path / "home"
@@ -157,17 +157,26 @@ def test_finetune_generator_bad_model_exits_2_before_starting_ray(capsys):
     assert ray.is_initialized() == before
 
 
-@pytest.mark.parametrize("args, env, needle", [
-    (["--storage", "/proc/raysynth-nope"], {}, "--storage: cannot write"),
-    (["--tracking-uri", "http://127.0.0.1:9"], {}, "--tracking-uri: no MLflow server answers"),
-    ([], {"RAY_ADDRESS": "127.0.0.1:9"}, "RAY_ADDRESS=127.0.0.1:9: no Ray cluster reachable"),
+@pytest.mark.parametrize("args, needle", [
+    (["--storage", "/proc/raysynth-nope"], "--storage: cannot write"),
+    (["--tracking-uri", "http://127.0.0.1:9"], "--tracking-uri: no MLflow server answers"),
 ])
-def test_environment_bad_input_exits_2(tmp_path, args, env, needle):
+def test_environment_bad_input_exits_2(tmp_path, monkeypatch, capsys, args, needle):
     home = tmp_path / "home"
-    result = run_job(args, env={"RAYSYNTH_HOME": str(home), **env}, timeout=300)
+    monkeypatch.setenv("RAYSYNTH_HOME", str(home))
+    assert main(["search", *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in lines[0]
+    assert not (home / "mlflow.db").exists()
+
+
+def test_an_unreachable_ray_address_exits_2(tmp_path):
+    """A job script of its own: this process may already hold the session's Ray."""
+    home = tmp_path / "home"
+    result = run_job([], env={"RAYSYNTH_HOME": str(home), "RAY_ADDRESS": "127.0.0.1:9"}, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
-    assert needle in lines[-1] and "Traceback" not in result.stderr
+    assert "RAY_ADDRESS=127.0.0.1:9: no Ray cluster reachable" in lines[-1] and "Traceback" not in result.stderr
     assert not (home / "mlflow.db").exists()
 
 

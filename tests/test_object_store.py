@@ -1,13 +1,18 @@
-"""RAYSYNTH_HOME in an object store: what one node publishes another fetches, against a
-real S3-compatible server (the ``s3_server`` fixture: moto on 127.0.0.1). A whole search
-with home and storage in S3, resumed from the bucket, is in test_shared_machine.py."""
+"""RAYSYNTH_HOME and --storage in an object store, against a real S3-compatible server
+(the ``s3_server`` fixture: moto on 127.0.0.1, stopped by its PID): a search finishes
+and resumes from the bucket; what one node publishes another fetches; a missing bucket
+is one line and exit 2.
+
+Before: ``--storage s3://bucket/x`` silently became a local directory ``./s3:/bucket/x``.
+"""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import S3_BUCKET, s3_keys
+from conftest import REPO, S3_BUCKET, s3_keys, tiny_overrides
 
 
 @pytest.fixture
@@ -19,6 +24,50 @@ def s3_home(s3_server, monkeypatch, tmp_path):
         monkeypatch.setenv("RAYSYNTH_CACHE", str(tmp_path / name))
 
     return on_node
+
+
+def test_a_search_with_home_and_storage_in_s3_finishes_and_resumes(ray_session, s3_home, s3_server, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from raysynth.home import raysynth_home
+    from raysynth.search.options import SearchOptions
+    from raysynth.search.run import run_search
+    from raysynth.tracking import default_tracking_uri
+    from raysynth.validate import load_config
+
+    s3_home("driver")
+    monkeypatch.chdir(tmp_path)
+    config = load_config(REPO / "search_spaces" / "digits.yaml", tiny_overrides() + ["train.epochs=1", "search.final_eval=false", "pool.shard_size=24"])
+    storage = f"s3://{S3_BUCKET}/tune-{tmp_path.name}"
+    options = SearchOptions(default_tracking_uri(), "in-s3", storage, "s1")
+    summary = run_search(config, options)
+    assert summary.trials == 2
+    assert not list(tmp_path.glob("s3*"))  # a URI never becomes a local directory
+
+    # in the bucket: the backbone, the pool (complete: its shards, uploaded by the
+    # generation actors, are gone), Tune's state and raysynth's two records
+    home = [k.split("/", 1)[1] for k in s3_keys(s3_server, f"unit-{tmp_path.name}/")]
+    assert any(k.startswith("weights/") and k.endswith(".pt") for k in home), home
+    pools = {k.split("/")[1] for k in home if k.startswith("pools/") and k.endswith("/meta.json")}
+    assert len(pools) == 1 and f"pools/{pools.pop()}/.published" in home
+    assert not [k for k in home if "/.work-" in k]
+    tune = {k.split("/", 2)[2] for k in s3_keys(s3_server, f"tune-{tmp_path.name}/s1/")}
+    assert {"raysynth_config.json", "raysynth_parent_run.json"} <= tune and any(k.startswith("experiment_state") for k in tune)
+
+    # MLflow: the database in this machine's cache, the artifacts in the bucket
+    client = MlflowClient(options.tracking_uri)
+    assert options.tracking_uri == f"sqlite:///{raysynth_home() / 'mlflow.db'}"
+    assert client.get_experiment_by_name("in-s3").artifact_location.startswith(f"s3://{S3_BUCKET}/unit-{tmp_path.name}/artifacts/")
+    report = client.download_artifacts(summary.parent_run_id, "report.html", str(tmp_path))
+    assert "<html" in open(report).read().lower()
+
+    # --resume from the bucket, on a machine whose local copies of pools and weights are gone
+    shutil.rmtree(raysynth_home() / "pools")
+    shutil.rmtree(raysynth_home() / "weights")
+    again = run_search(config, SearchOptions(options.tracking_uri, "in-s3", storage, "s1", resume=True))
+    assert again.parent_run_id == summary.parent_run_id and again.trials == 2
+    trials = client.search_runs([client.get_experiment_by_name("in-s3").experiment_id], "tags.`raysynth.kind` = 'trial'")
+    assert len(trials) == 2  # restored, not run again
 
 
 def test_a_pool_published_by_one_node_is_fetched_by_another(s3_home, s3_server):
