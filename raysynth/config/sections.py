@@ -131,6 +131,10 @@ class PartitionConfig:
     clusters_per_class: float = _help(
         "K = round(clusters_per_class x classes) regions (paper: 2; search {0.5, 1, 2, 4}).", 2.0, gt=0.0
     )
+    batch_regions: int = _help(
+        "Static partitions: each step draws its real and synthetic images from this many regions "
+        "holding both kinds, so the discrepancy and robustness terms see real-synthetic pairs "
+        "(uniform draws from K = 400 regions share almost none); 0: uniform draws.", 4, ge=0)
     space: str = _help(
         "What is clustered: 'pixels' (as the official code; images at most 32x32) or "
         "'features' (the frozen pretrained backbone's image features).",

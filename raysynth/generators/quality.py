@@ -4,8 +4,15 @@ Quality is controlled through what the generator *learns* each class from:
 - ``faithful``: the class's own shots;
 - ``counter``: shots of a partner class (the generator makes the wrong digit; see
   :func:`partner_class`);
-- ``morph:<rho>``: rho * own shot + (1 - rho) * partner shot, M(rho) of the paper.
+- ``morph:<rho>``: rho * own shot + (1 - rho) * partner shot.
 A search should learn UniCon weights near 1, near 0 and in between for them.
+
+Which reading of UniCon's rho: its eq. 4 is M(rho) = rho * I_C0 + (1 - rho) * I_C9, but
+its dataset names contradict it (MNIST_0_1, "ideal", gives class 0 rho = 0, which eq. 4
+makes a pure nine). raysynth takes eq. 4 with C0 the class itself: rho is the share of
+the class's own image, so ``morph:1`` is faithful and ``morph:0`` is ``counter``. The
+paper's MNIST_0.7_0.3 is ``morph:0.7`` for both classes by eq. 4 (``morph:0.3`` by its
+dataset names).
 """
 
 from __future__ import annotations

@@ -73,6 +73,12 @@ class Objective:
     def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def uses_synthetic(self, class_weights: torch.Tensor) -> bool:
+        """Whether synthetic rows change this objective under these class weights. The
+        default is a class-weighted objective: with every w_c = 0 they add nothing, and
+        the training loop draws no synthetic batch unless another objective uses it."""
+        return bool(class_weights.sum() > 0)
+
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")
 

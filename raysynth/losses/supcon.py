@@ -49,6 +49,9 @@ class SupCon(Objective):
         check_non_negative(params, where, "weight")
         check_positive(params, where, "temperature")
 
+    def uses_synthetic(self, class_weights: torch.Tensor) -> bool:
+        return self.params.synthetic == "mixed"  # SupCon does not weight classes
+
     def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
         features, labels, _ = contrastive_rows(batch, with_synthetic=self.params.synthetic == "mixed")
         return {"contrastive": self.params.weight * supcon_loss(features, labels, self.params.temperature)}

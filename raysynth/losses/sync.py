@@ -124,6 +124,9 @@ class SyNC(Objective):
             self._etf = simplex_etf(num_classes, dim, self.params.seed)
         return self._etf.to(device)
 
+    def uses_synthetic(self, class_weights: torch.Tensor) -> bool:
+        return True  # SyNC does not weight classes
+
     def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
         features, labels, flags = batch.proj_real, batch.y_real, torch.zeros_like(batch.y_real)
         # without partitions (a real-only run) the whole batch is one region

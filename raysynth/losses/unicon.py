@@ -72,6 +72,9 @@ class UniCon(Objective):
         check_non_negative(params, where, "weight")
         check_positive(params, where, "temperature")
 
+    def uses_synthetic(self, class_weights: torch.Tensor) -> bool:
+        return True  # a class at w_c = 0 still gives its synthetic rows as negatives
+
     def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
         features, labels, flags = contrastive_rows(batch, with_synthetic=True)
         loss = unicon_loss(features, labels, flags, batch.class_weights, self.params.temperature)

@@ -34,6 +34,7 @@ from raysynth.config import PartitionConfig, TrainConfig
 from raysynth.data.augment import random_affine
 from raysynth.losses import LossBatch, Objective, OnlineKMeans, parse_loss
 from raysynth.train.evaluate import Probes, as_input, device_of, encode, evaluate
+from raysynth.train.regions import region_sampler
 from raysynth.train.two_stage import evaluate_two_stage
 
 log = logging.getLogger(__name__)
@@ -150,15 +151,21 @@ def _partitions(data: TrainData, idx, sidx, online: OnlineKMeans | None):
     return data.real_part[idx], (data.syn_part[sidx] if sidx is not None else None)
 
 
-def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, g, online) -> dict[str, torch.Tensor]:
+def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, g, online, regions=None) -> dict[str, torch.Tensor]:
     # indices are drawn on the CPU generator; the batch becomes float on the model's device
     device = weights.device
-    idx = torch.randint(0, len(data.real_labels), (config.batch_real,), generator=g)
+    # every w_c = 0 still draws synthetic rows for an objective that uses them unweighted
+    # or as negatives (UniCon): only the class-weighted terms of those classes vanish
+    with_syn = data.has_synthetic and any(o.uses_synthetic(weights) for o in objectives)
+    if with_syn and regions is not None:  # real and synthetic from the same regions
+        idx, sidx = regions.draw(config.batch_real, config.batch_syn, g)
+    else:
+        idx, sidx = torch.randint(0, len(data.real_labels), (config.batch_real,), generator=g), None
     images = random_affine(as_input(data.real_images[idx], device), g)
     labels = data.real_labels[idx].to(device)
-    sidx = None
-    if data.has_synthetic and weights.sum() > 0:
-        sidx = torch.randint(0, len(data.syn_images), (config.batch_syn,), generator=g)
+    if with_syn:
+        if sidx is None:
+            sidx = torch.randint(0, len(data.syn_images), (config.batch_syn,), generator=g)
         images = torch.cat([images, random_affine(as_input(data.syn_images[sidx], device), g)])
     n = len(labels)
     if any(o.needs_projection for o in objectives):
@@ -233,6 +240,7 @@ def train_few_shot(
     online = None
     if data.real_vectors is not None and data.has_synthetic:
         online = OnlineKMeans.from_data(data.syn_vectors, data.num_partitions, partition.seed if partition else 0)
+    regions = region_sampler(data, objectives, partition)
     first_epoch = _restore(runs, online, state)
     generators = [torch.Generator().manual_seed(run.seed + first_epoch) for run in runs]
 
@@ -241,7 +249,7 @@ def train_few_shot(
         m.train()
     for epoch in range(first_epoch, config.epochs):
         start = time.perf_counter()
-        totals = _train_epoch(runs, generators, data, config, objectives, weights, online, epoch)
+        totals = _train_epoch(runs, generators, data, config, objectives, weights, online, regions, epoch)
         loss = totals.pop("loss")
         if protocol == "two_stage":
             val_acc, std, probes = evaluate_two_stage([r.eval_model for r in runs], data, config, epoch + 1 == config.epochs)
@@ -275,14 +283,14 @@ def _restore(runs: list[_Run], online: OnlineKMeans | None, state: dict | None) 
     return state["epoch"]
 
 
-def _train_epoch(runs, generators, data, config, objectives, weights, online, epoch: int) -> dict[str, float]:
+def _train_epoch(runs, generators, data, config, objectives, weights, online, regions, epoch: int) -> dict[str, float]:
     """One epoch of every run; the mean of the loss and of each term over steps and runs."""
     totals: dict[str, float] = {}
     for run, g in zip(runs, generators):
         refresh_prototypes(run.eval_model, data)
         for step in range(config.steps_per_epoch):
             try:
-                values = _step(run, data, config, objectives, weights, g, online)
+                values = _step(run, data, config, objectives, weights, g, online, regions)
             except FloatingPointError as exc:
                 # found at the step it appears, not at the end of the run
                 raise FloatingPointError(f"epoch {epoch + 1}, step {step + 1}: {exc}") from None

@@ -81,6 +81,32 @@ def test_online_partitions_follow_the_batches():
     assert states[-1]["online_kmeans"]["counts"].sum().item() == 3 * 6  # every synthetic image seen once
 
 
+def _trained_encoder(loss: dict, weights: torch.Tensor, data: TrainData) -> dict:
+    objectives = parse_loss(loss)
+    model = _model(objectives)
+    config = TrainConfig(epochs=1, steps_per_epoch=3, batch_real=6, batch_syn=6, lr=1e-2)
+    protocol = "two_stage" if all(o.representation for o in objectives) else "joint"
+    train_few_shot(model, data, config, class_weights=weights, objectives=objectives, protocol=protocol)
+    return {k: v for k, v in model.state_dict().items() if k.startswith("encoder")}
+
+
+@pytest.mark.parametrize("loss, synthetic_matters", [
+    ({"unicon": {}}, True),  # UniCon: w_c = 0 drops the pull, the rows stay as negatives
+    ({"supcon": {"synthetic": "mixed"}}, True),  # SupCon-Mixed does not weight classes
+    ({"ce": {}}, False),  # a class-weighted objective: nothing left at w = 0
+])
+def test_zero_weights_keep_synthetic_rows_only_where_an_objective_uses_them(loss, synthetic_matters):
+    """Every w_c = 0: UniCon still trains against the synthetic images (negatives in its
+    denominators), where the loop once dropped the synthetic batch; a class-weighted
+    objective trains exactly as on the real images alone."""
+    with_pool, real_only = _data(), _data()
+    real_only.syn_images = real_only.syn_soft_labels = real_only.syn_class = None
+    a = _trained_encoder(loss, torch.zeros(3), with_pool)
+    b = _trained_encoder(loss, torch.zeros(3), real_only)
+    same = all(torch.equal(a[k], b[k]) for k in a)
+    assert same != synthetic_matters
+
+
 def test_two_stage_protocol_averages_n_contr_by_n_classif_classifiers():
     objectives = parse_loss({"unicon": {}})
     models = [_model(objectives, seed=i) for i in range(2)]
@@ -127,3 +153,20 @@ def test_protocol_auto_follows_the_objectives():
     assert protocol("{unicon: {}}") == "two_stage"
     assert protocol("{unicon: {}, ce: {}}") == "joint"
     assert protocol("{bound: {}}") == "joint"
+
+
+@pytest.mark.parametrize("batch_regions, drawn_by_regions", [(2, True), (0, False)])
+def test_bound_loss_batches_are_drawn_from_shared_regions(monkeypatch, batch_regions, drawn_by_regions):
+    """The training loop draws a partition-needing objective's batches through the region
+    sampler (partition.batch_regions > 0), and uniformly when it is 0."""
+    from raysynth.config import PartitionConfig
+    from raysynth.train import regions
+
+    calls = []
+    draw = regions.RegionSampler.draw
+    monkeypatch.setattr(regions.RegionSampler, "draw", lambda self, *a: calls.append(a) or draw(self, *a))
+    objectives = parse_loss({"bound": {}})
+    config = TrainConfig(epochs=1, steps_per_epoch=3, batch_real=6, batch_syn=6, lr=1e-2)
+    last = train_few_shot(_model(objectives), _data(), config, objectives=objectives, partition=PartitionConfig(batch_regions=batch_regions)).metrics
+    assert (len(calls) == 3) == drawn_by_regions and (not calls) != drawn_by_regions
+    assert last.terms["discrepancy"] > 0 and last.terms["robustness"] > 0
