@@ -35,7 +35,7 @@ from raysynth.config import Config, ConfigError, PoolConfig
 from raysynth.data.base import FewShotSplit, ImageSet
 from raysynth.generators import GENERATORS, create_generator
 from raysynth.generators.quality import quality_controlled_shots
-from raysynth.home import fingerprint, home_env, publish, published, remote_twin
+from raysynth.home import adopt_home, fingerprint, home_env, publish, published, remote_twin
 from raysynth.logs import setup_logging
 from raysynth.pool.shards import GenerateShards, fetch_shards, finished_shards, plan_pool, shard_name, to_uint8
 from raysynth.pool.store import PoolStore, pool_key
@@ -58,8 +58,9 @@ def generator_key(split_fingerprint: str, config: PoolConfig) -> str:
     )
 
 
-def _fit_and_save(config: PoolConfig, classes: list[str], metaclass: str, learned: ImageSet, final: str) -> str:
+def _fit_and_save(config: PoolConfig, classes: list[str], metaclass: str, learned: ImageSet, final: str, home: dict[str, str]) -> str:
     """Runs as a Ray task: fit the backend on the learned shots, save it atomically."""
+    adopt_home(home)  # the driver's home: a remote one is where the result is published
     setup_logging()  # a Ray worker: its progress lines reach the driver (Ray forwards stdout)
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     device = work_device()
@@ -80,7 +81,7 @@ def ensure_fitted(split: FewShotSplit, config: PoolConfig, learned: ImageSet, st
         return path, False
     log.info("generator %s: fitting on %d images (once; saved to %s)", config.generator, len(learned), path)
     task = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(_fit_and_save)
-    ray.get(task.remote(config, split.classes, split.metaclass, learned, str(path)))
+    ray.get(task.remote(config, split.classes, split.metaclass, learned, str(path), home_env()))
     return path, True
 
 
