@@ -112,6 +112,12 @@ def check_non_negative(params: Any, where: str, *names: str) -> None:
             raise ConfigError(f"{where}.{n}: must be >= 0, got {value}")
 
 
+def check_label_smoothing(params: Any, where: str) -> None:
+    value = params.label_smoothing
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"{where}.label_smoothing: must be in [0, 1), got {value}")
+
+
 def check_positive(params: Any, where: str, *names: str) -> None:
     for n in names:
         value = getattr(params, n)

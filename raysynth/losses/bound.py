@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from raysynth.losses.base import LossBatch, Objective, check_non_negative, register_objective
+from raysynth.losses.base import LossBatch, Objective, check_label_smoothing, check_non_negative, register_objective
+from raysynth.losses.ce import smooth_labels
 
 OUTPUTS = ("softmax", "logits")
 DISTANCES = ("l2", "mse")
@@ -106,12 +107,14 @@ def robustness_term(
     return (pair_sum[in_t] / g_i[in_t]).sum() / g
 
 
-def synthetic_ce(out_syn: torch.Tensor, y_syn: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+def synthetic_ce(
+    out_syn: torch.Tensor, y_syn: torch.Tensor, sample_weights: torch.Tensor | None = None, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Mean cross-entropy on synthetic samples; ``y_syn`` hard (N,) or soft (N×C)."""
     if y_syn.dim() == 2:
-        per = -(y_syn * F.log_softmax(out_syn, dim=-1)).sum(-1)
+        per = -(smooth_labels(y_syn, label_smoothing) * F.log_softmax(out_syn, dim=-1)).sum(-1)
     else:
-        per = F.cross_entropy(out_syn, y_syn, reduction="none")
+        per = F.cross_entropy(out_syn, y_syn, reduction="none", label_smoothing=label_smoothing)
     if sample_weights is not None:
         per = per * sample_weights
     return per.sum() / max(len(per), 1)
@@ -131,6 +134,7 @@ def bound_loss(
     distance: str = "l2",
     sample_weights: torch.Tensor | None = None,
     return_terms: bool = False,
+    label_smoothing: float = 0.0,
 ):
     """Eq. 7. ``out_*`` are logits; ``sample_weights`` (optional, per synthetic sample)
     scale the synthetic cross-entropy (raysynth passes UniCon's per-class weights).
@@ -138,8 +142,8 @@ def bound_loss(
     Returns the total, or ``(total, terms)`` with the unweighted ``ce_real``, ``ce_syn``,
     ``discrepancy`` and ``robustness`` when ``return_terms``.
     """
-    ce_real = F.cross_entropy(out_real, y_real)
-    ce_syn = synthetic_ce(out_syn, y_syn, sample_weights) if len(out_syn) else out_real.sum() * 0.0
+    ce_real = F.cross_entropy(out_real, y_real, label_smoothing=label_smoothing)
+    ce_syn = synthetic_ce(out_syn, y_syn, sample_weights, label_smoothing) if len(out_syn) else out_real.sum() * 0.0
     h_real, h_syn = _h(out_real, output), _h(out_syn, output)
     disc = discrepancy_term(h_real, part_real, h_syn, part_syn, distance)
     rob = robustness_term(h_syn, part_syn, part_real, distance)
@@ -159,6 +163,9 @@ class BoundParams:
     )
     output: str = field(default="softmax", metadata={"help": "h: 'softmax' (paper) or 'logits' (official code)."})
     distance: str = field(default="l2", metadata={"help": "'l2' norm (paper) or 'mse' (official code)."})
+    label_smoothing: float = field(
+        default=0.0, metadata={"help": "ε of both cross-entropies: targets (1 − ε)·y + ε/C (Diff-Mix: 0.1)."}
+    )
 
     @property
     def effective_lam2(self) -> float:
@@ -176,6 +183,7 @@ class BoundLoss(Objective):
         from raysynth.config import ConfigError
 
         check_non_negative(params, where, "lam", "lam1", "lam2", "lam2_ratio")
+        check_label_smoothing(params, where)
         if params.output not in OUTPUTS:
             raise ConfigError(f"{where}.output: must be one of {', '.join(OUTPUTS)}, got '{params.output}'")
         if params.distance not in DISTANCES:
@@ -184,13 +192,13 @@ class BoundLoss(Objective):
     def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
         p = self.params
         if not batch.has_synthetic:
-            return {"ce_real": p.lam * F.cross_entropy(batch.logits_real, batch.y_real)}
+            return {"ce_real": p.lam * F.cross_entropy(batch.logits_real, batch.y_real, label_smoothing=p.label_smoothing)}
         _, terms = bound_loss(
             batch.logits_real, batch.y_real, batch.part_real,
             batch.logits_syn, batch.soft_syn, batch.part_syn,
             output=p.output, distance=p.distance,
             sample_weights=batch.class_weights[batch.syn_class],
-            return_terms=True,
+            return_terms=True, label_smoothing=p.label_smoothing,
         )  # fmt: skip
         return {
             "ce_real": p.lam * terms["ce_real"],

@@ -132,6 +132,8 @@ def test_two_stage_protocol_averages_n_contr_by_n_classif_classifiers():
         (["loss={bound: {lam1: -1}}"], "loss.bound.lam1: must be >= 0"),
         (["loss={bound: {lam3: 1}}"], "unknown config field 'loss.bound.lam3'"),
         (["loss={bound: {output: probs}}"], "loss.bound.output: must be one of softmax, logits"),
+        (["loss.ce.label_smoothing=1.0"], "loss.ce.label_smoothing: must be in"),
+        (["loss={bound: {label_smoothing: -0.1}}"], "loss.bound.label_smoothing: must be in"),
         (["loss={supcon: {synthetic: fake}}"], "loss.supcon.synthetic"),
         (["train.protocol=two_stage"], "train.protocol: 'two_stage' needs a representation objective"),
         (["partition.clusters_per_class=0"], "partition.clusters_per_class: must be > 0"),
@@ -170,3 +172,23 @@ def test_bound_loss_batches_are_drawn_from_shared_regions(monkeypatch, batch_reg
     last = train_few_shot(_model(objectives), _data(), config, objectives=objectives, partition=PartitionConfig(batch_regions=batch_regions)).metrics
     assert (len(calls) == 3) == drawn_by_regions and (not calls) != drawn_by_regions
     assert last.terms["discrepancy"] > 0 and last.terms["robustness"] > 0
+
+
+@pytest.mark.parametrize("loss", [{"ce": {"label_smoothing": 0.1}}, {"bound": {"label_smoothing": 0.1, "lam": 1.0, "lam1": 0.0, "lam2": 0.0}}])
+def test_label_smoothing_moves_both_cross_entropies_toward_uniform_targets(loss):
+    """Diff-Mix's ε = 0.1: real targets (1 − ε)·onehot + ε/C, synthetic soft labels the same."""
+    from raysynth.losses.base import LossBatch
+
+    g = torch.Generator().manual_seed(0)
+    logits_real, logits_syn = torch.randn(4, 3, generator=g), torch.randn(5, 3, generator=g)
+    y_real, syn_class = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 1, 2, 1, 0])
+    soft = torch.softmax(torch.randn(5, 3, generator=g), -1)
+    batch = LossBatch(logits_real=logits_real, y_real=y_real, class_weights=torch.ones(3), logits_syn=logits_syn,
+                      soft_syn=soft, syn_class=syn_class, part_real=torch.zeros(4, dtype=torch.long), part_syn=torch.zeros(5, dtype=torch.long))
+    (objective,) = parse_loss(loss)
+    terms = objective.terms(batch)
+    smoothed_real = torch.nn.functional.one_hot(y_real, 3) * 0.9 + 0.1 / 3
+    expected_real = -(smoothed_real * logits_real.log_softmax(-1)).sum(-1).mean()
+    expected_syn = -((soft * 0.9 + 0.1 / 3) * logits_syn.log_softmax(-1)).sum(-1).mean()
+    assert terms["ce_real"].item() == pytest.approx(expected_real.item(), rel=1e-5)
+    assert terms["ce_syn"].item() == pytest.approx(expected_syn.item(), rel=1e-5)
