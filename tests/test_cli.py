@@ -22,6 +22,9 @@ from raysynth.cli import main
         (["--set", "pool.filter=bottom"], "pool.clip_model"),
         (["--set", "pool.mode=remix"], "pool.mode"),
         (["--set", "pool.strength=1.5"], "pool.strength: must be in (0, 1]"),
+        (["--set", "pool.strengths=[0.5, 1.5]"], "pool.strengths[1]: must be in (0, 1], got 1.5"),
+        (["--set", "pool.strengths=[0.5, 0.9]", "--set", "search.space.pool.strength={type: choice, values: [0.5, 0.9]}"],
+         "search.space.pool.strength: pool.strengths draws every image's strength"),
         (["--set", "partition.clusters_per_class=0"], "partition.clusters_per_class: must be > 0"),
         (["--resume", "--name", "s1"], "--resume: no search named 's1'"),
         # issue 14's list: each of these once started Ray, hung or ended in a traceback

@@ -76,6 +76,9 @@ class PoolConfig:
         "mix", choices=("mix", "aug", "gen"))
     per_class: int = _help("Synthetic images per novel class.", 64, ge=1)
     strength: float = _help("Translation strength s in (0, 1].", 0.9, gt=0.0, le=1.0)
+    strengths: list[float] = _help(
+        "Diff-Mix's randomised strength: each image's s drawn from this set (e.g. [0.5, 0.7, "
+        "0.9]), its soft label from its own s; empty: every image uses `strength`.", factory=list)
     gamma: float = _help("Diff-Mix label non-linearity: target class gets s**gamma.", 0.5, gt=0.0)
     quality: dict[str, str] = _help(
         "Per-class quality control (UniCon protocol): class name -> 'faithful', "

@@ -21,6 +21,9 @@ def check(pool: PoolConfig) -> None:
         raise ConfigError(f"pool.filter: '{pool.filter}' needs CLIP scores; set pool.clip_model")
     for name, value in pool.quality.items():
         parse_quality(value, f"pool.quality.{name}")
+    for i, s in enumerate(pool.strengths):
+        if not (isinstance(s, (int, float)) and 0.0 < s <= 1.0):
+            raise ConfigError(f"pool.strengths[{i}]: must be in (0, 1], got {s!r}")
 
 
 __all__ = ["Pool", "PoolStore", "check", "pool_key"]

@@ -162,6 +162,7 @@ def generate_pool(
         "generator": GENERATORS[config.generator].config_key(config),
         "mode": config.mode,
         "strength": strength,
+        "strengths": config.strengths,  # per-image strengths drawn from this set (when set)
         "quality": config.quality,
         "clip_model": config.clip_model,
         "images": int(len(plan)),

@@ -46,6 +46,9 @@ def plan_pool(shots: ImageSet, num_classes: int, config: PoolConfig, strength: f
             ref = int(rng.choice(by_class[ref_class]))
             rows.append((len(rows), ref, ref_class, target, strength))
     plan = pd.DataFrame(rows, columns=["id", "reference_index", "reference_class", "target_class", "strength"])
+    if config.strengths:  # Diff-Mix: each image its own strength (its own stream: references unchanged)
+        draw = np.random.default_rng([config.seed, 1]).choice(np.asarray(config.strengths, dtype=float), size=len(plan))
+        plan["strength"] = draw
     # per-image seeds from the plan seed and the row id: stable under re-sharding
     plan["seed"] = [int(fingerprint(config.seed, i, length=8), 16) for i in plan["id"]]
     plan["shard"] = plan["id"] // config.shard_size
@@ -147,7 +150,14 @@ class GenerateShards:
             images, _ = self.generator.generate(targets, seeds, self.size)
         else:
             refs = torch.from_numpy(self.references[rows["reference_index"].to_numpy(np.int64)]).float() / 255.0
-            images, _ = self.generator.translate(refs, targets, float(rows["strength"].iloc[0]), seeds)
+            strength = rows["strength"].to_numpy()
+            images = None
+            for s in np.unique(strength):  # one call per strength in the shard (pool.strengths)
+                at = torch.from_numpy(np.flatnonzero(strength == s))
+                part, _ = self.generator.translate(refs[at], targets[at], float(s), seeds[at])
+                if images is None:
+                    images = torch.empty((len(rows), *part.shape[1:]), dtype=part.dtype)
+                images[at] = part
         manifest = rows.reset_index(drop=True).copy()
         if self.scorer is not None:
             for column, values in self.scorer.score(images, targets).items():

@@ -41,6 +41,8 @@ def pool_key(split_fingerprint: str, config: PoolConfig, strength: float | None 
         config.seed,
         config.clip_model,
         config.clip_pretrained,
+        # per-image strengths only when set: the keys of existing pools stay valid
+        *([("strengths", sorted(float(s) for s in config.strengths))] if config.strengths else []),
         # shard_size and actors are not in the key: they change how, not what, is generated
     )
 

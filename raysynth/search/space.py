@@ -165,6 +165,8 @@ def parse_space(raw: dict[str, Any], config: Config | None = None) -> Space:
 def strengths_in(space: Space, config: Config) -> list[float]:
     """Every pool strength a trial may ask for (pools are generated before the search)."""
     for d in space.dimensions:
+        if d.name == "pool.strength" and config.pool.strengths:
+            raise ConfigError("search.space.pool.strength: pool.strengths draws every image's strength; search one or the other")
         if d.name == "pool.strength":
             if d.kind in ("choice", "fixed"):
                 return sorted({float(v) for v in d.values})

@@ -40,3 +40,42 @@ def test_same_config_gives_same_pool(ray_session, tiny_config, tmp_path):
     key, _ = generate_pool(split, tiny_config.pool, store=a)
     generate_pool(split, tiny_config.pool, store=b)
     assert np.array_equal(a.load(key).images, b.load(key).images)
+
+
+def test_per_image_strengths_are_drawn_from_the_set_and_each_image_uses_its_own(tiny_config, tmp_path):
+    """Diff-Mix's randomised strength (pool.strengths): each image's s comes from the set,
+    the generator translates it with its own s, and its soft label follows that s."""
+    import dataclasses
+
+    import torch
+
+    from raysynth.generators import create_generator
+    from raysynth.generators.quality import quality_controlled_shots
+    from raysynth.pool.labels import diffmix_soft_labels
+    from raysynth.pool.shards import GenerateShards, plan_pool, to_uint8
+
+    split = cached_split(tiny_config)
+    config = dataclasses.replace(tiny_config.pool, strengths=[0.3, 0.9], shard_size=1000)
+    plan = plan_pool(split.train, split.num_classes, config, config.strength)
+    assert set(plan["strength"]) == {0.3, 0.9}
+    fixed = plan_pool(split.train, split.num_classes, tiny_config.pool, tiny_config.pool.strength)
+    assert plan["reference_index"].tolist() == fixed["reference_index"].tolist()  # only the strengths differ
+    assert pool_key(split.fingerprint, config) != pool_key(split.fingerprint, tiny_config.pool)
+
+    learned = quality_controlled_shots(split.train, split.classes, config.quality)
+    shards = GenerateShards(plan, config, split.classes, split.metaclass, to_uint8(split.train.images), learned, None, str(tmp_path))
+    shards({"shard": np.array([0])})
+    manifest = __import__("pandas").read_parquet(tmp_path / "shard-00000.parquet")
+    images = np.load(tmp_path / "shard-00000.npy")
+    assert manifest["strength"].tolist() == plan["strength"].tolist()
+    generator = create_generator(config, split.classes, split.metaclass, torch.device("cpu"))
+    generator.fit(learned)
+    for row in (int(np.argmax(plan["strength"] == 0.3)), int(np.argmax(plan["strength"] == 0.9))):
+        r = plan.iloc[[row]]
+        ref = torch.from_numpy(to_uint8(split.train.images)[r["reference_index"].to_numpy()]).float() / 255.0
+        alone, _ = generator.translate(ref, torch.tensor(r["target_class"].to_numpy()), float(r["strength"].iloc[0]), torch.tensor(r["seed"].to_numpy()))
+        assert np.array_equal(images[row], to_uint8(alone)[0])
+    soft = diffmix_soft_labels(torch.tensor(manifest["target_class"]), torch.tensor(manifest["reference_class"]),
+                               torch.tensor(manifest["strength"], dtype=torch.float32), 0.5, split.num_classes)
+    target = soft[torch.arange(len(soft)), torch.tensor(manifest["target_class"])]
+    assert torch.allclose(target[torch.tensor(manifest["strength"]) == 0.3], torch.tensor(0.3**0.5))
