@@ -65,7 +65,7 @@ def test_auto_resources_put_all_work_on_the_gpu_node(tmp_path, raysynth_home):
         f"data.root={root}", "data.image_size=32", "data.shots=2", "data.val_per_class=1",
         "model.name=raysynth-tiny", f"model.pretrained={ckpt}", "model.lora.dropout=0.0",
         "pool.generator=morph", "pool.options={}", "pool.per_class=4", "pool.actors=2", "pool.shard_size=8",
-        "pool.clip_model=null", "pool.clip_pretrained=null",
+        "pool.clip_model=null", "pool.clip_pretrained=null", "pool.filter=none",
         "train.epochs=1", "train.steps_per_epoch=2", "train.batch_real=4", "train.batch_syn=4", "train.threads=1",
         "loss={ce: {}}", "search.space={}",
         "search.trials=1", "search.concurrency=1", "search.algorithm=random", "search.scheduler.name=fifo",

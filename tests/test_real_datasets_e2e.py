@@ -41,10 +41,10 @@ def test_cub_search_end_to_end(ray_session, tmp_path):
     result = run_job(args, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "best" in result.stdout.lower()
-    # three strengths were searched: three pools, each scored by CLIP
+    # cub.yaml draws each image's strength from {0.5, 0.7, 0.9} (Diff-Mix): one pool, scored by CLIP
     metas = [json.loads(p.read_text()) for p in (home / "pools").glob("*/meta.json")]
-    assert sorted(m["strength"] for m in metas) == [0.5, 0.7, 0.9]
-    assert all(m["dataset"] == "cub" and m["clip_model"] == "raysynth-tiny" for m in metas)
+    assert len(metas) == 1 and metas[0]["strengths"] == [0.5, 0.7, 0.9]
+    assert metas[0]["dataset"] == "cub" and metas[0]["clip_model"] == "raysynth-tiny"
     with sqlite3.connect(home / "mlflow.db") as db:
         (experiment,) = db.execute("select name from experiments where name='cub'").fetchone()
         finished = db.execute(
