@@ -49,7 +49,6 @@ def test_per_image_strengths_are_drawn_from_the_set_and_each_image_uses_its_own(
 
     import torch
 
-    from raysynth.generators import create_generator
     from raysynth.generators.quality import quality_controlled_shots
     from raysynth.pool.labels import diffmix_soft_labels
     from raysynth.pool.shards import GenerateShards, plan_pool, to_uint8
@@ -68,8 +67,7 @@ def test_per_image_strengths_are_drawn_from_the_set_and_each_image_uses_its_own(
     manifest = __import__("pandas").read_parquet(tmp_path / "shard-00000.parquet")
     images = np.load(tmp_path / "shard-00000.npy")
     assert manifest["strength"].tolist() == plan["strength"].tolist()
-    generator = create_generator(config, split.classes, split.metaclass, torch.device("cpu"))
-    generator.fit(learned)
+    generator = shards.generator  # the actor's own, already fitted
     for row in (int(np.argmax(plan["strength"] == 0.3)), int(np.argmax(plan["strength"] == 0.9))):
         r = plan.iloc[[row]]
         ref = torch.from_numpy(to_uint8(split.train.images)[r["reference_index"].to_numpy()]).float() / 255.0
