@@ -116,6 +116,11 @@ class TrainConfig:
         "1: the loop runs inside the Tune trial; >1: Ray Train TorchTrainer with DDP.", 1, ge=1
     )
     threads: int = _help("torch threads per worker.", 1, ge=1)
+    augment: str = _help(
+        "Training augmentation of real and synthetic images: 'affine' (small random warps, "
+        "legible digits), 'datadream' (random resized crop, flip, colour jitter, grayscale, "
+        "blur, solarization: DataDream's and the ICML 2025 paper's), 'none'.",
+        "affine", choices=("affine", "datadream", "none"))
     seed: int = _help("Seed of initialisation and batch order.", 0)
     protocol: str = _help(
         "'joint': one training run with every objective of `loss` summed; 'two_stage': "

@@ -38,3 +38,75 @@ def warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
 def random_affine(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     # drawn on the CPU generator (the same batches on any device), warped where the images are
     return warp(images, random_affine_matrices(len(images), generator).to(images.device))
+
+
+# ---------------------------------------------------------------- DataDream's pipeline
+# Random resized crop, horizontal flip, colour jitter, grayscale, Gaussian blur and
+# solarization: the augmentations DataDream (and the ICML 2025 bound loss, its Appendix B)
+# train with. The probabilities and ranges are the common BYOL/SimCLR values (the papers
+# name the operations, not their parameters); colour jitter changes brightness, contrast
+# and saturation (no hue shift). Every random parameter is drawn per image on the CPU
+# generator, so the same batches come out on any device.
+CROP_SCALE, CROP_RATIO = (0.25, 1.0), (3 / 4, 4 / 3)
+P_FLIP, P_JITTER, P_GRAY, P_BLUR, P_SOLARIZE = 0.5, 0.8, 0.2, 0.5, 0.2
+JITTER = 0.4  # brightness, contrast and saturation factors in [1 - 0.4, 1 + 0.4]
+BLUR_SIGMA = (0.1, 2.0)
+
+
+def datadream_augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """DataDream's augmentations of a float batch (N x 3 x H x W in [0, 1])."""
+    n, _, h, w = images.shape
+    u = torch.rand(n, 12, generator=generator)
+    # random resized crop + horizontal flip, as one affine resampling per image
+    area = CROP_SCALE[0] + (CROP_SCALE[1] - CROP_SCALE[0]) * u[:, 0]
+    log_ratio = math.log(CROP_RATIO[0]) + (math.log(CROP_RATIO[1]) - math.log(CROP_RATIO[0])) * u[:, 1]
+    ratio = torch.exp(log_ratio)
+    sx, sy = torch.sqrt(area * ratio).clamp(max=1.0), torch.sqrt(area / ratio).clamp(max=1.0)
+    tx, ty = (1 - sx) * (2 * u[:, 2] - 1), (1 - sy) * (2 * u[:, 3] - 1)
+    flip = torch.where(u[:, 4] < P_FLIP, -1.0, 1.0)
+    zero = torch.zeros(n)
+    matrices = torch.stack([torch.stack([sx * flip, zero, tx], 1), torch.stack([zero, sy, ty], 1)], 1)
+    grid = F.affine_grid(matrices.to(images.device), list(images.shape), align_corners=False)
+    x = F.grid_sample(images, grid, padding_mode="reflection", align_corners=False)
+
+    def per_image(values: torch.Tensor) -> torch.Tensor:
+        return values.to(x.device).view(n, 1, 1, 1)
+
+    # colour jitter (brightness, contrast, saturation), with probability P_JITTER
+    jitter = per_image(u[:, 5] < P_JITTER)
+    factors = 1 + JITTER * (2 * u[:, 6:9] - 1)
+    gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+    jittered = x * per_image(factors[:, 0])
+    mean = gray.mean(dim=(2, 3), keepdim=True) * per_image(factors[:, 0])
+    jittered = (jittered - mean) * per_image(factors[:, 1]) + mean
+    luma = (0.299 * jittered[:, 0] + 0.587 * jittered[:, 1] + 0.114 * jittered[:, 2]).unsqueeze(1)
+    jittered = (jittered - luma) * per_image(factors[:, 2]) + luma
+    x = torch.where(jitter, jittered.clamp(0, 1), x)
+    # grayscale
+    luma = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1).expand_as(x)
+    x = torch.where(per_image(u[:, 9] < P_GRAY), luma, x)
+    # Gaussian blur (kernel ~10 % of the side), per-image sigma
+    sigma = BLUR_SIGMA[0] + (BLUR_SIGMA[1] - BLUR_SIGMA[0]) * u[:, 10]
+    x = torch.where(per_image(u[:, 11] < P_BLUR), _gaussian_blur(x, sigma.to(x.device), max(3, (h // 10) | 1)), x)
+    # solarization: a second stream keeps the draws above stable if this is ever tuned
+    solarize = torch.rand(n, generator=generator) < P_SOLARIZE
+    return torch.where(per_image(solarize), torch.where(x >= 0.5, 1.0 - x, x), x)
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, size: int) -> torch.Tensor:
+    n, c, h, w = x.shape
+    r = torch.arange(size, device=x.device, dtype=x.dtype) - size // 2
+    kernel = torch.exp(-(r[None, :] ** 2) / (2 * sigma[:, None] ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (n*c) x size
+    flat = x.reshape(1, n * c, h, w)
+    flat = F.conv2d(F.pad(flat, (size // 2, size // 2, 0, 0), mode="reflect"), kernel[:, None, None, :], groups=n * c)
+    flat = F.conv2d(F.pad(flat, (0, 0, size // 2, size // 2), mode="reflect"), kernel[:, None, :, None], groups=n * c)
+    return flat.reshape(n, c, h, w)
+
+
+AUGMENTATIONS = {"affine": random_affine, "datadream": datadream_augment, "none": lambda images, generator: images}
+
+
+def augment(name: str, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``train.augment``: 'affine' (the digits warp), 'datadream' or 'none'."""
+    return AUGMENTATIONS[name](images, generator)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from raysynth.config import PartitionConfig, TrainConfig
-from raysynth.data.augment import random_affine
+from raysynth.data.augment import augment
 from raysynth.losses import LossBatch, Objective, OnlineKMeans, parse_loss
 from raysynth.train.evaluate import Probes, as_input, device_of, encode, evaluate
 from raysynth.train.regions import region_sampler
@@ -161,12 +161,12 @@ def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, 
         idx, sidx = regions.draw(config.batch_real, config.batch_syn, g)
     else:
         idx, sidx = torch.randint(0, len(data.real_labels), (config.batch_real,), generator=g), None
-    images = random_affine(as_input(data.real_images[idx], device), g)
+    images = augment(config.augment, as_input(data.real_images[idx], device), g)
     labels = data.real_labels[idx].to(device)
     if with_syn:
         if sidx is None:
             sidx = torch.randint(0, len(data.syn_images), (config.batch_syn,), generator=g)
-        images = torch.cat([images, random_affine(as_input(data.syn_images[sidx], device), g)])
+        images = torch.cat([images, augment(config.augment, as_input(data.syn_images[sidx], device), g)])
     n = len(labels)
     if any(o.needs_projection for o in objectives):
         logits, proj = run.model(images, return_projection=True)
