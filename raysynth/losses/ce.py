@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from raysynth.losses.base import check_label_smoothing, LossBatch, Objective, check_non_negative, register_objective
+from raysynth.losses.base import LossBatch, Objective, check_label_smoothing, check_non_negative, register_objective
 
 
 def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:

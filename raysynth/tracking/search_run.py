@@ -15,8 +15,8 @@ from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 
 from raysynth.config import Config, dump_yaml, flatten_params
-from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, get_or_create_experiment, git_commit, log_params_batched, metric, mlflow_key
 from raysynth.storage import exists, read_text, write_text
+from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, get_or_create_experiment, git_commit, log_params_batched, metric, mlflow_key
 from raysynth.tracking.report import SearchStory, write_search_report
 
 log = logging.getLogger(__name__)
