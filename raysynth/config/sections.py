@@ -121,6 +121,13 @@ class TrainConfig:
         "legible digits), 'datadream' (random resized crop, flip, colour jitter, grayscale, "
         "blur, solarization: DataDream's and the ICML 2025 paper's), 'none'.",
         "affine", choices=("affine", "datadream", "none"))
+    mix: str = _help(
+        "CutMix/Mixup of the real images of each step (ICML 2025 trains with both): 'none', "
+        "'mixup', 'cutmix', or 'both' (one of the two per step). The synthetic images are "
+        "already inter-class mixtures with soft labels (Diff-Mix) and are left as they are. "
+        "Needs objectives with a cross-entropy on real images (ce, bound).",
+        "none", choices=("none", "mixup", "cutmix", "both"))
+    mix_alpha: float = _help("Mixing ratio λ ~ Beta(α, α).", 1.0, gt=0.0)
     seed: int = _help("Seed of initialisation and batch order.", 0)
     protocol: str = _help(
         "'joint': one training run with every objective of `loss` summed; 'two_stage': "

@@ -110,3 +110,31 @@ AUGMENTATIONS = {"affine": random_affine, "datadream": datadream_augment, "none"
 def augment(name: str, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """``train.augment``: 'affine' (the digits warp), 'datadream' or 'none'."""
     return AUGMENTATIONS[name](images, generator)
+
+
+# ---------------------------------------------------------------- CutMix / Mixup
+
+
+def mix_batch(kind: str, alpha: float, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
+    """Mixup (Zhang et al., 2018) or CutMix (Yun et al., 2019) of a batch with a shuffled
+    copy of itself: (mixed images, mixed (N, C) targets). ``kind`` 'both' picks one of the
+    two per call; λ ~ Beta(α, α), drawn from the CPU generator (reproducible batches)."""
+    import numpy as np
+
+    n, _, h, w = images.shape
+    if kind == "both":
+        kind = "mixup" if torch.rand(1, generator=generator).item() < 0.5 else "cutmix"
+    seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    perm = torch.randperm(n, generator=generator).to(images.device)
+    if kind == "mixup":
+        return lam * images + (1 - lam) * images[perm], lam * targets + (1 - lam) * targets[perm]
+    # cutmix: a box of area (1 - λ) from the partner; λ re-measured from the box as cut
+    cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = (int(v) for v in torch.randint(0, max(h, w), (2,), generator=generator) % torch.tensor([h, w]))
+    y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
+    x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+    mixed = images.clone()
+    mixed[:, :, y0:y1, x0:x1] = images[perm][:, :, y0:y1, x0:x1]
+    lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    return mixed, lam * targets + (1 - lam) * targets[perm]

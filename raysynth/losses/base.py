@@ -45,6 +45,13 @@ class LossBatch:
     proj_syn: torch.Tensor | None = None
     part_real: torch.Tensor | None = None  # partition (k-means region) of each sample
     part_syn: torch.Tensor | None = None
+    soft_real: torch.Tensor | None = None  # (N, C) targets of CutMix/Mixup'ed real rows
+
+    @property
+    def real_targets(self) -> torch.Tensor:
+        """What a cross-entropy on the real rows compares against: the mixed soft targets
+        (train.mix) or the class indices."""
+        return self.soft_real if self.soft_real is not None else self.y_real
 
     @property
     def has_synthetic(self) -> bool:
@@ -58,6 +65,8 @@ class Objective:
     Params: ClassVar[type]
     needs_projection: ClassVar[bool] = False
     needs_partitions: ClassVar[bool] = False
+    # its real-row cross-entropy takes CutMix/Mixup's soft targets (train.mix)
+    mixes_labels: ClassVar[bool] = False
     # trained in stage 1 of the two-stage protocol (encoder), not with a classifier
     representation: ClassVar[bool] = False
     # "prototype": the model's classifier is a fixed-prototype head (see prototypes.py)

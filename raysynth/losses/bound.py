@@ -136,7 +136,8 @@ def bound_loss(
     return_terms: bool = False,
     label_smoothing: float = 0.0,
 ):
-    """Eq. 7. ``out_*`` are logits; ``sample_weights`` (optional, per synthetic sample)
+    """Eq. 7. ``out_*`` are logits; ``y_real`` class indices or (N, C) probabilities
+    (CutMix/Mixup); ``sample_weights`` (optional, per synthetic sample)
     scale the synthetic cross-entropy (raysynth passes UniCon's per-class weights).
 
     Returns the total, or ``(total, terms)`` with the unweighted ``ce_real``, ``ce_syn``,
@@ -177,6 +178,7 @@ class BoundLoss(Objective):
     name = "bound"
     Params = BoundParams
     needs_partitions = True
+    mixes_labels = True
 
     @classmethod
     def check(cls, params: BoundParams, where: str) -> None:
@@ -192,9 +194,9 @@ class BoundLoss(Objective):
     def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
         p = self.params
         if not batch.has_synthetic:
-            return {"ce_real": p.lam * F.cross_entropy(batch.logits_real, batch.y_real, label_smoothing=p.label_smoothing)}
+            return {"ce_real": p.lam * F.cross_entropy(batch.logits_real, batch.real_targets, label_smoothing=p.label_smoothing)}
         _, terms = bound_loss(
-            batch.logits_real, batch.y_real, batch.part_real,
+            batch.logits_real, batch.real_targets, batch.part_real,
             batch.logits_syn, batch.soft_syn, batch.part_syn,
             output=p.output, distance=p.distance,
             sample_weights=batch.class_weights[batch.syn_class],

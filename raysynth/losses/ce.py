@@ -54,6 +54,7 @@ class CEParams:
 class CrossEntropy(Objective):
     name = "ce"
     Params = CEParams
+    mixes_labels = True
 
     @classmethod
     def check(cls, params: CEParams, where: str) -> None:
@@ -62,7 +63,7 @@ class CrossEntropy(Objective):
 
     def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
         eps = self.params.label_smoothing
-        out = {"ce_real": self.params.real * F.cross_entropy(batch.logits_real, batch.y_real, label_smoothing=eps)}
+        out = {"ce_real": self.params.real * F.cross_entropy(batch.logits_real, batch.real_targets, label_smoothing=eps)}
         if batch.has_synthetic and self.params.synthetic > 0:
             out["ce_syn"] = self.params.synthetic * weighted_synthetic_ce(
                 batch.logits_syn, smooth_labels(batch.soft_syn, eps), batch.syn_class, batch.class_weights

@@ -8,8 +8,12 @@ from raysynth.train.loop import EpochMetrics, TrainData, TrainResult, train_few_
 
 def check(config: Config) -> None:
     """The train section against the objectives: two-stage needs a representation objective."""
-    if config.train.protocol == "two_stage" and not any(o.representation for o in parse_loss(config.loss)):
+    objectives = parse_loss(config.loss)
+    if config.train.protocol == "two_stage" and not any(o.representation for o in objectives):
         raise ConfigError("train.protocol: 'two_stage' needs a representation objective in loss (unicon, supcon or sync)")
+    hard = [o.name for o in objectives if not o.mixes_labels]
+    if config.train.mix != "none" and hard:
+        raise ConfigError(f"train.mix: CutMix/Mixup give soft labels; objective '{hard[0]}' needs hard ones (use ce or bound)")
 
 
 __all__ = ["EpochMetrics", "TrainData", "TrainResult", "check", "train_few_shot"]

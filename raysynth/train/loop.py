@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from raysynth.config import PartitionConfig, TrainConfig
-from raysynth.data.augment import augment
+from raysynth.data.augment import augment, mix_batch
 from raysynth.losses import LossBatch, Objective, OnlineKMeans, parse_loss
 from raysynth.train.evaluate import Probes, as_input, device_of, encode, evaluate
 from raysynth.train.regions import region_sampler
@@ -163,6 +164,9 @@ def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, 
         idx, sidx = torch.randint(0, len(data.real_labels), (config.batch_real,), generator=g), None
     images = augment(config.augment, as_input(data.real_images[idx], device), g)
     labels = data.real_labels[idx].to(device)
+    soft_real = None
+    if config.mix != "none":  # CutMix/Mixup of the real rows (soft targets for the cross-entropies)
+        images, soft_real = mix_batch(config.mix, config.mix_alpha, images, F.one_hot(labels, data.num_classes).float(), g)
     if with_syn:
         if sidx is None:
             sidx = torch.randint(0, len(data.syn_images), (config.batch_syn,), generator=g)
@@ -184,6 +188,7 @@ def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, 
         proj_syn=proj[n:] if proj is not None and sidx is not None else None,
         part_real=part_real,
         part_syn=part_syn,
+        soft_real=soft_real,
     )
     terms: dict[str, torch.Tensor] = {}
     for objective in objectives:

@@ -105,3 +105,36 @@ def test_datadream_augmentation_is_per_image_reproducible_and_trains():
     last = train_few_shot(model, data, config).metrics
     assert last.epoch == 2 and torch.isfinite(torch.tensor(last.loss))
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("kind", ["mixup", "cutmix"])
+def test_mixed_targets_weigh_each_class_by_its_share_of_the_image(kind):
+    """CutMix/Mixup (train.mix): the soft target of a mixed image gives each source class
+    exactly the share of the image it contributed."""
+    from raysynth.data.augment import mix_batch
+
+    n, classes = 6, 6
+    images = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 16, 16) / 10  # image i: value i/10
+    targets = torch.eye(classes)
+    mixed, soft = mix_batch(kind, 1.0, images, targets, torch.Generator().manual_seed(1))
+    assert torch.allclose(soft.sum(1), torch.ones(n))
+    for i in range(n):
+        own = soft[i, i].item()
+        if own == 1.0:
+            continue  # paired with itself
+        (partner,) = [c for c in range(classes) if c != i and soft[i, c] > 0]
+        if kind == "cutmix":  # the share of pixels taken from the partner
+            assert (mixed[i] == partner / 10).float().mean().item() == pytest.approx(1 - own, abs=1e-6)
+        else:
+            assert torch.allclose(mixed[i], torch.full_like(mixed[i], (own * i + (1 - own) * partner) / 10))
+
+
+def test_the_loop_trains_on_mixed_real_images():
+    g = torch.Generator().manual_seed(0)
+    x, y = _blobs(16, g)
+    data = TrainData(x, y, x, y, 2)
+    config = TrainConfig(epochs=1, steps_per_epoch=5, batch_real=8, lr=1e-2, mix="both")
+    model = _Tiny()
+    before = [p.detach().clone() for p in model.parameters()]
+    last = train_few_shot(model, data, config).metrics
+    assert torch.isfinite(torch.tensor(last.loss)) and any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
