@@ -123,20 +123,13 @@ def check_writable(location: str, what: str) -> None:
 
 
 def upload(local: Path, uri: str) -> None:
-    """Copy a local file or directory tree to ``uri`` (file by file: a reader that must not
-    see a partial directory waits for a marker written after it, see ``home.publish``)."""
+    """Copy a local file or directory tree to ``uri`` (pyarrow's ``copy_files``, file by
+    file: a reader that must not see a partial directory waits for a marker written after
+    it, see ``home.publish``)."""
+    import pyarrow.fs
+
     fs, path = _split(uri)
-    if local.is_dir():
-        for p in sorted(p for p in local.rglob("*") if p.is_file()):
-            _put(fs, p, f"{path}/{p.relative_to(local).as_posix()}")
-    else:
-        _put(fs, local, path)
-
-
-def _put(fs, local: Path, path: str) -> None:
-    with open(local, "rb") as src, fs.open_output_stream(path) as dst:
-        while chunk := src.read(16 << 20):
-            dst.write(chunk)
+    pyarrow.fs.copy_files(str(local), path, source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=fs)
 
 
 def download(uri: str, local: Path) -> None:
@@ -147,17 +140,16 @@ def download(uri: str, local: Path) -> None:
     from raysynth.atomic import atomic_directory, atomic_file
 
     fs, path = _split(uri)
-    info = fs.get_file_info(path)
-    if info.type == pyarrow.fs.FileType.File:
+
+    def copy(target) -> None:
+        pyarrow.fs.copy_files(path, str(target), source_filesystem=fs, destination_filesystem=pyarrow.fs.LocalFileSystem())
+
+    if fs.get_file_info(path).type == pyarrow.fs.FileType.File:
         local.parent.mkdir(parents=True, exist_ok=True)
-        atomic_file(local, lambda tmp: _get(fs, path, Path(tmp)))
+        atomic_file(local, copy)
         return
     with atomic_directory(local) as tmp:
-        for entry in fs.get_file_info(pyarrow.fs.FileSelector(path, recursive=True)):
-            if entry.type == pyarrow.fs.FileType.File:
-                target = tmp / entry.path[len(path) :].lstrip("/")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _get(fs, entry.path, target)
+        copy(tmp)
 
 
 def list_names(uri: str) -> list[str]:
@@ -167,12 +159,6 @@ def list_names(uri: str) -> list[str]:
     fs, path = _split(uri)
     selector = pyarrow.fs.FileSelector(path, allow_not_found=True)
     return sorted(e.base_name for e in fs.get_file_info(selector) if e.type == pyarrow.fs.FileType.File)
-
-
-def _get(fs, path: str, local: Path) -> None:
-    with fs.open_input_stream(path) as src, open(local, "wb") as dst:
-        while chunk := src.read(16 << 20):
-            dst.write(chunk)
 
 
 def remove(uri: str) -> None:

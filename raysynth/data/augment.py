@@ -73,24 +73,25 @@ def datadream_augment(images: torch.Tensor, generator: torch.Generator) -> torch
         return values.to(x.device).view(n, 1, 1, 1)
 
     # colour jitter (brightness, contrast, saturation), with probability P_JITTER
-    jitter = per_image(u[:, 5] < P_JITTER)
     factors = 1 + JITTER * (2 * u[:, 6:9] - 1)
-    gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
     jittered = x * per_image(factors[:, 0])
-    mean = gray.mean(dim=(2, 3), keepdim=True) * per_image(factors[:, 0])
+    mean = _luma(jittered).mean(dim=(2, 3), keepdim=True)
     jittered = (jittered - mean) * per_image(factors[:, 1]) + mean
-    luma = (0.299 * jittered[:, 0] + 0.587 * jittered[:, 1] + 0.114 * jittered[:, 2]).unsqueeze(1)
-    jittered = (jittered - luma) * per_image(factors[:, 2]) + luma
-    x = torch.where(jitter, jittered.clamp(0, 1), x)
+    jittered = (jittered - _luma(jittered)) * per_image(factors[:, 2]) + _luma(jittered)
+    x = torch.where(per_image(u[:, 5] < P_JITTER), jittered.clamp(0, 1), x)
     # grayscale
-    luma = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1).expand_as(x)
-    x = torch.where(per_image(u[:, 9] < P_GRAY), luma, x)
+    x = torch.where(per_image(u[:, 9] < P_GRAY), _luma(x).expand_as(x), x)
     # Gaussian blur (kernel ~10 % of the side), per-image sigma
     sigma = BLUR_SIGMA[0] + (BLUR_SIGMA[1] - BLUR_SIGMA[0]) * u[:, 10]
     x = torch.where(per_image(u[:, 11] < P_BLUR), _gaussian_blur(x, sigma.to(x.device), max(3, (h // 10) | 1)), x)
-    # solarization: a second stream keeps the draws above stable if this is ever tuned
+    # solarization
     solarize = torch.rand(n, generator=generator) < P_SOLARIZE
     return torch.where(per_image(solarize), torch.where(x >= 0.5, 1.0 - x, x), x)
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma of RGB images, N x 1 x H x W."""
+    return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, size: int) -> torch.Tensor:
@@ -131,7 +132,7 @@ def mix_batch(kind: str, alpha: float, images: torch.Tensor, targets: torch.Tens
         return lam * images + (1 - lam) * images[perm], lam * targets + (1 - lam) * targets[perm]
     # cutmix: a box of area (1 - λ) from the partner; λ re-measured from the box as cut
     cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
-    cy, cx = (int(v) for v in torch.randint(0, max(h, w), (2,), generator=generator) % torch.tensor([h, w]))
+    cy, cx = int(torch.randint(h, (1,), generator=generator)), int(torch.randint(w, (1,), generator=generator))
     y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
     x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
     mixed = images.clone()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -31,13 +30,7 @@ def preflight(config: Config, options: SearchOptions) -> None:
             reason = getattr(exc, "reason", exc)
             raise ConfigError(f"--tracking-uri: no MLflow server answers at {uri} ({reason})") from None
     elif uri.startswith("sqlite:///"):
-        parent = Path(uri[len("sqlite:///"):]).expanduser().parent
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=parent):
-                pass
-        except OSError as exc:
-            raise ConfigError(f"--tracking-uri: cannot write the MLflow store in {parent} ({exc.strerror or exc})") from None
+        check_writable(str(Path(uri[len("sqlite:///"):]).expanduser().parent), "--tracking-uri")
         check_artifact_client(artifact_location(uri, options.experiment))
     if options.resume:
         _check_resume(config, options)

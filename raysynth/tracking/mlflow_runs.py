@@ -125,8 +125,12 @@ def artifact_location(tracking_uri: str, experiment: str) -> str | None:
     return (database.parent / "artifacts" / name).as_uri()
 
 
-# the client library MLflow needs for each artifact store scheme, and the extra providing it
-ARTIFACT_CLIENTS = {"s3": ("boto3", "s3"), "gs": ("google.cloud.storage", "gcs"), "abfss": ("azure.storage.blob", "azure")}
+# the client library MLflow needs for each artifact store scheme, and what installs it
+ARTIFACT_CLIENTS = {
+    "s3": ("boto3", "pip install 'raysynth[s3]'"),
+    "gs": ("google.cloud.storage", "pip install 'raysynth[gcs]'"),
+    "abfss": ("azure.storage.blob", "pip install azure-storage-blob azure-identity"),
+}
 
 
 def check_artifact_client(location: str | None) -> None:
@@ -137,9 +141,9 @@ def check_artifact_client(location: str | None) -> None:
     from raysynth.config import ConfigError
 
     scheme = (location or "").partition("://")[0]
-    module, extra = ARTIFACT_CLIENTS.get(scheme, (None, None))
+    module, install = ARTIFACT_CLIENTS.get(scheme, (None, None))
     if module is not None and importlib.util.find_spec(module.split(".")[0]) is None:
-        raise ConfigError(f"MLflow artifacts in {scheme}:// need the '{module}' package: pip install 'raysynth[{extra}]'")
+        raise ConfigError(f"MLflow artifacts in {scheme}:// need the '{module}' package: {install}")
 
 
 def get_or_create_experiment(client: MlflowClient, name: str) -> str:
