@@ -158,8 +158,19 @@ class PartitionConfig:
         "'static': FAISS k-means once per K, cached (full method); 'online': mini-batch "
         "k-means updated with every batch's synthetic images (lightweight variant).",
         "static", choices=("static", "online"))
+    scope: str = _help(
+        "Where the bound loss's discrepancy and robustness terms are computed: 'batch' (the "
+        "step's pairs; the full method), 'all' (every real and synthetic sample at its most "
+        "recent output, the batch's rows live: the lightweight variant, ICML 2025 App. C), "
+        "'auto' (all for method online, batch for static).",
+        "auto", choices=("auto", "batch", "all"))
     niter: int = _help("k-means iterations (paper: 300).", 300, ge=1)
     seed: int = _help("k-means seed.", 0)
+
+    @property
+    def over_all_data(self) -> bool:
+        """Whether the regional terms run over all data (scope, 'auto' resolved)."""
+        return self.scope == "all" or (self.scope == "auto" and self.method == "online")
 
 
 @dataclass

@@ -46,6 +46,11 @@ class LossBatch:
     part_real: torch.Tensor | None = None  # partition (k-means region) of each sample
     part_syn: torch.Tensor | None = None
     soft_real: torch.Tensor | None = None  # (N, C) targets of CutMix/Mixup'ed real rows
+    # partition.scope 'all' (the lightweight variant): every sample's latest output, and
+    # which samples the batch's rows are
+    memory: Any = None  # raysynth.losses.memory.OutputMemory
+    real_index: torch.Tensor | None = None
+    syn_index: torch.Tensor | None = None
 
     @property
     def real_targets(self) -> torch.Tensor:
@@ -65,6 +70,9 @@ class Objective:
     Params: ClassVar[type]
     needs_projection: ClassVar[bool] = False
     needs_partitions: ClassVar[bool] = False
+    # its regional terms can run over all data (partition.scope 'all'): the training
+    # loop keeps an OutputMemory of every sample's latest output for it
+    uses_output_memory: ClassVar[bool] = False
     # its real-row cross-entropy takes CutMix/Mixup's soft targets (train.mix)
     mixes_labels: ClassVar[bool] = False
     # trained in stage 1 of the two-stage protocol (encoder), not with a classifier

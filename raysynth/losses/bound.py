@@ -178,6 +178,7 @@ class BoundLoss(Objective):
     name = "bound"
     Params = BoundParams
     needs_partitions = True
+    uses_output_memory = True
     mixes_labels = True
 
     @classmethod
@@ -202,6 +203,13 @@ class BoundLoss(Objective):
             sample_weights=batch.class_weights[batch.syn_class],
             return_terms=True, label_smoothing=p.label_smoothing,
         )  # fmt: skip
+        if batch.memory is not None:  # the lightweight variant: regularisers over all data
+            from raysynth.losses.memory import all_data_terms
+
+            terms["discrepancy"], terms["robustness"] = all_data_terms(
+                batch.memory, (batch.real_index, batch.logits_real, batch.part_real),
+                (batch.syn_index, batch.logits_syn, batch.part_syn), p.output, p.distance,
+            )  # fmt: skip
         return {
             "ce_real": p.lam * terms["ce_real"],
             "ce_syn": terms["ce_syn"],

@@ -34,6 +34,7 @@ from torch import nn
 from raysynth.config import PartitionConfig, TrainConfig
 from raysynth.data.augment import augment, mix_batch
 from raysynth.losses import LossBatch, Objective, OnlineKMeans, parse_loss
+from raysynth.losses.memory import OutputMemory
 from raysynth.train.evaluate import Probes, as_input, device_of, encode, evaluate
 from raysynth.train.regions import region_sampler
 from raysynth.train.two_stage import evaluate_two_stage
@@ -127,6 +128,7 @@ class _Run:
         )
         self.seed = config.seed * SEED_STRIDE + rank * RANK_STRIDE + index * REPEAT_STRIDE
         self.probes: list[dict] = []  # two-stage: this encoder's frozen-feature classifiers
+        self.memory: OutputMemory | None = None  # partition.scope 'all': every sample's latest output
 
     def state_dict(self) -> dict:
         return {
@@ -134,6 +136,7 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "probes": self.probes,
+            "memory": self.memory.state_dict() if self.memory is not None else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -141,6 +144,8 @@ class _Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.probes = state.get("probes", [])
+        if self.memory is not None and state.get("memory"):
+            self.memory.load_state_dict(state["memory"])
 
 
 def _partitions(data: TrainData, idx, sidx, online: OnlineKMeans | None):
@@ -189,6 +194,9 @@ def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, 
         part_real=part_real,
         part_syn=part_syn,
         soft_real=soft_real,
+        memory=run.memory if sidx is not None else None,
+        real_index=idx,
+        syn_index=sidx,
     )
     terms: dict[str, torch.Tensor] = {}
     for objective in objectives:
@@ -201,6 +209,9 @@ def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, 
     loss.backward()
     run.optimizer.step()
     run.scheduler.step()
+    if run.memory is not None and sidx is not None and part_real is not None:
+        run.memory.store("real", idx, logits[:n], part_real)
+        run.memory.store("syn", sidx, logits[n:], part_syn)
     return {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()}}
 
 
@@ -246,6 +257,9 @@ def train_few_shot(
     if data.real_vectors is not None and data.has_synthetic:
         online = OnlineKMeans.from_data(data.syn_vectors, data.num_partitions, partition.seed if partition else 0)
     regions = region_sampler(data, objectives, partition)
+    if partition is not None and partition.over_all_data and data.has_synthetic and any(o.uses_output_memory for o in objectives):
+        for run in runs:
+            run.memory = OutputMemory(len(data.real_labels), len(data.syn_images), data.num_classes, device)
     first_epoch = _restore(runs, online, state)
     generators = [torch.Generator().manual_seed(run.seed + first_epoch) for run in runs]
 

@@ -1,0 +1,134 @@
+"""The bound loss's regularisers over all data: the lightweight variant (ICML 2025,
+Appendix C: "we compute regularization terms in all data instead of each batch ...
+the number of generated data is much smaller, so this computation ensures that the
+regularization is big enough to be meaningful").
+
+:class:`OutputMemory` keeps the most recent model output and region of every real shot
+and every synthetic image. Each step, :func:`all_data_terms` computes the discrepancy
+and robustness terms of eq. 7 over every sample seen so far: the batch's rows enter with
+their live outputs (the gradient flows through them), every other row with its stored
+output (a constant). A sample is left out until a batch has first drawn it.
+
+Pairs are only ever formed inside a region, so the cost is K x (largest region)^2, not
+(all samples)^2: regions are laid out as a padded (K x width) table of row indices.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from raysynth.losses.bound import _h
+
+UNSEEN = -1  # region of a sample no batch has drawn yet
+
+
+class OutputMemory:
+    """Latest output (logits) and region of every real and synthetic sample."""
+
+    def __init__(self, n_real: int, n_syn: int, num_classes: int, device: torch.device | str = "cpu"):
+        self.out = {
+            "real": torch.zeros(n_real, num_classes, device=device),
+            "syn": torch.zeros(n_syn, num_classes, device=device),
+        }
+        self.part = {
+            "real": torch.full((n_real,), UNSEEN, dtype=torch.long, device=device),
+            "syn": torch.full((n_syn,), UNSEEN, dtype=torch.long, device=device),
+        }
+
+    def with_batch(self, kind: str, index: torch.Tensor, live: torch.Tensor, part: torch.Tensor):
+        """(outputs, regions) of every ``kind`` sample, the batch's rows replaced by their
+        live outputs and regions (a sample drawn twice enters once, its first row)."""
+        index, first = _first_occurrences(index.to(self.out[kind].device))
+        out = self.out[kind].to(live.dtype).index_put((index,), live[first])
+        regions = self.part[kind].index_put((index,), part[first].to(self.part[kind].device))
+        return out, regions
+
+    def store(self, kind: str, index: torch.Tensor, live: torch.Tensor, part: torch.Tensor) -> None:
+        index, first = _first_occurrences(index.to(self.out[kind].device))
+        self.out[kind][index] = live[first].detach().to(self.out[kind].dtype)
+        self.part[kind][index] = part[first].to(self.part[kind].device)
+
+    def seen(self, kind: str) -> int:
+        return int((self.part[kind] != UNSEEN).sum())
+
+    def state_dict(self) -> dict:
+        return {"out": {k: v.cpu().clone() for k, v in self.out.items()}, "part": {k: v.cpu().clone() for k, v in self.part.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        for kind in ("real", "syn"):
+            self.out[kind] = state["out"][kind].to(self.out[kind].device)
+            self.part[kind] = state["part"][kind].to(self.part[kind].device)
+
+
+def _first_occurrences(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(unique sample ids, the batch row where each first appears)."""
+    unique, inverse = torch.unique(index, return_inverse=True)
+    rows = torch.arange(len(index), device=index.device)
+    first = torch.full((len(unique),), len(index), dtype=torch.long, device=index.device).scatter_reduce(
+        0, inverse, rows, reduce="amin"
+    )
+    return unique, first
+
+
+def region_table(part: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K x width) table of the row ids in each region, padded with -1, and the counts.
+    Rows of region ``UNSEEN`` are left out."""
+    rows = torch.nonzero(part >= 0).flatten()
+    regions = part[rows]
+    order = torch.argsort(regions, stable=True)
+    rows, regions = rows[order], regions[order]
+    counts = torch.bincount(regions, minlength=k)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(len(rows), device=part.device) - starts[regions]
+    table = torch.full((k, max(int(counts.max()) if len(rows) else 0, 1)), -1, dtype=torch.long, device=part.device)
+    table[regions, slot] = rows
+    return table, counts
+
+
+def block_distances(a: torch.Tensor, b: torch.Tensor, distance: str) -> torch.Tensor:
+    """(R x n x m) distances between the rows of a (R x n x C) and b (R x m x C) per
+    region: ℓ2 norm or mean squared difference, through one batched matmul."""
+    sq = (a * a).sum(-1)[:, :, None] + (b * b).sum(-1)[:, None, :] - 2.0 * a @ b.transpose(1, 2)
+    sq = sq.clamp_min(0.0)
+    if distance == "mse":
+        return sq / a.shape[-1]
+    eps = 1e-10  # identical rows give 0 with a zero gradient (sqrt'(0) is infinite)
+    return torch.where(sq > eps, sq.clamp_min(eps).sqrt(), torch.zeros_like(sq))
+
+
+def all_data_terms(
+    memory: OutputMemory,
+    real: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    syn: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    output: str = "softmax",
+    distance: str = "l2",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(discrepancy, robustness) of eq. 7 over every sample seen, the batch's rows live.
+
+    ``real`` and ``syn`` are (sample ids, logits, regions) of the batch's rows. Same
+    normalisation as :func:`raysynth.losses.bound.discrepancy_term` and
+    :func:`~raysynth.losses.bound.robustness_term`, with S_i, G_i, g_i and g counted over
+    all data instead of the batch.
+    """
+    out_real, part_real = memory.with_batch("real", *real)
+    out_syn, part_syn = memory.with_batch("syn", *syn)
+    zero = (real[1].sum() + syn[1].sum()) * 0.0
+    k = int(max(part_real.max(), part_syn.max())) + 1
+    if k <= 0:
+        return zero, zero
+    real_table, n_i = region_table(part_real, k)
+    syn_table, g_i = region_table(part_syn, k)
+    in_t = (n_i > 0) & (g_i > 0)
+    if not in_t.any():
+        return zero, zero
+    real_table, syn_table, n_i, g_i = real_table[in_t], syn_table[in_t], n_i[in_t].float(), g_i[in_t].float()
+    h_real = _h(out_real, output)[real_table.clamp_min(0)]  # (|T| x width x C)
+    h_syn = _h(out_syn, output)[syn_table.clamp_min(0)]
+    real_ok, syn_ok = real_table >= 0, syn_table >= 0
+    g = g_i.sum()
+    cross = block_distances(h_real, h_syn, distance) * (real_ok[:, :, None] & syn_ok[:, None, :])
+    discrepancy = (cross.sum((1, 2)) / n_i).sum() / g  # Σ_i (g_i/g) · mean over S_i x G_i
+    not_self = ~torch.eye(syn_table.shape[1], dtype=torch.bool, device=syn_table.device)  # u1 = u2 adds 0
+    within = block_distances(h_syn, h_syn, distance) * (syn_ok[:, :, None] & syn_ok[:, None, :] & not_self)
+    robustness = (within.sum((1, 2)) / g_i).sum() / g
+    return discrepancy, robustness
