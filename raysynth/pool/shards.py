@@ -144,8 +144,9 @@ class GenerateShards:
             self.scorer = ClipScorer(config.clip_model, config.clip_pretrained, classes, metaclass, device)
 
     def generate(self, rows: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
-        targets = torch.from_numpy(rows["target_class"].to_numpy(np.int64))
-        seeds = torch.from_numpy(rows["seed"].to_numpy(np.int64))
+        # torch.tensor copies: Ray Data hands read-only Arrow-backed columns
+        targets = torch.tensor(rows["target_class"].to_numpy(np.int64))
+        seeds = torch.tensor(rows["seed"].to_numpy(np.int64))
         if self.config.mode == "gen":
             images, _ = self.generator.generate(targets, seeds, self.size)
         else:
