@@ -7,11 +7,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test setup clean-venv
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "[setup] installing raysynth and its stack into $(VENV) (first run: a few minutes)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,cpu]'
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -10,6 +10,7 @@ import argparse
 import re
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 from raysynth.config import Config, ConfigError
@@ -20,7 +21,6 @@ from raysynth.search.searchers import SEARCHERS
 from raysynth.storage import check_location, check_writable, exists, is_uri, join
 from raysynth.validate import load_config
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # a search's name is one directory under the storage: no separators, no '..'
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -33,13 +33,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _space_path(args) -> Path:
+    """--space, else ``search_spaces/<dataset>.yaml`` of the working directory (a
+    checkout's copy, or the user's own), else the copy shipped inside the package."""
     if args.space:
         return Path(args.space)
-    for root in (Path.cwd(), REPO_ROOT):
-        candidate = root / "search_spaces" / f"{args.dataset}.yaml"
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"--space: no search space for dataset '{args.dataset}' (looked for search_spaces/{args.dataset}.yaml)")
+    name = f"{args.dataset}.yaml"
+    local = Path.cwd() / "search_spaces" / name
+    if local.is_file():
+        return local
+    shipped = resources.files("raysynth").joinpath("search_spaces", name)
+    if shipped.is_file():
+        return Path(str(shipped))
+    raise ConfigError(f"--space: no search space for dataset '{args.dataset}' (looked for search_spaces/{name} here and in the package)")
 
 
 def _config_from_args(args) -> Config:
@@ -61,6 +66,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="where a real dataset lives")
     p.add_argument("--space", help="search-space YAML (default search_spaces/<dataset>.yaml)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--verbose", action="store_true", help="Ray's own INFO lines on the console too (checkpoints, reports, Ray Data progress)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +154,7 @@ def cmd_search(args) -> int:
         name=name,
         resume=args.resume,
     )
-    setup_logging(quiet=args.quiet)
+    setup_logging(quiet=args.quiet, verbose=args.verbose)
     summary = run_search(config, options)
     print(format_summary(summary))
     print(f"MLflow: {options.tracking_uri} experiment '{options.experiment}', parent run {summary.parent_run_id}")
@@ -160,7 +166,7 @@ def cmd_pretrain(args) -> int:
     from raysynth.train.pretrain import pretrain_backbone
 
     config = _config_from_args(args)
-    setup_logging()
+    setup_logging(verbose=args.verbose)
     path = pretrain_backbone(cached_split(config), config.model, seed=config.train.seed, force=args.force)
     print(path)
     return 0
@@ -174,7 +180,7 @@ def cmd_generate(args) -> int:
     from raysynth.search.space import parse_space, strengths_in
 
     config = _config_from_args(args)
-    setup_logging()
+    setup_logging(verbose=args.verbose)
     connect_ray()
     split = cached_split(config)
     for s in strengths_in(parse_space(config.search.space, config), config):
@@ -207,7 +213,7 @@ def cmd_finetune_generator(args) -> int:
     )
     options.validate()
     check_model_available(options.model)
-    setup_logging()
+    setup_logging(verbose=args.verbose)
     split = cached_split(config)
     shots = quality_controlled_shots(split.train, split.classes, config.pool.quality)
     if args.output:

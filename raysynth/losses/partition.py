@@ -20,6 +20,21 @@ def _as_float32(x) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def check_faiss() -> None:
+    """FAISS comes from one of two extras (``raysynth[cpu]`` / ``raysynth[gpu]``: both
+    builds provide the module ``faiss``); a search that needs static partitions without
+    it exits 2 before anything starts."""
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        from raysynth.config import ConfigError
+
+        raise ConfigError(
+            "partition: static k-means partitions (bound/sync objectives) need FAISS, which is not installed: "
+            "pip install 'raysynth[cpu]' (or 'raysynth[gpu]' on a CUDA node), or set partition.method=online"
+        ) from None
+
+
 def kmeans_partition(x, k: int, niter: int = 300, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """FAISS k-means of the rows of ``x`` (N×d, or N×... flattened).
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from raysynth.config import Config, ConfigError, flatten_params
 from raysynth.data import cached_split
 from raysynth.generators.quality import check_quality_classes
+from raysynth.losses import parse_loss
+from raysynth.losses.partition import check_faiss
 from raysynth.search.options import CONFIG_RECORD, SearchOptions
 from raysynth.storage import check_writable, exists, join, read_text
 from raysynth.tracking.mlflow_runs import artifact_location, check_artifact_client
@@ -17,10 +19,13 @@ from raysynth.tracking.mlflow_runs import artifact_location, check_artifact_clie
 
 def preflight(config: Config, options: SearchOptions) -> None:
     """Bad input the config cannot show, found before anything is started or written:
-    quality settings for classes the dataset does not have, an unwritable storage path,
+    quality settings for classes the dataset does not have, FAISS missing where static
+    partitions are needed, an unwritable storage path,
     an unreachable tracking server, a resume with another config. Each a one-line
     ConfigError (exit 2)."""
     check_quality_classes(config.pool.quality, cached_split(config).classes)
+    if config.partition.method == "static" and any(o.needs_partitions for o in parse_loss(config.loss)):
+        check_faiss()
     check_writable(options.storage, "--storage")
     uri = options.tracking_uri
     if uri.startswith(("http://", "https://")):
