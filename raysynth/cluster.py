@@ -14,6 +14,7 @@ import os
 import socket
 
 from raysynth.config import Config, ConfigError
+from raysynth.logs import quiet_ray
 
 # A cluster raysynth starts itself listens on this machine only.
 LOCAL_RAY = {"dashboard_host": "127.0.0.1"}
@@ -64,6 +65,11 @@ def connect_ray() -> None:
 
     if ray.is_initialized():
         return
+    _connect(ray)
+    quiet_ray()  # Ray's per-trial chatter to log files (raysynth.logs)
+
+
+def _connect(ray) -> None:
     if os.environ.get("RAY_ADDRESS"):
         check_ray_address(os.environ["RAY_ADDRESS"])
         try:

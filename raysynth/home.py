@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from raysynth.logs import VERBOSE_ENV, quiet_ray
 from raysynth.storage import download, exists, is_uri, join, local_cache_root, upload, write_text
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ def home_env() -> dict[str, str]:
     """What a Ray worker needs to see this driver's home: ``RAYSYNTH_HOME`` and, for a
     remote home, the cache path, so that every process names the same local copies."""
     env = {"RAYSYNTH_HOME": home_location()}
+    if os.environ.get(VERBOSE_ENV):
+        env[VERBOSE_ENV] = os.environ[VERBOSE_ENV]  # Ray's chatter on the console or not (raysynth.logs)
     if is_uri(env["RAYSYNTH_HOME"]):
         env["RAYSYNTH_CACHE"] = str(local_cache_root())
     return env
@@ -104,8 +107,10 @@ def home_env() -> dict[str, str]:
 
 def adopt_home(env: dict[str, str]) -> None:
     """In a Ray worker: use the driver's home (:func:`home_env`), whatever the
-    environment of the cluster's nodes says."""
+    environment of the cluster's nodes says, and its console settings (Ray's chatter
+    to log files unless verbose)."""
     os.environ.update(env)
+    quiet_ray()
 
 
 def remote_twin(path: Path) -> str | None:

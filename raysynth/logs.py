@@ -1,15 +1,32 @@
 """raysynth's console log: one format for the driver and for Ray workers whose stdout Ray
-forwards to the driver (the generator fit, generation actors)."""
+forwards to the driver (the generator fit, generation actors), and Ray's own chatter kept
+off the console.
+
+Ray logs at INFO a line per trial checkpoint ("Checkpoint successfully created at: …"),
+per Ray Train report ("Reporting training result …"), Tune's experiment box and Ray
+Data's progress blocks. By default (:func:`quiet_ray`) they go to log files, not to the
+terminal: Tune's and Ray Train's to ``raysynth-ray-<pid>.log`` beside Ray's own logs
+(``/tmp/ray/session_latest/logs``; ``$RAYSYNTH_HOME/logs`` when Ray has not started),
+Ray Train workers' to Ray Train's files (``logs/train/``), Ray Data's to ``ray-data.log``.
+``--verbose`` (``RAYSYNTH_VERBOSE=1``, handed to every worker) brings them back.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
+
+VERBOSE_ENV = "RAYSYNTH_VERBOSE"
+# loggers whose INFO lines are Ray's per-trial/per-checkpoint chatter
+RAY_CHATTER = ("ray.tune", "ray.train")
 
 
-def setup_logging(quiet: bool = False) -> None:
+def setup_logging(quiet: bool = False, verbose: bool | None = None) -> None:
     """INFO lines of the ``raysynth`` loggers on stdout (WARNING with ``quiet``), printed
-    once: Ray configures the root logger too, so raysynth's does not propagate."""
+    once: Ray configures the root logger too, so raysynth's does not propagate.
+    ``verbose`` (None: keep what the environment says) lets Ray's chatter through."""
     logger = logging.getLogger("raysynth")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout)
@@ -17,3 +34,65 @@ def setup_logging(quiet: bool = False) -> None:
         logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
+    if verbose is not None:
+        os.environ[VERBOSE_ENV] = "1" if verbose else "0"
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV) == "1"
+
+
+def ray_log_dir() -> Path:
+    """Where this process writes the Ray chatter it keeps off the console."""
+    try:
+        import ray._private.worker as ray_worker
+
+        node = ray_worker.global_worker.node
+        if node is not None:
+            return Path(node.get_logs_dir_path())
+    except (ImportError, AttributeError):  # Ray not started here, or moved its private API
+        pass
+    from raysynth.home import raysynth_home
+
+    return raysynth_home() / "logs"
+
+
+def quiet_ray() -> None:
+    """Ray's chatter to log files, not the console (no-op with ``RAYSYNTH_VERBOSE=1``).
+
+    Called in the driver once Ray runs and in every Ray worker raysynth starts (through
+    :func:`raysynth.home.adopt_home`). A logger Ray configured with handlers of its own
+    (Ray Train's ``ray.train`` in a Train worker: quieted by ``RunConfig.logging_config``)
+    is left alone; Ray Data's console handler is raised to WARNING (its file keeps all).
+    """
+    if verbose():
+        return
+    handler = None
+    for name in RAY_CHATTER:
+        logger = logging.getLogger(name)
+        if logger.handlers:
+            continue
+        if handler is None:
+            directory = ray_log_dir()
+            directory.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(directory / f"raysynth-ray-{os.getpid()}.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    try:
+        from ray.data import DataContext
+
+        DataContext.get_current().enable_progress_bars = False  # raysynth logs generation progress
+        for h in logging.getLogger("ray.data").handlers:
+            if not isinstance(h, logging.FileHandler):
+                h.setLevel(logging.WARNING)
+    except ImportError:
+        pass
+
+
+def train_logging_config():
+    """Ray Train's ``RunConfig.logging_config``: its workers' console at WARNING unless
+    verbose (Ray Train's own files keep every line)."""
+    from ray.train import LoggingConfig
+
+    return LoggingConfig(log_level="INFO" if verbose() else "WARNING")

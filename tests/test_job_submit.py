@@ -1,5 +1,8 @@
 """`ray job submit` of jobs/search.py against a local head started from the project's venv.
 
+Also the console: Ray's per-checkpoint lines reach it with ``--verbose`` only; without,
+they are in ``raysynth-ray-<pid>.log`` among the head's logs.
+
 The submitted job and a plain `python jobs/search.py` run (which attaches to the same
 head) must land in the same MLflow store: RAYSYNTH_HOME is absolute, not the job's
 temporary working directory.
@@ -82,7 +85,7 @@ def test_ray_job_submit_lands_in_the_same_store(tmp_path, raysynth_home):
         submitted = subprocess.run(
             [str(bin_dir / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO),
              "--runtime-env-json", json.dumps({"env_vars": {"RAYSYNTH_HOME": str(raysynth_home)}}),
-             "--", "python", "jobs/search.py", "--name=submitted-run", *args],
+             "--", "python", "jobs/search.py", "--name=submitted-run", "--verbose", *args],
             env=env, capture_output=True, text=True, timeout=600,
         )
         assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-2000:]
@@ -92,6 +95,12 @@ def test_ray_job_submit_lands_in_the_same_store(tmp_path, raysynth_home):
                         env={"RAYSYNTH_HOME": str(raysynth_home), "RAY_ADDRESS": f"127.0.0.1:{gcs}", "RAY_AUTH_MODE": "token"})
         assert plain.returncode == 0, plain.stdout[-3000:] + plain.stderr[-2000:]
         assert "Connected to Ray cluster" in plain.stdout + plain.stderr  # attached, did not start its own
+        # Ray's per-checkpoint chatter: on the console with --verbose, else in a log file
+        chatter = "Checkpoint successfully created"
+        assert chatter in submitted.stdout + submitted.stderr
+        assert chatter not in plain.stdout + plain.stderr and "trial " in plain.stdout
+        kept = (temp_dir / "session_latest" / "logs").glob("raysynth-ray-*.log")
+        assert any(chatter in f.read_text() for f in kept)
     finally:
         _stop_head(str(temp_dir))
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from raysynth.cluster import gpus_have_cuda, resources_of
 from raysynth.config import Config, ConfigError
 from raysynth.home import fingerprint, raysynth_home
+from raysynth.logs import train_logging_config
 
 log = logging.getLogger(__name__)
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -289,6 +290,7 @@ def finetune_generator(
                 storage_path=str(storage),
                 checkpoint_config=CheckpointConfig(num_to_keep=1),
                 failure_config=FailureConfig(max_failures=2),
+                logging_config=train_logging_config(),  # Ray Train's chatter off the console (raysynth.logs)
             ),
         )
         result = trainer.fit()

@@ -57,7 +57,7 @@ def run_trial(
     def on_epoch_end(metrics, state_dict) -> None:
         report = {**metrics.as_dict(), **where}
         if every and (metrics.epoch % every == 0 or metrics.epoch == config.train.epochs):
-            with state_checkpoint(state_dict) as checkpoint:
+            with state_checkpoint(state_dict, for_tune=True) as checkpoint:
                 tune.report(report, checkpoint=checkpoint)
         else:
             tune.report(report)

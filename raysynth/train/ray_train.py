@@ -20,16 +20,21 @@ from raysynth.cluster import gpus_have_cuda, placement, resources_of, work_devic
 from raysynth.config import Config, from_dict
 from raysynth.data import cached_split
 from raysynth.home import adopt_home, home_env
+from raysynth.logs import train_logging_config
 from raysynth.train.evaluate import confusion_matrix, model_accuracies, model_accuracy, model_predictions
 
 CHECKPOINT_FILE = "state.pt"
 
 
 @contextlib.contextmanager
-def state_checkpoint(state: dict):
+def state_checkpoint(state: dict, for_tune: bool = False):
     """A Ray checkpoint holding a training state dict (the loop's ``on_epoch_end`` state),
-    valid inside the ``with`` block: pass it to ``ray.train.report``/``ray.tune.report``."""
-    from ray.train import Checkpoint
+    valid inside the ``with`` block: pass it to ``ray.train.report`` (or, ``for_tune``,
+    ``ray.tune.report``: Ray wants each its own Checkpoint class)."""
+    if for_tune:
+        from ray.tune import Checkpoint
+    else:
+        from ray.train import Checkpoint
 
     with tempfile.TemporaryDirectory() as d:
         torch.save(state, os.path.join(d, CHECKPOINT_FILE))
@@ -169,6 +174,7 @@ def fit_with_trainer(
             # trainer resumes from this run's checkpoint; retrying here as well would run a
             # NaN trial (max_failures + 1) x 3 times
             failure_config=FailureConfig(max_failures=0 if in_tune else 2),
+            logging_config=train_logging_config(),  # Ray Train's chatter off the console (raysynth.logs)
         ),
     )
     result = trainer.fit()
