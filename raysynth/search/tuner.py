@@ -66,6 +66,7 @@ def tune_run_config(config: Config, name: str, storage: Path, callbacks: list):
 
 def build_tuner(config: Config, space: Space, classes: list[str], options: SearchOptions, callbacks: list, weight_context=None):
     from ray import tune
+    from ray.tune.search import Searcher
 
     s = config.search
     trainable = tune.with_parameters(
@@ -86,7 +87,7 @@ def build_tuner(config: Config, space: Space, classes: list[str], options: Searc
         if tune.Tuner.can_restore(path):
             return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False)
         log.info("--resume: the search was stopped before Ray Tune saved any state; its trials start now")
-    searcher = build_searcher(s.algorithm, SearcherOptions(s.metric, "max", s.seed, config.train.epochs, s.initial_points))
+    searcher = build_searcher(s.algorithm, SearcherOptions(s.metric, "max", s.seed, config.train.epochs, s.initial_points, s.concurrency))
     return tune.Tuner(
         trainable,
         param_space=space.to_tune(classes),
@@ -96,7 +97,8 @@ def build_tuner(config: Config, space: Space, classes: list[str], options: Searc
             search_alg=searcher,
             scheduler=build_scheduler(config),
             num_samples=s.trials,
-            max_concurrent_trials=s.concurrency,
+            # a Searcher is wrapped in Tune's ConcurrencyLimiter; random limits itself
+            max_concurrent_trials=s.concurrency if isinstance(searcher, Searcher) else None,
             reuse_actors=True,
         ),
         run_config=run_config,

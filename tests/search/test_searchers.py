@@ -139,3 +139,27 @@ def test_optuna_search_never_runs_a_duplicate():
     searcher.on_trial_complete("a", {"score": 1.0, "epoch": 1, "training_iteration": 1})
     c = searcher.suggest("c")
     assert c["x"] not in (0.25, b["x"])
+
+
+def _timed_objective(config):
+    import time
+
+    start = time.time()
+    time.sleep(1.0)
+    tune.report({"score": _value(config), "epoch": 1, "start": start, "end": time.time()})
+
+
+def test_random_search_runs_no_more_trials_at_once_than_search_concurrency(ray_session, tmp_path):
+    """random is not a Searcher: Tune's max_concurrent_trials does not reach it, so it
+    must limit itself. With 2 CPUs free and concurrency 1, no two trials overlap."""
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    searcher = build_searcher("random", SearcherOptions("score", "max", seed=0, max_epochs=1, concurrency=1))
+    tuner = tune.Tuner(
+        tune.with_resources(_timed_objective, {"cpu": 0.5}),
+        param_space=SPACE,
+        tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=searcher, num_samples=3),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="random-c1", verbose=0),
+    )
+    spans = sorted((r.metrics["start"], r.metrics["end"]) for r in tuner.fit())
+    assert len(spans) == 3
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:])), spans

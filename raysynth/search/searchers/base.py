@@ -36,6 +36,10 @@ class SearcherOptions:
     seed: int
     max_epochs: int  # a trial that stops before this was pruned by ASHA
     initial_points: int = 10  # random points before a model-based searcher models
+    # trials at once (0: no limit). Tune wraps a Searcher in its ConcurrencyLimiter from
+    # TuneConfig.max_concurrent_trials; a generator that is not a Searcher (random) must
+    # limit itself, or Tune ignores the limit
+    concurrency: int = 0
 
 
 def register_searcher(name: str):
@@ -43,7 +47,6 @@ def register_searcher(name: str):
 
 
 def build_searcher(name: str, options: SearcherOptions):
-    # concurrency is limited by TuneConfig.max_concurrent_trials (Tune wraps the searcher)
     return SEARCHERS.get(name, "search.algorithm")(options)
 
 

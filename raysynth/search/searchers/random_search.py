@@ -9,4 +9,5 @@ from raysynth.search.searchers.base import SearcherOptions, register_searcher
 def random_search(o: SearcherOptions):
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=o.seed)
+    # not a Searcher: Tune's max_concurrent_trials does not reach it, so it limits itself
+    return BasicVariantGenerator(random_state=o.seed, max_concurrent=o.concurrency)
