@@ -49,6 +49,8 @@ def tiny_overrides() -> list[str]:
         "search.trials=2",
         "search.concurrency=2",
         "search.scheduler.grace_period=1",
+        # a searched config field beside the weights (the default searches only weights)
+        "search.space.train.lr={type: loguniform, low: 1.0e-3, high: 3.0e-3}",
     ]
 
 

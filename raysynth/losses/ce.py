@@ -48,6 +48,18 @@ class CEParams:
     label_smoothing: float = field(
         default=0.0, metadata={"help": "ε of both cross-entropies: targets (1 − ε)·y + ε/C (Diff-Mix: 0.1)."}
     )
+    balance: bool = field(
+        default=False,
+        metadata={"help": "Logit adjustment for the class prior the per-class weights make (Menon et al. 2021): "
+                  "a class whose synthetic data is down-weighted is not predicted less for it."},
+    )
+
+
+def training_prior(class_weights: torch.Tensor, real: float, synthetic: float, batch_real: int, batch_syn: int) -> torch.Tensor:
+    """The share of each class in a step's loss mass: real rows spread evenly over the
+    classes (weight ``real``), synthetic rows evenly too, each scaled by its class's weight."""
+    mass = real * batch_real + synthetic * batch_syn * class_weights
+    return mass / mass.sum()
 
 
 @register_objective
@@ -62,10 +74,16 @@ class CrossEntropy(Objective):
         check_label_smoothing(params, where)
 
     def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
-        eps = self.params.label_smoothing
-        out = {"ce_real": self.params.real * F.cross_entropy(batch.logits_real, batch.real_targets, label_smoothing=eps)}
-        if batch.has_synthetic and self.params.synthetic > 0:
-            out["ce_syn"] = self.params.synthetic * weighted_synthetic_ce(
-                batch.logits_syn, smooth_labels(batch.soft_syn, eps), batch.syn_class, batch.class_weights
+        p, eps = self.params, self.params.label_smoothing
+        logits_real, logits_syn = batch.logits_real, batch.logits_syn
+        if p.balance and batch.has_synthetic:
+            # train on logits + log(prior): the raw logits then score a balanced prior
+            prior = training_prior(batch.class_weights, p.real, p.synthetic, len(logits_real), len(logits_syn))
+            shift = torch.log(prior.clamp_min(1e-12))
+            logits_real, logits_syn = logits_real + shift, logits_syn + shift
+        out = {"ce_real": p.real * F.cross_entropy(logits_real, batch.real_targets, label_smoothing=eps)}
+        if batch.has_synthetic and p.synthetic > 0:
+            out["ce_syn"] = p.synthetic * weighted_synthetic_ce(
+                logits_syn, smooth_labels(batch.soft_syn, eps), batch.syn_class, batch.class_weights
             )
         return out

@@ -3,6 +3,7 @@ protocol, and the loss section's validation."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from raysynth.config import ConfigError, TrainConfig
@@ -128,7 +129,8 @@ def test_two_stage_protocol_averages_n_contr_by_n_classif_classifiers():
     "overrides,message",
     [
         (["loss={bogus: {}}"], "loss.bogus: unknown objective"),
-        (["loss={bound: {}}"], "search.space.loss.ce.synthetic: objective 'ce' is not selected"),
+        (["loss={bound: {}}", "search.space.loss.ce.synthetic={type: uniform, low: 1, high: 2}"],
+         "search.space.loss.ce.synthetic: objective 'ce' is not selected"),
         (["loss={bound: {lam1: -1}}"], "loss.bound.lam1: must be >= 0"),
         (["loss={bound: {lam3: 1}}"], "unknown config field 'loss.bound.lam3'"),
         (["loss={bound: {output: probs}}"], "loss.bound.output: must be one of softmax, logits"),
@@ -193,3 +195,42 @@ def test_label_smoothing_moves_both_cross_entropies_toward_uniform_targets(loss)
     expected_syn = -((soft * 0.9 + 0.1 / 3) * logits_syn.log_softmax(-1)).sum(-1).mean()
     assert terms["ce_real"].item() == pytest.approx(expected_real.item(), rel=1e-5)
     assert terms["ce_syn"].item() == pytest.approx(expected_syn.item(), rel=1e-5)
+
+
+def _ce_batch(weights):
+    from raysynth.losses import LossBatch
+
+    g = torch.Generator().manual_seed(3)
+    syn_class = torch.arange(12) % 3
+    return LossBatch(
+        logits_real=torch.randn(6, 3, generator=g), y_real=torch.arange(6) % 3, class_weights=torch.tensor(weights),
+        logits_syn=torch.randn(12, 3, generator=g), soft_syn=F.one_hot(syn_class, 3).float(), syn_class=syn_class,
+    )
+
+
+def test_balanced_ce_changes_nothing_when_every_class_is_trusted_alike():
+    plain, balanced = parse_loss({"ce": {}})[0], parse_loss({"ce": {"balance": True}})[0]
+    batch = _ce_batch([0.7, 0.7, 0.7])
+    for name, value in plain.terms(batch).items():
+        assert balanced.terms(batch)[name].item() == pytest.approx(value.item(), rel=1e-6)
+
+
+def test_balanced_ce_trains_toward_a_balanced_prior_when_a_class_is_distrusted():
+    """Class 2's synthetic data at weight 0: the loss mass is 2:2:1 for the real +
+    synthetic rows; the balanced loss trains logits + log(prior), so its optimum raises
+    class 2's raw logit where the plain loss leaves it under-predicted."""
+    from raysynth.losses.ce import training_prior
+
+    prior = training_prior(torch.tensor([1.0, 1.0, 0.0]), 1.0, 1.0, 6, 12)
+    torch.testing.assert_close(prior, torch.tensor([18.0, 18.0, 6.0]) / 42)
+    batch = _ce_batch([1.0, 1.0, 0.0])
+    plain, balanced = parse_loss({"ce": {}})[0], parse_loss({"ce": {"balance": True}})[0]
+    bias_grads = []
+    for objective in (plain, balanced):
+        bias = torch.zeros(3, requires_grad=True)  # a shared logit offset: what the class prior moves
+        shifted = _ce_batch([1.0, 1.0, 0.0])
+        shifted.logits_real, shifted.logits_syn = batch.logits_real + bias, batch.logits_syn + bias
+        sum(objective.terms(shifted).values()).backward()
+        bias_grads.append(bias.grad.clone())
+    # descending the gradient: the plain loss pushes class 2's offset down more than the balanced one
+    assert -bias_grads[1][2] > -bias_grads[0][2]
