@@ -42,8 +42,8 @@ def raysynth_home() -> Path:
     A local home is that directory. A remote home (``s3://...``) is mirrored in this
     node's cache, ``$RAYSYNTH_CACHE/<bucket>-<hash>`` (default ``~/.cache/raysynth``): the
     content-addressed artifacts (weights, pools, partitions, fitted generators) are
-    written here and then :func:`publish`\ ed to the store; another node :func:`fetch`\ es
-    them on first use and memory-maps its local copy. Files that only describe this node
+    written here and then published to the store (:func:`publish`); another node fetches
+    them (:func:`fetch`) on first use and memory-maps its local copy. Files that only describe this node
     (decoded dataset caches, the test-read audit, a local MLflow database) stay here.
     """
     location = home_location()

@@ -163,3 +163,94 @@ def test_random_search_runs_no_more_trials_at_once_than_search_concurrency(ray_s
     spans = sorted((r.metrics["start"], r.metrics["end"]) for r in tuner.fit())
     assert len(spans) == 3
     assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:])), spans
+
+
+# -- Ray's searcher contract (cases like Ray Tune's own searcher suite), for every
+#    registered searcher that is a Searcher (random is Tune's BasicVariantGenerator)
+MODEL_BASED = [n for n in sorted(SEARCHERS) if n != "random"]
+CONSTANTS = {"list": [1, 2, 3], "nested": {"tuple_like": [0.5, "a"], "none": None}, "flag": True, "name": "digits"}
+
+
+def _contract_searcher(name, initial=2):
+    searcher = build_searcher(name, SearcherOptions("score", "max", seed=0, max_epochs=1, initial_points=initial))
+    searcher.set_search_properties("score", "max", {**SPACE, **CONSTANTS})
+    return searcher
+
+
+@pytest.mark.parametrize("name", MODEL_BASED)
+def test_constants_of_every_type_come_back_unchanged(name):
+    """Tune merges a suggestion over the param space (SearchGenerator): a searcher may
+    leave constants out, but one it returns must keep its type (skopt-gp once turned a
+    list into a {"0": …} dict, which the merge then wrote over the list)."""
+    from ray.tune.utils.util import merge_dicts
+
+    searcher = _contract_searcher(name)
+    for i in range(4):
+        config = merge_dicts({**CONSTANTS, "fixed": 3}, searcher.suggest(f"t{i}"))
+        assert {k: config[k] for k in CONSTANTS} == CONSTANTS and config["fixed"] == 3
+        searcher.on_trial_complete(f"t{i}", {"score": _value(config), "epoch": 1, "training_iteration": 1})
+
+
+@pytest.mark.parametrize("name", MODEL_BASED)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_results_do_not_break_a_searcher(name, bad):
+    searcher = _contract_searcher(name)
+    for i in range(5):
+        config = searcher.suggest(f"t{i}")
+        value = bad if i in (1, 3) else _value(config)
+        searcher.on_trial_complete(f"t{i}", {"score": value, "epoch": 1, "training_iteration": 1})
+    assert set(searcher.suggest("next")) >= {"x", "y", "k"}
+
+
+@pytest.mark.parametrize("name", MODEL_BASED)
+def test_add_evaluated_point_warm_starts_a_searcher(name):
+    """Points evaluated elsewhere (an earlier search) reach the model: Optuna's study
+    holds them as trials; the GP holds them as observations and does not propose them."""
+    searcher = _contract_searcher(name)
+    earlier = [{"x": 0.3, "y": 0.1, "k": "b"}, {"x": 0.9, "y": 0.5, "k": "a"}]  # the searched parameters
+    for params in earlier:
+        searcher.add_evaluated_point(params, _value({**params, "fixed": 3}))
+    if isinstance(searcher, SkoptSearch):
+        assert len(searcher._told) == 2
+    else:
+        assert len(searcher._ot_study.trials) == 2
+    config = searcher.suggest("t0")
+    assert (config["x"], config["y"], config["k"]) not in [(p["x"], p["y"], p["k"]) for p in earlier]
+
+
+def test_skopt_constant_liar_tells_the_model_about_running_trials():
+    """Once the GP models (after its initial points), a suggestion made while trials run
+    comes from a copy of the model told those trials' points with the best value so far."""
+    searcher = _contract_searcher("skopt-gp", initial=2)
+    for i in range(3):
+        config = searcher.suggest(f"done{i}")
+        searcher.on_trial_complete(f"done{i}", {"score": _value(config), "epoch": 1, "training_iteration": 1})
+    running = [searcher.suggest("r0"), searcher.suggest("r1")]
+    copies = []
+    original_copy = searcher._optimizer.copy
+
+    def spy(random_state=None):
+        copies.append(original_copy(random_state=random_state))
+        return copies[-1]
+
+    searcher._optimizer.copy = spy
+    searcher.suggest("r2")
+    assert copies, "no copy of the model was told the running trials"
+    told = [list(x) for x in copies[0].Xi]
+    for r in running:
+        assert [r["x"], r["y"], r["k"]] in told
+    assert copies[0].yi[-1] == min(y for _, y in searcher._told)
+
+
+def test_skopt_save_restore_keeps_a_trial_that_never_completes(tmp_path):
+    searcher = _contract_searcher("skopt-gp")
+    done = searcher.suggest("done")
+    searcher.on_trial_complete("done", {"score": _value(done), "epoch": 1, "training_iteration": 1})
+    stuck = searcher.suggest("stuck")  # never completes before the save
+    searcher.save(str(tmp_path / "s.json"))
+    restored = SkoptSearch()
+    restored.restore(str(tmp_path / "s.json"))
+    fresh = restored.suggest("after")
+    assert fresh != stuck and {k: fresh[k] for k in CONSTANTS} == CONSTANTS
+    restored.on_trial_complete("stuck", {"score": _value(stuck), "epoch": 1, "training_iteration": 1})  # Tune re-ran it
+    assert len(restored._told) == 2

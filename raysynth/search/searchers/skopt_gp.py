@@ -51,14 +51,48 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
+def _nest(pairs) -> dict:
+    """(path, value) pairs -> the nested config. Ray's paths index lists with ints
+    (``("list", 0)``): those levels become lists again, so constants keep their type."""
+    root: dict = {}
+    for path, value in pairs:
+        node = root
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+
+    def rebuild(node):
+        if not isinstance(node, dict):
+            return node
+        items = {k: rebuild(v) for k, v in node.items()}
+        if items and all(isinstance(k, int) for k in items) and sorted(items) == list(range(len(items))):
+            return [items[i] for i in range(len(items))]
+        return items
+
+    return rebuild(root)
+
+
+def _flat(config: dict, path: tuple = ()) -> dict[tuple, Any]:
+    """The nested config -> {path: value}, lists indexed by int (Ray's paths)."""
+    out = {}
+    items = config.items() if isinstance(config, dict) else enumerate(config) if isinstance(config, list) else None
+    if items is None:
+        return {path: config}
+    for key, value in items:
+        out.update(_flat(value, (*path, key)))
+    return out
+
+
 class SkoptSearch(Searcher):
     """UniCon's Bayesian optimisation as a Ray Tune searcher over ``skopt.Optimizer``.
 
     GP base estimator, ``acq_func="gp_hedge"``, ``acq_optimizer="lbfgs"`` (``"sampling"``
     when a dimension is categorical), the first
     ``initial_points`` points random (UniCon: 100 calls, 20 initial). Maximising modes
-    are negated (skopt minimises). Concurrent suggestions use the constant-liar strategy
-    so running trials are not proposed twice. ``save``/``restore`` write JSON (every
+    are negated (skopt minimises). Concurrent suggestions use the constant liar: the
+    trials still running are told the best value so far on a copy of the model, which
+    then proposes elsewhere. Constants of the space come back with their types (lists stay
+    lists). ``add_evaluated_point`` tells points evaluated elsewhere (warm start). ``save``/``restore`` write JSON (every
     told point and every proposal): a restored searcher refits the same GP and never
     repeats a point.
     """
@@ -114,31 +148,54 @@ class SkoptSearch(Searcher):
             self._optimizer.tell([list(x) for x in xs], list(ys))
 
     def _config(self, point: list) -> dict:
-        from ray.tune.utils.util import unflatten_dict
-
-        flat = {"/".join(map(str, k)): v for k, v in self._constants.items()}
-        flat.update({"/".join(map(str, k)): _plain(v) for k, v in zip(self._names, point)})
-        return unflatten_dict(flat, delimiter="/")
+        return _nest([*self._constants.items(), *zip(self._names, (_plain(v) for v in point))])
 
     def suggest(self, trial_id: str):
         if self._optimizer is None:
             raise RuntimeError("skopt-gp: no search space (set_search_properties was not called)")
-        pending = [p for p in self._live.values()]
         seen = {json.dumps([_plain(v) for v in p]) for p in self._proposed}
-        for n in range(1, DUPLICATE_RETRIES + 1):
-            if pending:
-                points = self._optimizer.ask(n_points=len(pending) + n, strategy="cl_min")
-            else:
-                points = [self._optimizer.ask()] if n == 1 else self._optimizer.ask(n_points=n, strategy="cl_min")
-            fresh = [p for p in points if json.dumps([_plain(v) for v in p]) not in seen]
-            if fresh:
-                point = [_plain(v) for v in fresh[-1]]
+        optimizer = self._optimizer
+        if self._told and self._live:
+            # constant liar (cl_min): the trials still running are told the best value so
+            # far on a copy of the model, so it proposes elsewhere
+            lie = min(y for _, y in self._told)
+            optimizer = self._optimizer.copy(random_state=self._seed + 7919 * self._restarts + len(self._proposed))
+            optimizer.tell([list(p) for p in self._live.values()], [lie] * len(self._live))
+        point = None
+        for _ in range(DUPLICATE_RETRIES):
+            candidate = [_plain(v) for v in optimizer.ask()]
+            if json.dumps(candidate) not in seen:
+                point = candidate
                 break
-        else:
+            if optimizer is self._optimizer:  # a duplicate: lie about it on a copy and ask again
+                optimizer = self._optimizer.copy(random_state=self._seed + 7919 * self._restarts + len(self._proposed))
+            optimizer.tell(candidate, min((y for _, y in self._told), default=0.0))
+        if point is None:
             point = [_plain(v) for v in self._optimizer.space.rvs(random_state=self._seed + len(self._proposed))[0]]
         self._live[trial_id] = point
         self._proposed.append(point)
         return self._config(point)
+
+    def add_evaluated_point(self, parameters: dict, value: float, error: bool = False, pruned: bool = False,
+                            intermediate_values=None) -> None:
+        """Ray's warm start: a point evaluated elsewhere (an earlier search) is told to the
+        GP (an error or a pruned trial is only remembered, so it is not proposed again)."""
+        if self._optimizer is None:
+            raise RuntimeError("skopt-gp: no search space (set_search_properties was not called)")
+        flat = _flat(parameters)
+        missing = [n for n in self._names if n not in flat]
+        if missing:
+            raise ValueError(f"skopt-gp: the evaluated point lacks {'/'.join(map(str, missing[0]))}")
+        point = [_plain(flat[n]) for n in self._names]
+        if point not in self._optimizer.space:
+            raise ValueError(f"skopt-gp: the evaluated point {point} lies outside the search space")
+        self._proposed.append(point)
+        value = float(value)
+        if error or pruned or not math.isfinite(value):
+            return
+        y = -value if self.mode == "max" else value
+        self._told.append((point, y))
+        self._optimizer.tell(point, y)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         point = self._live.pop(trial_id, None)
