@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="where Ray Tune keeps search state: a path, a shared mount or s3:// / gs:// (default $RAYSYNTH_HOME/tune)")
     p.add_argument("--name", help="name of the search (needed with --resume)")
     p.add_argument("--resume", action="store_true", help="resume the interrupted search --name")
+    p.add_argument("--warm-start", metavar="SOURCE", help="seed the searcher with the finished trials of an MLflow experiment or of a search's parent run id (compatible spaces only)")
     p.add_argument("--quiet", action="store_true", help="no progress lines; only the final summary")
 
     p = sub.add_parser("pretrain", help="pretrain the backbone on the base classes (cached)")
@@ -153,6 +154,7 @@ def cmd_search(args) -> int:
         storage=storage,
         name=name,
         resume=args.resume,
+        warm_start=args.warm_start,
     )
     setup_logging(quiet=args.quiet, verbose=args.verbose)
     summary = run_search(config, options)

@@ -34,6 +34,7 @@ from raysynth.cli import main
         (["--set", "search.space.train.epochs={type: int, low: 0, high: 3}"], "search.space.train.epochs.low: must be >= 1, got 0"),
         (["--set", "search.space.train.lr={type: uniform, low: 0.001, high: .inf}"], "search.space.train.lr.high: must be a finite number"),
         (["--set", "search.space={}"], "search.space: empty"),
+        (["--warm-start", "no-such-search"], "--warm-start: no MLflow experiment or run 'no-such-search'"),
         (["--name", "../x"], "--name: '../x' is not a plain name"),
         (["--name", "/tmp/abs"], "--name: '/tmp/abs' is not a plain name"),
         (["--storage", "foo://bucket/x"], "--storage: no filesystem serves 'foo://'"),

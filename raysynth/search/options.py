@@ -17,6 +17,8 @@ class SearchOptions:
     storage: str  # a local path or an object-store URI (raysynth.storage)
     name: str
     resume: bool = False
+    # an MLflow experiment or parent run id whose finished trials seed the searcher
+    warm_start: str | None = None
     # extra Ray Tune callbacks of a caller (fault-injection tests, chaos benchmark); a
     # resumed search keeps the callbacks it was started with (Tune restores them)
     callbacks: list = field(default_factory=list)

@@ -21,6 +21,7 @@ from raysynth.search.preflight import config_record, preflight
 from raysynth.search.results import SearchSummary, best_trial, search_story, top_quartile_weights
 from raysynth.search.space import apply_params, clusters_in, parse_space, strengths_in
 from raysynth.search.tuner import build_tuner
+from raysynth.search.warm_start import earlier_trials
 from raysynth.storage import join, write_text
 from raysynth.tracking.mlflow_runs import TrialTracker
 from raysynth.tracking.progress import TrialProgress
@@ -36,6 +37,11 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     if not space.dimensions and space.weights is None:
         raise ConfigError("search.space: empty, nothing to search (add a dimension or class_weights; see search_spaces/digits.yaml)")
     split = cached_split(config)
+    warm = None
+    if options.warm_start and not options.resume:  # a resumed searcher already holds them
+        warm, skipped = earlier_trials(options.tracking_uri, options.warm_start, space.to_tune(split.classes))
+        log.info("warm start from %s: %d finished trials for the searcher (%d skipped: another space or unfinished)",
+                 options.warm_start, len(warm), skipped)
     preflight(config, options)
     # 2. what every trial shares, made once: backbone, pools, partitions, class quality
     connect_ray()
@@ -58,7 +64,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         # 4. the trials
         tracker = TrialTracker(options.tracking_uri, parent.experiment_id, parent.run_id, parent.tags, config.train.epochs)
         progress = TrialProgress(config.search.trials, config.train.epochs)
-        tuner = build_tuner(config, space, split.classes, options, [tracker, progress, *options.callbacks], context)
+        tuner = build_tuner(config, space, split.classes, options, [tracker, progress, *options.callbacks], context, warm)
         results = tuner.fit()
         if options.resume:
             parent.discard_lost_trials()

@@ -64,7 +64,8 @@ def tune_run_config(config: Config, name: str, storage: Path, callbacks: list):
     )
 
 
-def build_tuner(config: Config, space: Space, classes: list[str], options: SearchOptions, callbacks: list, weight_context=None):
+def build_tuner(config: Config, space: Space, classes: list[str], options: SearchOptions, callbacks: list, weight_context=None,
+                warm_points: list | None = None):
     from ray import tune
     from ray.tune.search import Searcher
 
@@ -88,6 +89,11 @@ def build_tuner(config: Config, space: Space, classes: list[str], options: Searc
             return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False)
         log.info("--resume: the search was stopped before Ray Tune saved any state; its trials start now")
     searcher = build_searcher(s.algorithm, SearcherOptions(s.metric, "max", s.seed, config.train.epochs, s.initial_points, s.concurrency))
+    if warm_points:
+        if hasattr(searcher, "warm_start"):
+            searcher.warm_start(warm_points)  # told once Tune sets the space (add_evaluated_point)
+        else:
+            log.info("warm start: %s samples at random and has nothing to learn from earlier trials", s.algorithm)
     return tune.Tuner(
         trainable,
         param_space=space.to_tune(classes),

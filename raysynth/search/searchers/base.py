@@ -59,3 +59,26 @@ def params_key(params: dict[str, Any]) -> str:
 def is_pruned(result: dict | None, max_epochs: int) -> bool:
     """A trial ASHA stopped before the last epoch: its value is of a lower fidelity."""
     return bool(result) and result.get("epoch", max_epochs) < max_epochs
+
+
+class WarmStartable:
+    """Mixin of raysynth's Searchers: points handed to :meth:`warm_start` before the
+    search are told (``add_evaluated_point``) as soon as Tune sets the search space — the
+    space must come from Tune, which refuses a searcher that already has one."""
+
+    _warm_points: list[tuple[dict, float]] = []
+
+    def warm_start(self, points: list[tuple[dict, float]]) -> None:
+        self._warm_points = list(points)
+
+    def _tell_warm_points(self) -> None:
+        for params, value in self._warm_points:
+            self.add_evaluated_point(params, value)
+        self._warm_points = []
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        # (a searcher that defines its own set_search_properties calls _tell_warm_points)
+        ready = super().set_search_properties(metric, mode, config, **spec)
+        if ready:
+            self._tell_warm_points()
+        return ready

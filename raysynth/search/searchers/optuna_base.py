@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import logging
 
-from raysynth.search.searchers.base import DUPLICATE_RETRIES, is_pruned, params_key
+from raysynth.config import flatten_params
+from raysynth.search.searchers.base import DUPLICATE_RETRIES, WarmStartable, is_pruned, params_key
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ def fidelity_aware_optuna_search():
     """The class (built on first use: importing Ray's OptunaSearch imports optuna)."""
     from ray.tune.search.optuna import OptunaSearch
 
-    class FidelityAwareOptunaSearch(OptunaSearch):
+    class FidelityAwareOptunaSearch(WarmStartable, OptunaSearch):
         """OptunaSearch that tells ASHA-stopped trials as PRUNED and never runs a duplicate."""
 
         def __init__(self, *args, max_epochs: int, seed: int, **kwargs):
@@ -55,6 +56,16 @@ def fidelity_aware_optuna_search():
                 else:  # the original is still running
                     self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
             return params
+
+        def add_evaluated_point(self, parameters: dict, value: float, error: bool = False, pruned: bool = False,
+                                intermediate_values=None):
+            """Ray's warm start, with nested parameters ({"w": {"five": …}}) flattened to
+            the "w/five" names Ray's OptunaSearch gives its distributions."""
+            flat = flatten_params(parameters)
+            super().add_evaluated_point(flat, value, error=error, pruned=pruned, intermediate_values=intermediate_values)
+            self._proposed[params_key(parameters)] = f"warm-{len(self._proposed)}"
+            if not (error or pruned):
+                self._values[params_key(parameters)] = float(value)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
             import optuna

@@ -10,7 +10,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from raysynth.search.searchers.base import DUPLICATE_RETRIES, SearcherOptions, is_pruned, register_searcher
+from raysynth.search.searchers.base import DUPLICATE_RETRIES, SearcherOptions, WarmStartable, is_pruned, register_searcher
 
 
 @register_searcher("skopt-gp")
@@ -83,7 +83,7 @@ def _flat(config: dict, path: tuple = ()) -> dict[tuple, Any]:
     return out
 
 
-class SkoptSearch(Searcher):
+class SkoptSearch(WarmStartable, Searcher):
     """UniCon's Bayesian optimisation as a Ray Tune searcher over ``skopt.Optimizer``.
 
     GP base estimator, ``acq_func="gp_hedge"``, ``acq_optimizer="lbfgs"`` (``"sampling"``
@@ -128,6 +128,7 @@ class SkoptSearch(Searcher):
         self._names = [tuple(path) for path, _ in domains]
         self._specs = [_dimension_spec(d) for _, d in domains]
         self._new_optimizer()
+        self._tell_warm_points()
         return True
 
     def _new_optimizer(self) -> None:
