@@ -9,6 +9,7 @@ attaches to another search's private instance: when that search ends, its cluste
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import socket
@@ -85,6 +86,28 @@ def _connect(ray) -> None:
         # the dashboard serves the state API that Ray Train's controller polls
         ray.init(address="local", **LOCAL_RAY)
 
+
+
+def ray_run_tags() -> dict[str, str]:
+    """MLflow tags saying where a search ran on Ray: the submission id of a ``ray job
+    submit`` job (from the job config Ray hands the driver) and the dashboard's URL."""
+    tags = {}
+    try:
+        job_config = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    except ValueError:
+        job_config = {}
+    submission = (job_config.get("metadata") or {}).get("job_submission_id")
+    if submission:
+        tags["raysynth.ray_job_submission_id"] = submission
+    try:
+        from ray._private.worker import get_dashboard_url
+
+        url = get_dashboard_url()
+    except Exception:  # no dashboard (Ray started without it), or Ray moved its private API
+        url = None
+    if url:
+        tags["raysynth.ray_dashboard"] = url if url.startswith("http") else f"http://{url}"
+    return tags
 
 # ------------------------------------------------------------------ what work asks for
 

@@ -110,3 +110,12 @@ def test_ray_job_submit_lands_in_the_same_store(tmp_path, raysynth_home):
     parents = client.search_runs([exp.experiment_id], filter_string="tags.`raysynth.kind` = 'search'")
     assert sorted(r.info.run_name for r in parents) == ["plain-run", "submitted-run"]
     assert all(r.info.status == "FINISHED" for r in parents)
+    by_name = {r.info.run_name: r for r in parents}
+    # where each ran: the submitted job's id (and the head's dashboard) are tags; the plain run has no submission
+    assert by_name["submitted-run"].data.tags["raysynth.ray_job_submission_id"].startswith("raysubmit_")
+    assert "raysynth.ray_job_submission_id" not in by_name["plain-run"].data.tags
+    assert by_name["plain-run"].data.tags["raysynth.ray_dashboard"].startswith("http://127.0.0.1:")
+    # Tune's table of every trial, as an artifact of the parent run
+    table = client.download_artifacts(by_name["submitted-run"].info.run_id, "trials.csv", str(tmp_path))
+    lines = Path(table).read_text().splitlines()
+    assert len(lines) == 1 + 2 and "val_acc" in lines[0]  # header + the 2 trials

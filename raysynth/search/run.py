@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from raysynth.cluster import check_cluster_fits, connect_ray, with_resolved_resources
+from raysynth.cluster import check_cluster_fits, connect_ray, ray_run_tags, with_resolved_resources
 from raysynth.config import Config, ConfigError, flatten_params
 from raysynth.data import cached_split
 from raysynth.data.base import audit_event
@@ -54,7 +54,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     # 3. the parent MLflow run (adopted again on --resume)
     parent = SearchRun.open(
         options.tracking_uri, options.experiment, config, options.name, join(options.directory, PARENT_RECORD),
-        split.fingerprint, options.resume, split.classes,
+        split.fingerprint, options.resume, split.classes, ray_run_tags(),
     )
     # the config a --resume is checked against (search/preflight.py)
     write_text(join(options.directory, CONFIG_RECORD), config_record(given, options))
@@ -66,6 +66,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         progress = TrialProgress(config.search.trials, config.train.epochs)
         tuner = build_tuner(config, space, split.classes, options, [tracker, progress, *options.callbacks], context, warm)
         results = tuner.fit()
+        parent.log_trials_table(results.get_dataframe())
         if options.resume:
             parent.discard_lost_trials()
         # 5. the winner, and what the search learned

@@ -47,21 +47,23 @@ def leaderboard_rows(
     means the tag ``raysynth.dataset``), sorted by ``metric``, best first."""
     client = MlflowClient(tracking_uri)
     ids = _experiments(client, tracking_uri, experiment)
-    statuses = ("finished", "pruned") if include_pruned else ("finished",)
-    query = _tag_filter(tags)
+    # filtered, ordered and cut on the server: a store with many searches sends back only
+    # the rows asked for
+    status = f"tags.`{STATUS_TAG}` != 'failed'" if include_pruned else f"tags.`{STATUS_TAG}` = 'finished'"
+    query = f"{_tag_filter(tags)} and {status} and metrics.`{metric}` >= -1e30"
+    order = [f"metrics.`{metric}` {'ASC' if ascending else 'DESC'}", "attributes.start_time ASC"]
     runs = []
     token = None
     while ids:
-        page = client.search_runs(ids, filter_string=query, max_results=1000, page_token=token)
+        want = min(1000, top - len(runs)) if top else 1000
+        page = client.search_runs(ids, filter_string=query, order_by=order, max_results=want, page_token=token)
         runs.extend(page)
         token = page.token
-        if not token:
+        if not token or (top and len(runs) >= top):
             break
     names = {e.experiment_id: e.name for e in client.search_experiments()} if experiment is None else {}
     rows = []
     for run in runs:
-        if run.data.tags.get(STATUS_TAG) not in statuses or metric not in run.data.metrics:
-            continue
         row = {
             "run_id": run.info.run_id,
             "run_name": run.info.run_name,
@@ -73,8 +75,7 @@ def leaderboard_rows(
             row["experiment"] = names.get(run.info.experiment_id, run.info.experiment_id)
         row.update(dict(sorted(run.data.params.items())))
         rows.append(row)
-    rows.sort(key=lambda r: r[metric], reverse=not ascending)
-    return rows[:top] if top else rows
+    return rows
 
 
 def compare_runs(tracking_uri: str, run_a: str, run_b: str, all_fields: bool = False) -> list[dict[str, Any]]:

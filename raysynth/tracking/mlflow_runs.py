@@ -32,7 +32,6 @@ STATUS_TAG = "raysynth.status"  # finished | pruned | failed
 PARENT_TAG = "mlflow.parentRunId"
 METRIC_KEYS = ("val_acc", "val_acc_std", "loss")
 TERM_PREFIX = "loss_"  # every objective term the loop reports (loss_ce_real, loss_discrepancy, ...)
-MAX_BATCH = 100  # MLflow accepts at most 100 params per log_batch
 
 
 def default_tracking_uri() -> str:
@@ -71,10 +70,9 @@ def metric(key: str, value: float, timestamp: int, step: int) -> Metric:
     return Metric(mlflow_key(key), float(value), timestamp, step)
 
 
-def log_params_batched(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
-    items = [Param(mlflow_key(k), _as_param(v)) for k, v in params.items()]
-    for i in range(0, len(items), MAX_BATCH):
-        client.log_batch(run_id, params=items[i : i + MAX_BATCH])
+def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    """Every param in one ``log_batch`` call (MLflow splits it into requests of its limits)."""
+    client.log_batch(run_id, params=[Param(mlflow_key(k), _as_param(v)) for k, v in params.items()])
 
 
 def git_commit() -> str:
@@ -216,7 +214,7 @@ class TrialTracker(Callback):
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial.trial_id}", tags=tags)
         self.runs[trial.trial_id] = run.info.run_id
         self.last_epoch[trial.trial_id] = 0
-        log_params_batched(self.client, run.info.run_id, flatten_params(trial.config))
+        log_params(self.client, run.info.run_id, flatten_params(trial.config))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run_id = self.runs.get(trial.trial_id)

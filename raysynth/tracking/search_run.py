@@ -16,11 +16,10 @@ from mlflow.tracking import MlflowClient
 
 from raysynth.config import Config, dump_yaml, flatten_params
 from raysynth.storage import exists, read_text, write_text
-from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, get_or_create_experiment, git_commit, log_params_batched, metric, mlflow_key
+from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, get_or_create_experiment, git_commit, log_params, metric, mlflow_key
 from raysynth.tracking.report import SearchStory, write_search_report
 
 log = logging.getLogger(__name__)
-MAX_METRICS = 1000  # MLflow accepts at most 1000 metrics per log_batch
 
 
 def search_tags(config: Config, name: str) -> dict[str, str]:
@@ -42,20 +41,20 @@ class SearchRun:
     @classmethod
     def open(
         cls, tracking_uri: str, experiment: str, config: Config, name: str, record: str, dataset_fingerprint: str, resume: bool,
-        classes: list[str] = (),
+        classes: list[str] = (), ray_tags: dict[str, str] | None = None,
     ) -> "SearchRun":
         """The search's parent run: on ``resume`` the one named in ``record``, else a new
         one with the resolved config, whose id is written to ``record``."""
         client = MlflowClient(tracking_uri)
         experiment_id = get_or_create_experiment(client, experiment)
-        tags = search_tags(config, name)
+        tags = {**search_tags(config, name), **(ray_tags or {})}  # trials' runs carry them too
         if resume and exists(record):
             run_id = json.loads(read_text(record))["run_id"]
             client.update_run(run_id, status="RUNNING")
             return cls(client, experiment_id, run_id, tags)
         parent_tags = {**tags, KIND_TAG: "search", "raysynth.git_commit": git_commit(), "raysynth.dataset_fingerprint": dataset_fingerprint}
         run_id = client.create_run(experiment_id, run_name=name, tags=parent_tags).info.run_id
-        log_params_batched(client, run_id, flatten_params(config.to_dict(), sep="."))
+        log_params(client, run_id, flatten_params(config.to_dict(), sep="."))
         client.log_text(run_id, dump_yaml(config), "resolved_config.yaml")
         # a class name MLflow refuses in a key appears under another key (tracking.mlflow_runs.mlflow_key)
         client.log_dict(run_id, [{"class": c, "mlflow_key": mlflow_key(c)} for c in classes], "class_names.json")
@@ -67,10 +66,9 @@ class SearchRun:
         now = int(time.time() * 1000)
         metrics = [metric(f"quality/{c}", q, now, 0) for c, q in zip(classes, quality)]
         metrics += [metric(f"discrepancy/{c}", d, now, 0) for c, d in zip(classes, discrepancy) if d == d]
-        for i in range(0, len(metrics), MAX_METRICS):
-            self.client.log_batch(self.run_id, metrics=metrics[i : i + MAX_METRICS])
+        self.client.log_batch(self.run_id, metrics=metrics)  # MLflow splits it into requests of its limits
         if groups:
-            log_params_batched(self.client, self.run_id, {f"group/{c}": g for c, g in zip(classes, groups)})
+            log_params(self.client, self.run_id, {f"group/{c}": g for c, g in zip(classes, groups)})
 
     def log_results(self, metrics: dict[str, float], best_params: dict[str, Any]) -> None:
         now = int(time.time() * 1000)
@@ -79,6 +77,11 @@ class SearchRun:
             metrics=[metric(k, v, now, 0) for k, v in metrics.items()],
             tags=[RunTag("raysynth.best_params", json.dumps(flatten_params(best_params)))],
         )
+
+    def log_trials_table(self, frame) -> None:
+        """Ray Tune's results table (one row per trial: last metrics and config) as
+        ``trials.csv``."""
+        self.client.log_text(self.run_id, frame.to_csv(index=False), "trials.csv")
 
     def log_finals(self, finals: list) -> None:
         """One child run per final retraining (kind ``final``): its test and validation
