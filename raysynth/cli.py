@@ -1,4 +1,4 @@
-"""The ``raysynth`` command: search | pretrain | generate | finetune-generator | leaderboard | ui.
+"""The ``raysynth`` command: search | pretrain | generate | finetune-generator | leaderboard | ui | dashboard.
 
 Exit codes: 0 success; 2 bad input (one line on stderr, nothing started or written);
 1 anything else.
@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="where Ray Tune keeps search state: a path, a shared mount or s3:// / gs:// (default $RAYSYNTH_HOME/tune)")
     p.add_argument("--name", help="name of the search (needed with --resume)")
     p.add_argument("--resume", action="store_true", help="resume the interrupted search --name")
+    p.add_argument("--optuna-storage", metavar="URL", help="RDB URL of the Optuna searchers' study (default sqlite:///<storage>/<name>/optuna.db)")
     p.add_argument("--warm-start", metavar="SOURCE", help="seed the searcher with the finished trials of an MLflow experiment or of a search's parent run id (compatible spaces only)")
     p.add_argument("--quiet", action="store_true", help="no progress lines; only the final summary")
 
@@ -118,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="include trials stopped early by ASHA")
     p.add_argument("--compare", nargs=2, metavar="RUN_ID", help="show two runs side by side (fields that differ)")
     p.add_argument("--tracking-uri")
+
+    p = sub.add_parser("dashboard", help="start optuna-dashboard on 127.0.0.1 for a search's Optuna study")
+    p.add_argument("--name", required=True, help="the search (its --name)")
+    p.add_argument("--storage", help="the search's --storage (default $RAYSYNTH_HOME/tune)")
+    p.add_argument("--optuna-storage", metavar="URL", help="the study's RDB URL, if the search was given one")
+    p.add_argument("--port", type=int, default=8080)
 
     p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for the project's store")
     p.add_argument("--port", type=int, default=5000)
@@ -155,6 +162,7 @@ def cmd_search(args) -> int:
         name=name,
         resume=args.resume,
         warm_start=args.warm_start,
+        optuna_storage=args.optuna_storage,
     )
     setup_logging(quiet=args.quiet, verbose=args.verbose)
     summary = run_search(config, options)
@@ -233,6 +241,22 @@ def cmd_finetune_generator(args) -> int:
     return 0
 
 
+def cmd_dashboard(args) -> int:
+    from raysynth.search.options import study_storage
+
+    storage = check_location(args.storage, "--storage") if args.storage else join(home_location(), "tune")
+    url = study_storage(storage, args.name, args.optuna_storage)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        raise ConfigError(f"--name: no Optuna study of a search '{args.name}' ({url}); only optuna-tpe and optuna-gp searches keep one")
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise ConfigError("raysynth dashboard needs optuna-dashboard: pip install 'raysynth[dashboard]'") from None
+    print(f"optuna-dashboard for study '{args.name}' ({url}): http://127.0.0.1:{args.port}/dashboard/", flush=True)
+    optuna_dashboard.run_server(url, host="127.0.0.1", port=args.port)
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from raysynth.tracking import default_tracking_uri
     from raysynth.tracking.leaderboard import (
@@ -280,6 +304,7 @@ COMMANDS = {
     "finetune-generator": cmd_finetune_generator,
     "leaderboard": cmd_leaderboard,
     "ui": cmd_ui,
+    "dashboard": cmd_dashboard,
 }
 
 

@@ -4,6 +4,7 @@ printed at the end, and the story its report tells."""
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from raysynth.tracking.report import SearchStory
 from raysynth.train.data import train_data
 from raysynth.train.evaluate import as_input
 
+log = logging.getLogger(__name__)
 # top_quartile_weights averages at least this many trials (the best quarter of fewer
 # than 12 trials would be one or two: noise)
 MIN_TOP_TRIALS = 3
@@ -148,3 +150,19 @@ def search_story(summary: SearchSummary, results, config: Config, best_config: C
         best_config_yaml=dump_yaml(best_config_with_space(best_config)),
         finals=[{"label": f.label, "test_acc": f.test_acc, "test_acc_std": f.test_acc_std, "val_acc": f.val_acc} for f in summary.finals],
     )
+
+
+def parameter_importances(study_storage: str, study_name: str) -> dict[str, float]:
+    """Optuna's parameter importances (fANOVA) of a search's study; empty when there is
+    no study or too few complete trials to say."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=study_storage)
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if len(complete) < 2:
+            return {}
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+    except (KeyError, ValueError, RuntimeError) as exc:  # no such study; a constant objective
+        log.info("no parameter importances: %s", exc)
+        return {}

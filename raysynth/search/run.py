@@ -18,7 +18,7 @@ from raysynth.prepare import on_cluster, prepare
 from raysynth.search.finals import run_finals
 from raysynth.search.options import CONFIG_RECORD, PARENT_RECORD, SearchOptions
 from raysynth.search.preflight import config_record, preflight
-from raysynth.search.results import SearchSummary, best_trial, search_story, top_quartile_weights
+from raysynth.search.results import SearchSummary, best_trial, parameter_importances, search_story, top_quartile_weights
 from raysynth.search.space import apply_params, clusters_in, parse_space, strengths_in
 from raysynth.search.tuner import build_tuner
 from raysynth.search.warm_start import earlier_trials
@@ -60,6 +60,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     write_text(join(options.directory, CONFIG_RECORD), config_record(given, options))
     if context is not None:
         parent.log_class_quality(split.classes, context.quality, context.discrepancy, context.groups)
+    monitor = parent.monitor_system()  # MLflow's system metrics of this machine on the parent run
     try:
         # 4. the trials
         tracker = TrialTracker(options.tracking_uri, parent.experiment_id, parent.run_id, parent.tags, config.train.epochs)
@@ -85,9 +86,14 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         summary.seconds = time.perf_counter() - start
         parent.log_results(summary.metrics(), params)
         title = f"raysynth search {options.name} ({config.dataset}, {config.search.algorithm})"
-        parent.log_report(search_story(summary, results, config, best_config, context, title))
+        story = search_story(summary, results, config, best_config, context, title)
+        if config.search.algorithm.startswith("optuna"):  # the study on disk (optuna-dashboard reads it too)
+            story.importances = parameter_importances(options.study_storage, options.name)
+        parent.log_report(story)
         parent.finish(ok=True)
         return summary
     except BaseException:
         parent.finish(ok=False)
         raise
+    finally:
+        monitor.finish()

@@ -88,7 +88,12 @@ def build_tuner(config: Config, space: Space, classes: list[str], options: Searc
         if tune.Tuner.can_restore(path):
             return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False)
         log.info("--resume: the search was stopped before Ray Tune saved any state; its trials start now")
-    searcher = build_searcher(s.algorithm, SearcherOptions(s.metric, "max", s.seed, config.train.epochs, s.initial_points, s.concurrency))
+    study = options.study_storage
+    if study.startswith("sqlite:///"):
+        Path(study[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    searcher = build_searcher(s.algorithm, SearcherOptions(
+        s.metric, "max", s.seed, config.train.epochs, s.initial_points, s.concurrency, study_storage=study, study_name=options.name,
+    ))
     if warm_points:
         if hasattr(searcher, "warm_start"):
             searcher.warm_start(warm_points)  # told once Tune sets the space (add_evaluated_point)

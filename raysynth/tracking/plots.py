@@ -123,3 +123,14 @@ def plot_parallel(rows: list[dict[str, float]], metric: str, path: Path, max_par
     ax.set_yticks([])
     ax.set_title(f"Hyperparameters of the trials (colour: {metric})")
     return _save(fig, path)
+
+
+def plot_importances(importances: dict[str, float], path: Path) -> Path:
+    """Horizontal bars: each searched parameter's share of the variance of val_acc."""
+    names = list(importances)[::-1]  # most important on top
+    fig, ax = plt.subplots(figsize=(5.5, 0.35 * len(names) + 1.2))
+    ax.barh(names, [importances[n] for n in names], color="#4c72b0")
+    ax.set_xlabel("importance (fANOVA)")
+    ax.tick_params(axis="y", labelsize=8)
+    ax.set_title("What mattered for validation accuracy")
+    return _save(fig, path)

@@ -37,6 +37,7 @@ class SearchStory:
     confusion: list[list[int]] | None = None
     best_config_yaml: str = ""
     finals: list[dict[str, Any]] = field(default_factory=list)
+    importances: dict[str, float] = field(default_factory=dict)  # Optuna's fANOVA, optuna searchers only
 
 
 def write_search_report(story: SearchStory, out: Path) -> list[Path]:
@@ -58,6 +59,9 @@ def write_search_report(story: SearchStory, out: Path) -> list[Path]:
     if len(story.trial_params) >= 2:
         figures.append(("Hyperparameters (parallel coordinates)", plots.plot_parallel(
             story.trial_params, "val_acc", out / "parallel_coordinates.png")))  # fmt: skip
+    if story.importances:
+        figures.append(("Parameter importance (Optuna, fANOVA)", plots.plot_importances(
+            story.importances, out / "param_importance.png")))
     (out / "best_config.yaml").write_text(story.best_config_yaml)
     (out / "summary.txt").write_text(story.summary_text + "\n")
     report = out / "report.html"

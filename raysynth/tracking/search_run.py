@@ -32,6 +32,22 @@ def search_tags(config: Config, name: str) -> dict[str, str]:
     }
 
 
+def log_dataset_input(client: MlflowClient, run_id: str, config: Config, dataset_fingerprint: str, num_classes: int) -> None:
+    """The few-shot split as the run's MLflow dataset input (Runs -> Datasets used): the
+    dataset and its split settings, digest = raysynth's split fingerprint."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    d = config.data
+    source = CodeDatasetSource({
+        "dataset": config.dataset, "root": d.root or "(built in)", "shots": str(d.shots), "seed": str(d.seed),
+        "val_per_class": str(d.val_per_class), "test_per_class": str(d.test_per_class), "classes": str(num_classes),
+    })
+    dataset = MetaDataset(source, name=f"{config.dataset}-{d.shots}shot", digest=dataset_fingerprint[:36])
+    client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", "training")])])
+
+
 class SearchRun:
     """The parent run: ``open`` it, log to it, then ``finish`` it (FINISHED or FAILED)."""
 
@@ -56,6 +72,7 @@ class SearchRun:
         run_id = client.create_run(experiment_id, run_name=name, tags=parent_tags).info.run_id
         log_params(client, run_id, flatten_params(config.to_dict(), sep="."))
         client.log_text(run_id, dump_yaml(config), "resolved_config.yaml")
+        log_dataset_input(client, run_id, config, dataset_fingerprint, len(classes))
         # a class name MLflow refuses in a key appears under another key (tracking.mlflow_runs.mlflow_key)
         client.log_dict(run_id, [{"class": c, "mlflow_key": mlflow_key(c)} for c in classes], "class_names.json")
         write_text(record, json.dumps({"run_id": run_id}))
@@ -118,6 +135,17 @@ class SearchRun:
             )
             self.client.delete_run(run.info.run_id)
         return len(lost)
+
+    def monitor_system(self, interval: float = 5.0):
+        """MLflow's system metrics (``system/cpu_utilization_percentage``, memory, disk,
+        network, GPU where one is) of the driver's machine, logged on the parent run every
+        ``interval`` seconds until :meth:`finish`. Trials' machines are the same one on a
+        single node; on a cluster these are the head's."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(self.run_id, sampling_interval=interval, tracking_uri=self.client.tracking_uri)
+        monitor.start()
+        return monitor
 
     def finish(self, ok: bool = True) -> None:
         self.client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")

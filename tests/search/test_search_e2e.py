@@ -1,5 +1,6 @@
 """A tiny real search end to end: Ray Tune + Optuna + ASHA + MLflow, on the session's Ray."""
 
+import optuna
 import pytest
 from conftest import REPO, tiny_overrides
 from mlflow.tracking import MlflowClient
@@ -18,7 +19,7 @@ def _search(tmp_path, name, extra=(), experiment="e2e"):
 
 
 def test_search_writes_parent_and_child_runs(ray_session, tmp_path):
-    config, options, summary = _search(tmp_path, "e2e-search")
+    config, options, summary = _search(tmp_path, "e2e-search", ["search.algorithm=optuna-tpe"])
     assert summary.trials == 2 and 0.0 <= summary.best_val_acc <= 1.0
     client = MlflowClient(options.tracking_uri)
     exp = client.get_experiment_by_name("e2e")
@@ -29,6 +30,9 @@ def test_search_writes_parent_and_child_runs(ray_session, tmp_path):
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.data.metrics["best_val_acc"] == pytest.approx(summary.best_val_acc)
     assert parent.data.params["train.epochs"] == "1"
+    assert any(k.startswith("system/cpu_utilization") for k in parent.data.metrics)  # MLflow's system metrics
+    (used,) = client.get_run(parent.info.run_id).inputs.dataset_inputs  # the split as MLflow's dataset input
+    assert used.dataset.name == "digits-2shot" and used.dataset.digest == parent.data.tags["raysynth.dataset_fingerprint"][:36]
     for child in children:
         assert child.data.tags[PARENT_TAG] == parent.info.run_id
         assert child.data.tags[STATUS_TAG] == "finished"
@@ -45,6 +49,47 @@ def test_search_writes_parent_and_child_runs(ray_session, tmp_path):
     table = format_rows(rows, "table").splitlines()
     assert table[0].split()[:2] == ["#", "run_name"] and len(table) == 4
     assert format_rows(rows, "csv").splitlines()[0].startswith("run_id,run_name")
+
+    # the Optuna study is on disk, named after the search: optuna.load_study and
+    # optuna-dashboard read it; the report shows its parameter importances
+    study = optuna.load_study(study_name="e2e-search", storage=f"sqlite:///{tmp_path / 'tune' / 'e2e-search' / 'optuna.db'}")
+    assert len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 2
+    assert "param_importance.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    _dashboard_serves(tmp_path, "e2e-search")
+
+
+def _dashboard_serves(tmp_path, name):
+    """`raysynth dashboard` starts optuna-dashboard on 127.0.0.1 over the search's study."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "raysynth"), "dashboard", "--name", name, "--storage", str(tmp_path / "tune"), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert f"http://127.0.0.1:{port}/dashboard/" in server.stdout.readline()
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as response:
+                    studies = json.loads(response.read())["studies"]
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, "optuna-dashboard did not answer"
+                time.sleep(0.5)
+        assert [s["study_name"] for s in studies] == [name]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_trial_with_two_workers_runs_torch_trainer(ray_session, tmp_path):

@@ -40,6 +40,9 @@ class SearcherOptions:
     # TuneConfig.max_concurrent_trials; a generator that is not a Searcher (random) must
     # limit itself, or Tune ignores the limit
     concurrency: int = 0
+    # Optuna searchers: the study's RDB storage URL (None: in memory) and its name
+    study_storage: str | None = None
+    study_name: str = "raysynth"
 
 
 def register_searcher(name: str):

@@ -16,6 +16,16 @@ from raysynth.search.searchers.base import DUPLICATE_RETRIES, WarmStartable, is_
 log = logging.getLogger(__name__)
 
 
+def study_kwargs(o) -> dict:
+    """OptunaSearch's ``storage`` and ``study_name`` from the options: an RDB study that
+    optuna-dashboard and ``optuna.load_study`` read, and that ``--resume`` continues."""
+    if not o.study_storage:
+        return {}
+    import optuna
+
+    return {"storage": optuna.storages.RDBStorage(o.study_storage), "study_name": o.study_name}
+
+
 @functools.cache
 def fidelity_aware_optuna_search():
     """The class (built on first use: importing Ray's OptunaSearch imports optuna)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from raysynth.search.searchers.base import SearcherOptions, register_searcher
-from raysynth.search.searchers.optuna_base import fidelity_aware_optuna_search
+from raysynth.search.searchers.optuna_base import fidelity_aware_optuna_search, study_kwargs
 
 
 @register_searcher("optuna-gp")
@@ -11,4 +11,6 @@ def optuna_gp(o: SearcherOptions):
     import optuna
 
     sampler = optuna.samplers.GPSampler(seed=o.seed, n_startup_trials=o.initial_points, deterministic_objective=False)
-    return fidelity_aware_optuna_search()(metric=o.metric, mode=o.mode, sampler=sampler, max_epochs=o.max_epochs, seed=o.seed)
+    return fidelity_aware_optuna_search()(
+        metric=o.metric, mode=o.mode, sampler=sampler, max_epochs=o.max_epochs, seed=o.seed, **study_kwargs(o)
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from raysynth.search.searchers.base import SearcherOptions, register_searcher
-from raysynth.search.searchers.optuna_base import fidelity_aware_optuna_search
+from raysynth.search.searchers.optuna_base import fidelity_aware_optuna_search, study_kwargs
 
 
 @register_searcher("optuna-tpe")
@@ -12,4 +12,6 @@ def optuna_tpe(o: SearcherOptions):
 
     # multivariate TPE models the weights jointly: the poisoned classes interact
     sampler = optuna.samplers.TPESampler(seed=o.seed, multivariate=True, n_startup_trials=o.initial_points)
-    return fidelity_aware_optuna_search()(metric=o.metric, mode=o.mode, sampler=sampler, max_epochs=o.max_epochs, seed=o.seed)
+    return fidelity_aware_optuna_search()(
+        metric=o.metric, mode=o.mode, sampler=sampler, max_epochs=o.max_epochs, seed=o.seed, **study_kwargs(o)
+    )
