@@ -81,7 +81,7 @@ def _dashboard_serves(tmp_path, name):
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as response:
-                    studies = json.loads(response.read())["studies"]
+                    studies = json.loads(response.read())["study_summaries"]
                 break
             except OSError:
                 assert time.time() < deadline and server.poll() is None, "optuna-dashboard did not answer"

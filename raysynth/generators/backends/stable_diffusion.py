@@ -116,7 +116,7 @@ class StableDiffusionGenerator(Generator):
         check_model_available(p.model)
         dtype = DTYPES.get(p.dtype) or (torch.float16 if self.device.startswith("cuda") else torch.float32)
         pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
-            p.model, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False, feature_extractor=None
+            p.model, dtype=dtype, safety_checker=None, requires_safety_checker=False, feature_extractor=None
         )
         pipe.scheduler = getattr(diffusers, SCHEDULERS[p.scheduler]).from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
