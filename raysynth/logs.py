@@ -6,7 +6,7 @@ Ray logs at INFO a line per trial checkpoint ("Checkpoint successfully created a
 per Ray Train report ("Reporting training result …"), Tune's experiment box and Ray
 Data's progress blocks. By default (:func:`quiet_ray`) they go to log files, not to the
 terminal: Tune's and Ray Train's to ``raysynth-ray-<pid>.log`` beside Ray's own logs
-(``/tmp/ray/session_latest/logs``; ``$RAYSYNTH_HOME/logs`` when Ray has not started),
+(``/tmp/ray/session_latest/logs``; ``$TMPDIR/raysynth-logs`` when Ray has not started),
 Ray Train workers' to Ray Train's files (``logs/train/``), Ray Data's to ``ray-data.log``.
 ``--verbose`` (``RAYSYNTH_VERBOSE=1``, handed to every worker) brings them back.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 VERBOSE_ENV = "RAYSYNTH_VERBOSE"
@@ -52,9 +53,7 @@ def ray_log_dir() -> Path:
             return Path(node.get_logs_dir_path())
     except (ImportError, AttributeError):  # Ray not started here, or moved its private API
         pass
-    from raysynth.home import raysynth_home
-
-    return raysynth_home() / "logs"
+    return Path(tempfile.gettempdir()) / "raysynth-logs"
 
 
 def quiet_ray() -> None:

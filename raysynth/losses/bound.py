@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from raysynth.losses.base import LossBatch, Objective, check_label_smoothing, check_non_negative, register_objective
 from raysynth.losses.ce import smooth_labels
+from raysynth.losses.memory import all_data_terms
 
 OUTPUTS = ("softmax", "logits")
 DISTANCES = ("l2", "mse")
@@ -204,11 +205,9 @@ class BoundLoss(Objective):
             return_terms=True, label_smoothing=p.label_smoothing,
         )  # fmt: skip
         if batch.memory is not None:  # the lightweight variant: regularisers over all data
-            from raysynth.losses.memory import all_data_terms
-
             terms["discrepancy"], terms["robustness"] = all_data_terms(
                 batch.memory, (batch.real_index, batch.logits_real, batch.part_real),
-                (batch.syn_index, batch.logits_syn, batch.part_syn), p.output, p.distance,
+                (batch.syn_index, batch.logits_syn, batch.part_syn), lambda out: _h(out, p.output), p.distance,
             )  # fmt: skip
         return {
             "ce_real": p.lam * terms["ce_real"],

@@ -15,9 +15,9 @@ Pairs are only ever formed inside a region, so the cost is K x (largest region)^
 
 from __future__ import annotations
 
-import torch
+from typing import Callable
 
-from raysynth.losses.bound import _h
+import torch
 
 UNSEEN = -1  # region of a sample no batch has drawn yet
 
@@ -100,12 +100,13 @@ def all_data_terms(
     memory: OutputMemory,
     real: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     syn: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    output: str = "softmax",
+    h: Callable[[torch.Tensor], torch.Tensor] = lambda out: out.softmax(dim=-1),
     distance: str = "l2",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(discrepancy, robustness) of eq. 7 over every sample seen, the batch's rows live.
 
-    ``real`` and ``syn`` are (sample ids, logits, regions) of the batch's rows. Same
+    ``real`` and ``syn`` are (sample ids, logits, regions) of the batch's rows; ``h`` maps
+    logits to the compared outputs (the bound loss's softmax or identity). Same
     normalisation as :func:`raysynth.losses.bound.discrepancy_term` and
     :func:`~raysynth.losses.bound.robustness_term`, with S_i, G_i, g_i and g counted over
     all data instead of the batch.
@@ -122,8 +123,8 @@ def all_data_terms(
     if not in_t.any():
         return zero, zero
     real_table, syn_table, n_i, g_i = real_table[in_t], syn_table[in_t], n_i[in_t].float(), g_i[in_t].float()
-    h_real = _h(out_real, output)[real_table.clamp_min(0)]  # (|T| x width x C)
-    h_syn = _h(out_syn, output)[syn_table.clamp_min(0)]
+    h_real = h(out_real)[real_table.clamp_min(0)]  # (|T| x width x C)
+    h_syn = h(out_syn)[syn_table.clamp_min(0)]
     real_ok, syn_ok = real_table >= 0, syn_table >= 0
     g = g_i.sum()
     cross = block_distances(h_real, h_syn, distance) * (real_ok[:, :, None] & syn_ok[:, None, :])

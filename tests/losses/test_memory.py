@@ -36,10 +36,8 @@ def test_all_data_terms_equal_eq7_terms_on_every_sample(output, distance):
     real_out, real_part, syn_out, syn_part = _samples()
     memory = _stored(real_out, real_part, syn_out, syn_part)
     idx, sidx = torch.tensor([1, 4]), torch.tensor([5, 9, 20])
-    disc, rob = all_data_terms(
-        memory, (idx, real_out[idx], real_part[idx]), (sidx, syn_out[sidx], syn_part[sidx]), output, distance
-    )
     h = (lambda x: x.softmax(-1)) if output == "softmax" else (lambda x: x)
+    disc, rob = all_data_terms(memory, (idx, real_out[idx], real_part[idx]), (sidx, syn_out[sidx], syn_part[sidx]), h, distance)
     assert disc.item() == pytest.approx(discrepancy_term(h(real_out), real_part, h(syn_out), syn_part, distance).item(), rel=1e-5)
     assert rob.item() == pytest.approx(robustness_term(h(syn_out), syn_part, real_part, distance).item(), rel=1e-5)
     assert disc.item() > 0 and rob.item() > 0
