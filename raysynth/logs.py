@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -56,6 +57,22 @@ def ray_log_dir() -> Path:
     return Path(tempfile.gettempdir()) / "raysynth-logs"
 
 
+class RayChatterFilter(logging.Filter):
+    """Drops INFO records that Ray Train and Tune code emits, recognised by the file they
+    come from: some of Ray's loggers are named after their file and hang off the root
+    logger (Ray Train's "Reporting training result …"), out of reach of ``ray.train``'s
+    own level filter."""
+
+    SOURCE = re.compile(r"[/\\]ray[/\\](train|tune)[/\\]")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not self.SOURCE.search(record.pathname or "")
+
+
+def _console_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    return [h for h in logger.handlers if "File" not in type(h).__name__]  # Ray's SessionFileHandler too
+
+
 def quiet_ray() -> None:
     """Ray's chatter to log files, not the console (no-op with ``RAYSYNTH_VERBOSE=1``).
 
@@ -78,14 +95,20 @@ def quiet_ray() -> None:
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
-    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # "Started monitoring ..." lines
+    for h in _console_handlers(logging.getLogger()) + _console_handlers(logging.getLogger("ray")):
+        if not any(isinstance(f, RayChatterFilter) for f in h.filters):
+            h.addFilter(RayChatterFilter())
+    # Tune's experiment box ("Configuration for experiment", "View detailed results
+    # here") is print()ed by its new console output even at verbose=0; the legacy
+    # reporter prints nothing at verbose=0
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    for name in ("mlflow.system_metrics", "mlflow.store"):  # "Started monitoring ...", "Creating initial ... tables"
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        from ray.data import DataContext
+        import ray.data  # noqa: F401  (configures the "ray.data" logger's handlers)
 
-        DataContext.get_current().enable_progress_bars = False  # raysynth logs generation progress
-        for h in logging.getLogger("ray.data").handlers:
-            if not isinstance(h, logging.FileHandler):
-                h.setLevel(logging.WARNING)
+        for h in _console_handlers(logging.getLogger("ray.data")):
+            h.setLevel(logging.WARNING)  # its progress blocks are INFO; raysynth logs generation progress
     except ImportError:
         pass
 

@@ -56,19 +56,6 @@ def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, args, ne
     assert not (home / "mlflow.db").exists() and not (home / "tune").exists()
 
 
-@pytest.mark.parametrize("args, needle", [
-    # one case through the real job script (the in-process cases above cover the rest)
-    (["--set", "pool.mode=remix", "--resume", "--name", "s1"], "pool.mode: must be 'mix', 'aug' or 'gen', got 'remix'"),
-])
-def test_the_job_script_exits_2_with_one_line(tmp_path, args, needle):
-    home = tmp_path / "home"
-    result = run_job(args, env={"RAYSYNTH_HOME": str(home)}, timeout=120)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.stderr
-    assert not (home / "mlflow.db").exists() and not (home / "tune").exists()
-
-
 def test_malformed_yaml_exits_2(tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("search:\n  trials: [3\n")

@@ -33,9 +33,9 @@ def installed(tmp_path_factory):
     return venv, root
 
 
-def _env():
+def _env(root):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RAY_ADDRESS")}
-    env["RAYSYNTH_HOME"] = env.get("RAYSYNTH_HOME", "/tmp/raysynth-wheel-test")
+    env["RAYSYNTH_HOME"] = str(root / "home")
     return env
 
 
@@ -45,20 +45,22 @@ def test_the_wheel_is_not_the_checkout_and_ships_the_search_spaces(installed):
         [venv / "bin" / "python", "-c",
          "import raysynth, importlib.resources as r; print(raysynth.__file__); "
          "print(sorted(p.name for p in r.files('raysynth').joinpath('search_spaces').iterdir()))"],
-        check=True, capture_output=True, text=True, cwd=root, env=_env(),
+        check=True, capture_output=True, text=True, cwd=root, env=_env(root),
     ).stdout.splitlines()
     assert str(REPO) not in out[0] and str(venv) in out[0]
     assert all(f"{name}.yaml" in out[1] for name in ("digits", "cub", "flowers", "digits-unicon"))
 
 
 def test_an_installed_raysynth_finds_the_cub_space_outside_the_repo(installed):
-    """`--dataset cub` loads the shipped cub.yaml; the missing data root then exits 2
-    naming data.root (so the space was found and read)."""
+    """`--dataset cub` loads the shipped cub.yaml; the missing data root then exits 2 with
+    one line naming data.root (so the space was found and read), and nothing written —
+    the contract, through the installed console script in a process of its own."""
     venv, root = installed
     result = subprocess.run(
         [venv / "bin" / "raysynth", "search", "--dataset", "cub", "--data-root", "/nonexistent"],
-        capture_output=True, text=True, cwd=root, env=_env(), timeout=300,
+        capture_output=True, text=True, cwd=root, env=_env(root), timeout=300,
     )
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "data.root" in lines[0], result.stderr
+    assert len(lines) == 1 and "data.root" in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert not (root / "home" / "mlflow.db").exists() and not (root / "home" / "tune").exists()

@@ -24,7 +24,12 @@ def _value(config) -> float:
 
 
 def _objective(config):
-    tune.report({"score": _value(config), "epoch": 1})  # one "epoch": no trial counts as pruned
+    import time
+
+    start = time.time()
+    time.sleep(0.3)  # long enough that two trials at once would overlap
+    # one "epoch": no trial counts as pruned
+    tune.report({"score": _value(config), "epoch": 1, "start": start, "end": time.time()})
 
 
 def _run_directly(searcher, trials: int) -> list[float]:
@@ -40,16 +45,20 @@ def _run_directly(searcher, trials: int) -> list[float]:
 
 
 def _run_in_tune(searcher, trials: int, tmp_path, name: str) -> list[float]:
+    """Through Tune with 2 CPUs free; the searcher alone limits trials to one at a time
+    (random is not a Searcher, so Tune's max_concurrent_trials would not reach it)."""
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
     tuner = tune.Tuner(
-        _objective,
+        tune.with_resources(_objective, {"cpu": 0.5}),
         param_space=SPACE,
-        tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=searcher, num_samples=trials, max_concurrent_trials=1),
+        tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=searcher, num_samples=trials),
         run_config=tune.RunConfig(storage_path=str(tmp_path), name=name, verbose=0),
     )
     results = tuner.fit()
     assert not results.errors and all(r.config["fixed"] == 3 for r in results)
     assert len({json.dumps(r.config, sort_keys=True) for r in results}) == trials  # no duplicate point
+    spans = sorted((r.metrics["start"], r.metrics["end"]) for r in results)
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:])), f"trials overlapped: {spans}"
     return [r.metrics["score"] for r in results]  # in the order the trials were created
 
 
@@ -60,7 +69,7 @@ def test_each_searcher_improves_on_its_first_points(name, request, tmp_path):
     good region is. Searchers that implement Ray's Searcher contract are driven through
     it directly (Tune adds nothing here); the others (random) run through Tune."""
     initial, trials = 4, 14
-    searcher = build_searcher(name, SearcherOptions("score", "max", seed=0, max_epochs=1, initial_points=initial))
+    searcher = build_searcher(name, SearcherOptions("score", "max", seed=0, max_epochs=1, initial_points=initial, concurrency=1))
     if isinstance(searcher, Searcher):
         scores = _run_directly(searcher, trials)
     else:
@@ -140,29 +149,6 @@ def test_optuna_search_never_runs_a_duplicate():
     c = searcher.suggest("c")
     assert c["x"] not in (0.25, b["x"])
 
-
-def _timed_objective(config):
-    import time
-
-    start = time.time()
-    time.sleep(0.5)
-    tune.report({"score": _value(config), "epoch": 1, "start": start, "end": time.time()})
-
-
-def test_random_search_runs_no_more_trials_at_once_than_search_concurrency(ray_session, tmp_path):
-    """random is not a Searcher: Tune's max_concurrent_trials does not reach it, so it
-    must limit itself. With 2 CPUs free and concurrency 1, no two trials overlap."""
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    searcher = build_searcher("random", SearcherOptions("score", "max", seed=0, max_epochs=1, concurrency=1))
-    tuner = tune.Tuner(
-        tune.with_resources(_timed_objective, {"cpu": 0.5}),
-        param_space=SPACE,
-        tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=searcher, num_samples=3),
-        run_config=tune.RunConfig(storage_path=str(tmp_path), name="random-c1", verbose=0),
-    )
-    spans = sorted((r.metrics["start"], r.metrics["end"]) for r in tuner.fit())
-    assert len(spans) == 3
-    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:])), spans
 
 
 # -- Ray's searcher contract (cases like Ray Tune's own searcher suite), for every

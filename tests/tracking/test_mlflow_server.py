@@ -66,6 +66,7 @@ def test_search_story_read_back_through_the_rest_api(ray_session, tmp_path, mlfl
         REPO / "search_spaces" / "digits.yaml",
         tiny_overrides()
         + ["search.space.train.lr={type: choice, values: [0.002, 1.0e+30]}", "search.algorithm=random", "search.trials=4",
+           "train.epochs=1",  # what is read back does not need a second epoch
            # a non-finite loss fails at once (retries are tests/search/test_faults.py's subject)
            "search.final_seeds=1", "search.max_failures=0"],
     )  # fmt: skip
