@@ -17,6 +17,7 @@ Prints per class its quality and learned weight (mean ± std over the searches),
 row the test accuracy (mean ± std over its runs), as markdown for the README.
 
     python benchmarks/unicon_protocol.py [--searches 3] [--seeds 3] [--trials 40]
+    python benchmarks/unicon_protocol.py --weights 0,0,1,1,1 0,0,0.5,0,1   # given weightings only
 
 Uses RAYSYNTH_HOME (default: a temporary directory) for the backbone, pools and MLflow.
 """
@@ -67,6 +68,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3, help="train seeds of every test-accuracy row")
     parser.add_argument("--trials", type=int, default=None, help="trials per search (default: the space's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="more overrides of the space")
+    parser.add_argument("--weights", nargs="+", metavar="W1,W2,...",
+                        help="no search: UniCon's test accuracy with each given weighting (class order), over --seeds")
     args = parser.parse_args()
     os.environ.setdefault("RAYSYNTH_HOME", tempfile.mkdtemp(prefix="raysynth-unicon-"))
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -89,6 +92,19 @@ def main() -> int:
     home = raysynth_home()
     connect_ray()
     start = time.perf_counter()
+
+    if args.weights:  # what a given weighting scores: the oracle's neighbours, say
+        for text in args.weights:
+            weights = [float(w) for w in text.split(",")]
+            if len(weights) != len(classes):
+                parser.error(f"--weights {text}: {len(classes)} values needed ({', '.join(classes)})")
+            accs = []
+            for seed in range(args.seeds):
+                config = load_config(SPACE, [*overrides, "search.space={}", f"train.seed={seed}"])
+                prepare(config)
+                accs.append(test_accuracy(config, weights, True))
+            print(f"weights {dict(zip(classes, weights))}: test {fmt(accs)} ({args.seeds} seeds)", flush=True)
+        return 0
 
     # 1. the searches
     best, top = [], []

@@ -78,8 +78,9 @@ def quiet_ray() -> None:
 
     Called in the driver once Ray runs and in every Ray worker raysynth starts (through
     :func:`raysynth.home.adopt_home`). A logger Ray configured with handlers of its own
-    (Ray Train's ``ray.train`` in a Train worker: quieted by ``RunConfig.logging_config``)
-    is left alone; Ray Data's console handler is raised to WARNING (its file keeps all).
+    (Ray Train's ``ray.train`` in a Train worker) keeps them; the console handlers of the
+    root and ``ray`` loggers get a :class:`RayChatterFilter`; Ray Data's console handler
+    is raised to WARNING (its file keeps all).
     """
     if verbose():
         return

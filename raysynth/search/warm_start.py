@@ -15,25 +15,18 @@ import re
 from pathlib import Path
 from typing import Any
 
-from raysynth.config import ConfigError
+from raysynth.config import ConfigError, flatten_params
 from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, STATUS_TAG, mlflow_key
 
 log = logging.getLogger(__name__)
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
-def _flat_domains(space: dict, prefix: str = "") -> dict[str, Any]:
+def _flat_domains(space: dict) -> dict[str, Any]:
     """A Tune param space -> {flat key as logged to MLflow: domain} (searched dimensions only)."""
     from ray.tune.search.sample import Domain
 
-    out = {}
-    for key, value in space.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flat_domains(value, f"{name}/"))
-        elif isinstance(value, Domain):
-            out[name] = value
-    return out
+    return {k: v for k, v in flatten_params(space).items() if isinstance(v, Domain)}
 
 
 def _parse(text: str, domain) -> Any:
