@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="resume the interrupted search --name")
     p.add_argument("--optuna-storage", metavar="URL", help="RDB URL of the Optuna searchers' study (default sqlite:///<storage>/<name>/optuna.db)")
     p.add_argument("--warm-start", metavar="SOURCE", help="seed the searcher with the finished trials of an MLflow experiment or of a search's parent run id (compatible spaces only)")
+    p.add_argument("--register", metavar="NAME", help="register the searched model in MLflow's Model Registry under NAME")
     p.add_argument("--quiet", action="store_true", help="no progress lines; only the final summary")
 
     p = sub.add_parser("pretrain", help="pretrain the backbone on the base classes (cached)")
@@ -126,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optuna-storage", metavar="URL", help="the study's RDB URL, if the search was given one")
     p.add_argument("--port", type=int, default=8080)
 
+    p = sub.add_parser("predict", help="classify image files with a searched model: prints path<TAB>class<TAB>probability")
+    p.add_argument("--model-uri", required=True, help="runs:/<parent run id>/model, models:/<name>/<version> or a model directory")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders (their images, recursively)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--tracking-uri", help="MLflow store the URI refers to (default sqlite:///$RAYSYNTH_HOME/mlflow.db)")
+
     p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for the project's store")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
@@ -142,6 +149,10 @@ def cmd_search(args) -> int:
     config = _config_from_args(args)
     if args.resume and not args.name:
         raise ConfigError("--resume needs --name of the search to resume")
+    if args.register is not None and not NAME.fullmatch(args.register):
+        raise ConfigError(f"--register: '{args.register}' is not a plain model name (letters, digits, '.', '_', '-')")
+    if args.register and not config.search.final_eval:
+        raise ConfigError("--register: needs search.final_eval (the registered model is the best config's final retraining)")
     if args.name is not None and not NAME.fullmatch(args.name):
         raise ConfigError(f"--name: '{args.name}' is not a plain name (letters, digits, '.', '_', '-'; no '/' or '..')")
     home = home_location()
@@ -163,6 +174,7 @@ def cmd_search(args) -> int:
         resume=args.resume,
         warm_start=args.warm_start,
         optuna_storage=args.optuna_storage,
+        register=args.register,
     )
     setup_logging(quiet=args.quiet, verbose=args.verbose)
     summary = run_search(config, options)
@@ -282,6 +294,62 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def image_files(paths: list[str]) -> list[Path]:
+    """The files to classify: each file given, and every image under each folder given
+    (sorted); exit 2 on a path that does not exist or a folder without images."""
+    from raysynth.data.folder import SUFFIXES
+
+    files = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            if not found:
+                raise ConfigError(f"{given}: no image files ({', '.join(sorted(SUFFIXES))}) in this folder")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ConfigError(f"{given}: no such file or folder")
+    return files
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from raysynth.data.images import square
+    from raysynth.tracking import default_tracking_uri
+    from raysynth.tracking.model import load_classifier
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
+    files = image_files(args.paths)
+    tracking_uri = args.tracking_uri or default_tracking_uri()
+    store = tracking_uri.removeprefix("sqlite:///")
+    if args.model_uri.startswith(("runs:/", "models:/")) and store != tracking_uri and not Path(store).is_file():
+        # MLflow would create an empty store there: say instead that there is none
+        raise ConfigError(f"--tracking-uri: no MLflow store at {store} (the store of the search that logged {args.model_uri}?)")
+    try:
+        classifier = load_classifier(args.model_uri, tracking_uri)
+    except Exception as exc:  # MLflow raises several kinds for a URI that leads nowhere
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"--model-uri: cannot load a raysynth model from {args.model_uri} ({first})") from None
+    for start in range(0, len(files), args.batch_size):
+        batch = files[start : start + args.batch_size]
+        images = []
+        for path in batch:
+            try:
+                with Image.open(path) as im:
+                    images.append(square(im, classifier.image_size).transpose(1, 2, 0))
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+                raise ConfigError(f"{path}: cannot decode image ({type(exc).__name__})") from None
+        names, probs = classifier.classify(np.stack(images))
+        for path, name, prob in zip(batch, names, probs):
+            print(f"{path}\t{name}\t{prob:.4f}", flush=True)
+    return 0
+
+
 def ui_command(args, uri: str) -> list[str]:
     """The MLflow UI server: 127.0.0.1 unless the user passes --host."""
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
@@ -304,6 +372,7 @@ COMMANDS = {
     "finetune-generator": cmd_finetune_generator,
     "leaderboard": cmd_leaderboard,
     "ui": cmd_ui,
+    "predict": cmd_predict,
     "dashboard": cmd_dashboard,
 }
 

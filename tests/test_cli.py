@@ -36,6 +36,8 @@ from raysynth.cli import main
         (["--set", "search.space={}"], "search.space: empty"),
         (["--warm-start", "no-such-search"], "--warm-start: no MLflow experiment or run 'no-such-search'"),
         (["--name", "../x"], "--name: '../x' is not a plain name"),
+        (["--register", "a/b"], "--register: 'a/b' is not a plain model name"),
+        (["--register", "digits-model", "--set", "search.final_eval=false"], "--register: needs search.final_eval"),
         (["--name", "/tmp/abs"], "--name: '/tmp/abs' is not a plain name"),
         (["--storage", "foo://bucket/x"], "--storage: no filesystem serves 'foo://'"),
         (["--storage", "s3:///x"], "--storage: s3:///x names no bucket"),
@@ -54,6 +56,35 @@ def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, args, ne
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in lines[0]
     assert not (home / "mlflow.db").exists() and not (home / "tune").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--model-uri", "runs:/0123456789abcdef/model", "{images}"], "--tracking-uri: no MLflow store at"),
+        (["--model-uri", "runs:/0123456789abcdef/model", "--tracking-uri", "sqlite:///{store}", "{images}"],
+         "--model-uri: cannot load a raysynth model from runs:/0123456789abcdef/model"),
+        (["--model-uri", "{home}/no-model", "{images}"], "--model-uri: cannot load"),
+        (["--model-uri", "runs:/x/model", "{home}/missing.png"], "missing.png: no such file or folder"),
+        (["--model-uri", "runs:/x/model", "{home}"], "no image files"),
+        (["--model-uri", "runs:/x/model", "--batch-size", "0", "{images}"], "--batch-size: must be >= 1"),
+    ],
+)
+def test_predict_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, args, needle):
+    from mlflow import MlflowClient
+
+    home = tmp_path / "home"
+    images = tmp_path / "images"
+    home.mkdir(), images.mkdir()
+    (images / "x.png").write_bytes(b"")
+    store = tmp_path / "mlflow.db"
+    MlflowClient(f"sqlite:///{store}").search_experiments()  # an existing, empty store
+    capsys.readouterr()
+    monkeypatch.setenv("RAYSYNTH_HOME", str(home))
+    assert main(["predict", *[a.format(home=home, images=images, store=store) for a in args]]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in lines[0], lines
+    assert not (home / "mlflow.db").exists()
 
 
 def test_malformed_yaml_exits_2(tmp_path, monkeypatch, capsys):

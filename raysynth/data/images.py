@@ -33,18 +33,27 @@ def decode(path: Path, size: int) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            scale = size / min(w, h)
-            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
-            w, h = im.size
-            left, top = (w - size) // 2, (h - size) // 2
-            im = im.crop((left, top, left + size, top + size))
-            return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+            return square(im, size)
     except FileNotFoundError:
         raise ConfigError(f"data.root: image file missing: {path}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ConfigError(f"data.root: cannot decode image {path} ({type(exc).__name__}); remove or replace it") from None
+
+
+def square(im, size: int) -> np.ndarray:
+    """A PIL image as uint8 3 x size x size: RGB, the shorter side resized (bicubic) to
+    ``size``, the centre cropped. How every dataset decodes its files, and how
+    ``raysynth predict`` reads the files it classifies."""
+    from PIL import Image
+
+    im = im.convert("RGB")
+    w, h = im.size
+    scale = size / min(w, h)
+    im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+    w, h = im.size
+    left, top = (w - size) // 2, (h - size) // 2
+    im = im.crop((left, top, left + size, top + size))
+    return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
 def load_images(paths: list[Path], size: int, name: str, workers: int | None = None) -> np.ndarray:

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from raysynth.config import Config
 from raysynth.search.results import FinalResult
-from raysynth.train.ray_train import fit_with_trainer
+from raysynth.train.ray_train import final_state, train_with_trainer
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,17 @@ def run_finals(best_config: Config, weights: list[float] | None, num_classes: in
 
     def final(label: str, w: list[float] | None, use_synthetic: bool) -> FinalResult:
         log.info("final training '%s' over %d seeds (Ray Train, test split evaluated once)", label, seeds)
-        metrics = fit_with_trainer(cfg, w, use_synthetic, name=f"{name}-final-{label}", storage_path=storage, evaluate_test=True)
+        result = train_with_trainer(cfg, w, use_synthetic, name=f"{name}-final-{label}", storage_path=storage, evaluate_test=True)
+        metrics = dict(result.metrics or {})
         log.info("final '%s': test_acc %.4f", label, metrics["test_acc"])
         confusion = json.loads(metrics["test_confusion"]) if "test_confusion" in metrics else None
+        # the first seed's trained weights (and two-stage classifiers): the searched model
+        first = (final_state(result) or {"runs": [None]})["runs"][0]
         return FinalResult(
             label, metrics["test_acc"], metrics["val_acc"], w, metrics.get("test_acc_std", 0.0), confusion,
             node=str(metrics.get("node", "")), gpu_ids=str(metrics.get("gpu_ids", "")),
+            model_test_acc=metrics.get("model_test_acc"),
+            state={"model": first["model"], "probes": first["probes"]} if first else None,
         )
 
     runs = final_runs(weights, num_classes)

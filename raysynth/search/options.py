@@ -22,6 +22,8 @@ class SearchOptions:
     warm_start: str | None = None
     # the Optuna searchers' study (an RDB URL); None: study_storage's default
     optuna_storage: str | None = None
+    # register the searched model under this name in MLflow's Model Registry
+    register: str | None = None
     # extra Ray Tune callbacks of a caller (fault-injection tests, chaos benchmark); a
     # resumed search keeps the callbacks it was started with (Tune restores them)
     callbacks: list = field(default_factory=list)

@@ -34,6 +34,10 @@ class FinalResult:
     confusion: list[list[int]] | None = None
     node: str = ""  # where its rank-0 worker ran (MLflow tags raysynth.node / raysynth.gpu_ids)
     gpu_ids: str = ""
+    # the first seed's classifier (the model a search logs): its test accuracy and its
+    # trained state ({"model": trainable weights, "probes": two-stage classifiers})
+    model_test_acc: float | None = None
+    state: dict | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -44,6 +48,7 @@ class SearchSummary:
     classes: list[str]
     quality: dict[str, str]
     finals: list[FinalResult] = field(default_factory=list)
+    model_uri: str | None = None  # the best config's classifier as an MLflow model
     top_weights: dict[str, float] = field(default_factory=dict)
     best_weights: list[float] | None = None
     trials: int = 0
@@ -55,6 +60,8 @@ class SearchSummary:
         for f in self.finals:
             out[f"test_acc/{f.label}"] = f.test_acc
             out[f"test_acc_std/{f.label}"] = f.test_acc_std
+            if f.label == "best" and f.model_test_acc is not None:
+                out["model_test_acc"] = f.model_test_acc  # the logged model's own (first seed)
         out.update({f"best_w/{c}": w for c, w in zip(self.classes, self.best_weights or [])})
         out.update({f"top_quartile_w/{c}": w for c, w in self.top_weights.items()})
         return out
@@ -111,6 +118,10 @@ def format_summary(summary: SearchSummary) -> str:
     lines.append("test accuracy, mean ± std over seeds (retrained with Ray Train after the search, test split touched once):")
     for f in summary.finals:
         lines.append(f"  {f.label:<14s} {f.test_acc:.4f} ± {f.test_acc_std:.4f}")
+    if summary.model_uri:
+        best = next((f for f in summary.finals if f.label == "best"), None)
+        acc = f", test accuracy {best.model_test_acc:.4f}" if best is not None and best.model_test_acc is not None else ""
+        lines.append(f"model (best config, first seed{acc}): {summary.model_uri}  ->  raysynth predict --model-uri {summary.model_uri} IMAGES...")
     return "\n".join(lines)
 
 

@@ -82,6 +82,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         if config.search.final_eval:
             summary.finals = run_finals(best_config, weights, split.num_classes, options.name, options.storage)
             parent.log_finals(summary.finals)
+            summary.model_uri = parent.log_model(best_config, summary.finals, split, options.register)
         # 7. results and the report on the parent run
         summary.seconds = time.perf_counter() - start
         parent.log_results(summary.metrics(), params)

@@ -112,6 +112,17 @@ class SearchRun:
             self.client.log_batch(run_id, metrics=[metric(k, v, now, 0) for k, v in values.items()])
             self.client.set_terminated(run_id, "FINISHED")
 
+    def log_model(self, best_config, finals: list, split, register: str | None = None) -> str | None:
+        """The best final's first-seed classifier as an MLflow model at ``model`` on this
+        run (:mod:`raysynth.tracking.model`); its URI, None if the finals kept no state."""
+        from raysynth.tracking.model import log_searched_model
+
+        best = next((f for f in finals if f.label == "best"), None)
+        if best is None or best.state is None:
+            log.warning("model: the best final kept no checkpoint; no model logged")
+            return None
+        return log_searched_model(self.client, self.run_id, best_config, best.state, split.classes, split.metaclass, register)
+
     def log_report(self, story: SearchStory) -> None:
         """Plots, best config and the HTML report as artifacts of the parent run."""
         with tempfile.TemporaryDirectory() as d:

@@ -58,7 +58,18 @@ def build_model(config: Config, num_classes: int, with_objectives: bool = True, 
     clip.load_state_dict(state)
     if not with_objectives:
         return build_classifier(clip, num_classes, lora=None, normalize=normalizes(config))
+    split = cached_split(config)
+    model = assemble_classifier(config, clip, split.classes, split.metaclass)
+    return model.to("cuda") if torch.cuda.is_available() else model
+
+
+def assemble_classifier(config: Config, clip: torch.nn.Module, classes: list[str], metaclass: str) -> FewShotClassifier:
+    """The classifier a config trains, around a CLIP model: LoRA, the head the config
+    selects, a projection head where an objective needs one. Needs no dataset (the class
+    names are given), so a logged model is rebuilt from its config alone
+    (:mod:`raysynth.tracking.model`)."""
     objectives = parse_loss(config.loss)
+    num_classes = len(classes)
     head, projection_dim = None, None
     embed_dim = clip.visual.output_dim
     for o in objectives:
@@ -69,10 +80,8 @@ def build_model(config: Config, num_classes: int, with_objectives: bool = True, 
         # SyNC's ETF needs at least C-1 dimensions
         projection_dim = max(config.model.projection_dim, num_classes)
     if head is None and config.model.head == "zero_shot":
-        split = cached_split(config)
-        head = zero_shot_head(clip, config.model.name, split.classes, split.metaclass)
-    model = build_classifier(clip, num_classes, config.model.lora, head=head, projection_dim=projection_dim, normalize=normalizes(config))
-    return model.to("cuda") if torch.cuda.is_available() else model
+        head = zero_shot_head(clip, config.model.name, classes, metaclass)
+    return build_classifier(clip, num_classes, config.model.lora, head=head, projection_dim=projection_dim, normalize=normalizes(config))
 
 
 def build_models(config: Config, num_classes: int) -> list[FewShotClassifier]:

@@ -99,11 +99,17 @@ def _test_report(models, probes, split) -> dict[str, float]:
     images, labels = test.images, test.labels
     accs = torch.tensor(model_accuracies(models, images, labels, probes))
     first = probes[0] if probes else None
-    confusion = confusion_matrix(labels, model_predictions(models[0], images, first), split.num_classes)
+    preds = model_predictions(models[0], images, first)
+    # the first seed's classifier is the one a search logs as its MLflow model, which takes
+    # 8-bit images: its accuracy on the test images as 8-bit (generated-at-load datasets,
+    # digits, hold float images; for datasets decoded from files they are the same)
+    as_8bit = images if images.dtype == torch.uint8 else images.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    preds_8bit = preds if as_8bit is images else model_predictions(models[0], as_8bit, first)
     return {
         "test_acc": accs.mean().item(),
         "test_acc_std": accs.std().item() if len(accs) > 1 else 0.0,
-        "test_confusion": json.dumps(confusion),  # of the first seed's model
+        "model_test_acc": (preds_8bit == labels).float().mean().item(),
+        "test_confusion": json.dumps(confusion_matrix(labels, preds, split.num_classes)),  # of the first seed's model
     }
 
 
@@ -128,7 +134,18 @@ def _report_to_tune_before_last(last_epoch: int):
     return ReportBeforeLast()
 
 
-def fit_with_trainer(
+def fit_with_trainer(*args, **kwargs) -> dict[str, Any]:
+    """:func:`train_with_trainer`'s final reported metrics."""
+    return dict(train_with_trainer(*args, **kwargs).metrics or {})
+
+
+def final_state(result) -> dict | None:
+    """The training state (per model: trainable weights and probes) in a Ray Train
+    result's last checkpoint; None if it kept none."""
+    return load_state(result.checkpoint)
+
+
+def train_with_trainer(
     config: Config,
     class_weights: list[float] | None,
     use_synthetic: bool,
@@ -138,8 +155,9 @@ def fit_with_trainer(
     checkpoint: bool = True,
     in_tune: bool = False,
     kind: str = "final",
-) -> dict[str, Any]:
-    """Train with a TorchTrainer; returns the final reported metrics.
+):
+    """Train with a TorchTrainer; returns Ray Train's ``Result`` (final metrics, last
+    checkpoint).
 
     ``name`` must be stable for a given run so that a retried run finds its checkpoints
     and resumes. ``in_tune``: forward each report but the last to the surrounding Tune
@@ -177,5 +195,4 @@ def fit_with_trainer(
             logging_config=train_logging_config(),  # Ray Train's chatter off the console (raysynth.logs)
         ),
     )
-    result = trainer.fit()
-    return dict(result.metrics or {})
+    return trainer.fit()

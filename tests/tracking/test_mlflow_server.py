@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 from conftest import REPO, tiny_overrides
@@ -60,17 +61,18 @@ def _post(url: str, path: str, body: dict) -> dict:
         return json.loads(r.read())
 
 
-def test_search_story_read_back_through_the_rest_api(ray_session, tmp_path, mlflow_server, raysynth_home):
+def test_search_story_read_back_through_the_rest_api(ray_session, tmp_path, mlflow_server, raysynth_home, monkeypatch):
     # lr = 1e30 makes the loss non-finite at once: that trial must show up as failed, with its reason
     config = load_config(
         REPO / "search_spaces" / "digits.yaml",
         tiny_overrides()
-        + ["search.space.train.lr={type: choice, values: [0.002, 1.0e+30]}", "search.algorithm=random", "search.trials=4",
+        + ["search.space.train.lr={type: choice, values: [0.01, 1.0e+30]}", "search.algorithm=random", "search.trials=4",
            "train.epochs=1",  # what is read back does not need a second epoch
+           "train.steps_per_epoch=6",  # ... but a model better than chance (its round trip below)
            # a non-finite loss fails at once (retries are tests/search/test_faults.py's subject)
            "search.final_seeds=1", "search.max_failures=0"],
     )  # fmt: skip
-    options = SearchOptions(mlflow_server, "served", tmp_path / "tune", "served-search")
+    options = SearchOptions(mlflow_server, "served", tmp_path / "tune", "served-search", register="served-digits")
     audit = raysynth_home / "audit" / "test_reads.jsonl"
     start = len(audit.read_text().splitlines()) if audit.exists() else 0
     summary = run_search(config, options)
@@ -81,6 +83,7 @@ def test_search_story_read_back_through_the_rest_api(ray_session, tmp_path, mlfl
     finished = [e for e in events if e["event"] == "search_finished"]
     reads = [e for e in events if e["event"] == "test_read"]
     assert len(finished) == 1 and len(reads) == 3 and all(r["time"] > finished[0]["time"] for r in reads)
+    _check_searched_model(summary, config, mlflow_server, tmp_path, monkeypatch)
 
     exp = json.loads(_get(mlflow_server, "/api/2.0/mlflow/experiments/get-by-name", experiment_name="served"))["experiment"]
     runs = _post(mlflow_server, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 100})["runs"]
@@ -128,3 +131,45 @@ def test_search_story_read_back_through_the_rest_api(ray_session, tmp_path, mlfl
     if len(ok) >= 2:
         diff = compare_runs(mlflow_server, ok[0][0]["info"]["run_id"], ok[1][0]["info"]["run_id"])
         assert any(d["field"] == "param:w/five" for d in diff)
+
+
+def _check_searched_model(summary, config, url, tmp_path, monkeypatch):
+    """The searched model: loaded from runs:/<parent>/model in a fresh process
+    (`raysynth predict` on the test split written as PNG files), it reproduces the test
+    accuracy logged for it; pyfunc's predict gives the same classes; the registry holds it."""
+    import mlflow
+    import numpy as np
+    from PIL import Image
+
+    from raysynth.data import cached_split
+
+    uri = f"runs:/{summary.parent_run_id}/model"
+    assert summary.model_uri == uri
+    logged = mlflow.MlflowClient(url).get_run(summary.parent_run_id).data.metrics["model_test_acc"]
+    split = cached_split(config)
+    images = split.test.images  # digits: float in [0, 1]; as 8-bit images, what a file holds
+    images = images.mul(255).round().clamp(0, 255).byte() if images.is_floating_point() else images
+    images = images.permute(0, 2, 3, 1).numpy()  # N x H x W x 3 uint8
+    labels = split.test.labels.numpy()
+    folder = tmp_path / "test-images"
+    for sub in ("a", "b"):  # a folder is searched recursively
+        (folder / sub).mkdir(parents=True)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / ("a" if i % 2 else "b") / f"{i:04d}.png")
+    proc = subprocess.run(
+        [sys.executable, "-m", "raysynth", "predict", "--model-uri", uri, "--tracking-uri", url, str(folder)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert len(lines) == len(labels) and all(len(parts) == 3 for parts in lines)
+    predicted = {int(Path(path).stem): name for path, name, _ in lines}
+    assert all(0.0 < float(prob) <= 1.0 for _, _, prob in lines)
+    accuracy = np.mean([predicted[i] == split.classes[label] for i, label in enumerate(labels)])
+    assert accuracy == pytest.approx(logged, abs=1e-6) and accuracy > 0.3  # (chance: 0.2)
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)  # where runs:/ points, for this test only
+    names = mlflow.pyfunc.load_model(uri).predict(images[:16])
+    assert list(names) == [predicted[i] for i in range(16)]
+    versions = mlflow.MlflowClient(url).search_model_versions("name='served-digits'")
+    assert [v.run_id for v in versions] == [summary.parent_run_id]

@@ -1,0 +1,7 @@
+"""`python -m raysynth ...`: the `raysynth` command."""
+
+import sys
+
+from raysynth.cli import main
+
+sys.exit(main())
