@@ -83,6 +83,10 @@ def _connect(ray) -> None:
     if address:
         ray.init(address=address)
     else:
+        # One machine, no cloud to reclaim it: Ray Train's preemption watcher has nothing
+        # to watch, and its actor's creation logs an ERROR line per trainer on the console
+        # (ray-project/ray#53727). Set before ray.init, so the workers inherit it too.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         # the dashboard serves the state API that Ray Train's controller polls
         ray.init(address="local", **LOCAL_RAY)
 

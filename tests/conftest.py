@@ -46,6 +46,7 @@ def tiny_overrides() -> list[str]:
         "train.steps_per_epoch=3",
         "train.batch_real=8",
         "train.batch_syn=8",
+        "train.n_contr=1",  # the demo trains 2 seeds per trial; one exercises every path here
         "search.trials=2",
         "search.concurrency=2",
         "search.scheduler.grace_period=1",
