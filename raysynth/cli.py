@@ -330,6 +330,8 @@ def cmd_predict(args) -> int:
     if args.model_uri.startswith(("runs:/", "models:/")) and store != tracking_uri and not Path(store).is_file():
         # MLflow would create an empty store there: say instead that there is none
         raise ConfigError(f"--tracking-uri: no MLflow store at {store} (the store of the search that logged {args.model_uri}?)")
+    if ":/" not in args.model_uri and not (Path(args.model_uri) / "MLmodel").is_file():
+        raise ConfigError(f"--model-uri: {args.model_uri} is not an MLflow model directory (no MLmodel file in it)")
     try:
         classifier = load_classifier(args.model_uri, tracking_uri)
     except Exception as exc:  # MLflow raises several kinds for a URI that leads nowhere

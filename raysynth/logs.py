@@ -103,7 +103,8 @@ def quiet_ray() -> None:
     # here") is print()ed by its new console output even at verbose=0; the legacy
     # reporter prints nothing at verbose=0
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    for name in ("mlflow.system_metrics", "mlflow.store"):  # "Started monitoring ...", "Creating initial ... tables"
+    # "Started monitoring ...", "Creating initial ... tables", "Validating input example ..."
+    for name in ("mlflow.system_metrics", "mlflow.store", "mlflow.pyfunc", "mlflow.models"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
         import ray.data  # noqa: F401  (configures the "ray.data" logger's handlers)

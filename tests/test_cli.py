@@ -64,7 +64,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, args, ne
         (["--model-uri", "runs:/0123456789abcdef/model", "{images}"], "--tracking-uri: no MLflow store at"),
         (["--model-uri", "runs:/0123456789abcdef/model", "--tracking-uri", "sqlite:///{store}", "{images}"],
          "--model-uri: cannot load a raysynth model from runs:/0123456789abcdef/model"),
-        (["--model-uri", "{home}/no-model", "{images}"], "--model-uri: cannot load"),
+        (["--model-uri", "{home}/no-model", "{images}"], "--model-uri: {home}/no-model is not an MLflow model directory"),
         (["--model-uri", "runs:/x/model", "{home}/missing.png"], "missing.png: no such file or folder"),
         (["--model-uri", "runs:/x/model", "{home}"], "no image files"),
         (["--model-uri", "runs:/x/model", "--batch-size", "0", "{images}"], "--batch-size: must be >= 1"),
@@ -83,7 +83,7 @@ def test_predict_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, 
     monkeypatch.setenv("RAYSYNTH_HOME", str(home))
     assert main(["predict", *[a.format(home=home, images=images, store=store) for a in args]]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in lines[0], lines
+    assert len(lines) == 1 and needle.format(home=home) in lines[0] and "Traceback" not in lines[0], lines
     assert not (home / "mlflow.db").exists()
 
 

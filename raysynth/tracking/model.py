@@ -20,8 +20,10 @@ class names and their probabilities (``raysynth predict`` prints both).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 
@@ -135,6 +137,21 @@ class RaysynthClassifier(mlflow.pyfunc.PythonModel):
         return np.asarray(names, dtype=object)
 
 
+@contextlib.contextmanager
+def _environment(**values: str):
+    """Environment variables set for the ``with`` block, then restored."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -163,16 +180,18 @@ def log_searched_model(client, run_id: str, config, state: dict, classes: list[s
         weights = Path(tmp) / ARTIFACT_KEY
         save_classifier(weights, config, state, classes, metaclass)
         path = Path(tmp) / MODEL_PATH
-        mlflow.pyfunc.save_model(
-            path,
-            python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
-            artifacts={ARTIFACT_KEY: str(weights)},
-            code_paths=[str(Path(raysynth.__file__).parent)],
-            signature=signature,
-            input_example=np.zeros((1, size, size, 3), np.uint8),
-            pip_requirements=_requirements(),
-            metadata={"classes": list(classes), "image_size": size},
-        )
+        # saving copies the local artifacts with MLflow's download progress bar: not on the console
+        with _environment(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
+            mlflow.pyfunc.save_model(
+                path,
+                python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
+                artifacts={ARTIFACT_KEY: str(weights)},
+                code_paths=[str(Path(raysynth.__file__).parent)],
+                signature=signature,
+                input_example=np.zeros((1, size, size, 3), np.uint8),
+                pip_requirements=_requirements(),
+                metadata={"classes": list(classes), "image_size": size},
+            )
         client.log_artifacts(run_id, str(path), MODEL_PATH)
     uri = f"runs:/{run_id}/{MODEL_PATH}"
     log.info("model: the best config's classifier logged as %s (predict: N x H x W x 3 uint8 -> class names)", uri)
@@ -196,10 +215,12 @@ def register_model(client, uri: str, run_id: str, name: str) -> str:
 
 
 def load_classifier(model_uri: str, tracking_uri: str | None = None) -> SearchedClassifier:
-    """The classifier behind an MLflow model URI (runs:/, models:/, a path)."""
-    import mlflow
+    """The classifier behind an MLflow model URI (runs:/, models:/, a path) of the store at
+    ``tracking_uri`` (which also serves the registry), without touching MLflow's global
+    tracking URI: the model is downloaded to a temporary directory and loaded from there."""
+    import mlflow.artifacts
     import mlflow.pyfunc
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().classifier
+    with tempfile.TemporaryDirectory(prefix="raysynth-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        return mlflow.pyfunc.load_model(local).unwrap_python_model().classifier
