@@ -182,7 +182,7 @@ class SchedulerConfig:
 
 @dataclass
 class SearchConfig:
-    algorithm: str = _help("Searcher: a name registered in raysynth.search.searchers.", "optuna-tpe")
+    algorithm: str = _help("Searcher: a name registered in raysynth.search.searchers (default optuna-gp: fewest trials to the best, benchmarks/search_efficiency.py).", "optuna-gp")
     initial_points: int = _help(
         "Random trials before a model-based searcher starts modelling (UniCon: 20 of 100).", 8, ge=1
     )
