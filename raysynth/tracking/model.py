@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -179,6 +180,8 @@ def log_searched_model(client, run_id: str, config, state: dict, classes: list[s
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / ARTIFACT_KEY
         save_classifier(weights, config, state, classes, metaclass)
+        code = Path(tmp) / "code" / "raysynth"  # the package's sources, without compiled caches
+        shutil.copytree(Path(raysynth.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         path = Path(tmp) / MODEL_PATH
         # saving copies the local artifacts with MLflow's download progress bar: not on the console
         with _environment(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
@@ -186,7 +189,7 @@ def log_searched_model(client, run_id: str, config, state: dict, classes: list[s
                 path,
                 python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
                 artifacts={ARTIFACT_KEY: str(weights)},
-                code_paths=[str(Path(raysynth.__file__).parent)],
+                code_paths=[str(code)],
                 signature=signature,
                 input_example=np.zeros((1, size, size, 3), np.uint8),
                 pip_requirements=_requirements(),
