@@ -294,33 +294,9 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
-def image_files(paths: list[str]) -> list[Path]:
-    """The files to classify: each file given, and every image under each folder given
-    (sorted); exit 2 on a path that does not exist or a folder without images."""
-    from raysynth.data.folder import SUFFIXES
-
-    files = []
-    for given in paths:
-        path = Path(given)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
-            if not found:
-                raise ConfigError(f"{given}: no image files ({', '.join(sorted(SUFFIXES))}) in this folder")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise ConfigError(f"{given}: no such file or folder")
-    return files
-
-
 def cmd_predict(args) -> int:
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    from raysynth.data.images import square
     from raysynth.tracking import default_tracking_uri
-    from raysynth.tracking.model import load_classifier
+    from raysynth.tracking.model import classify_files, image_files, load_classifier
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
@@ -337,18 +313,8 @@ def cmd_predict(args) -> int:
     except Exception as exc:  # MLflow raises several kinds for a URI that leads nowhere
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"--model-uri: cannot load a raysynth model from {args.model_uri} ({first})") from None
-    for start in range(0, len(files), args.batch_size):
-        batch = files[start : start + args.batch_size]
-        images = []
-        for path in batch:
-            try:
-                with Image.open(path) as im:
-                    images.append(square(im, classifier.image_size).transpose(1, 2, 0))
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-                raise ConfigError(f"{path}: cannot decode image ({type(exc).__name__})") from None
-        names, probs = classifier.classify(np.stack(images))
-        for path, name, prob in zip(batch, names, probs):
-            print(f"{path}\t{name}\t{prob:.4f}", flush=True)
+    for path, name, prob in classify_files(classifier, files, args.batch_size):
+        print(f"{path}\t{name}\t{prob:.4f}", flush=True)
     return 0
 
 

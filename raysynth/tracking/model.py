@@ -45,21 +45,59 @@ REQUIREMENTS = ("torch", "open_clip_torch", "peft", "numpy", "pillow", "pyyaml")
 
 def to_model_input(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """N x H x W x 3 uint8 images as the classifier takes them: N x 3 x size x size uint8,
-    the shorter side resized to ``size`` and the centre cropped (as the datasets decode
-    files); images already ``size`` x ``size`` pass unchanged."""
-    x = torch.as_tensor(np.asarray(images))
-    if x.dim() != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
-        raise ValueError(f"images: expected N x H x W x 3 uint8, got {tuple(x.shape)} {x.dtype}")
-    x = x.permute(0, 3, 1, 2)
-    h, w = x.shape[-2:]
-    if (h, w) == (size, size):
-        return x.contiguous()
-    scale = size / min(h, w)
-    new = (max(size, round(h * scale)), max(size, round(w * scale)))
-    x = F.interpolate(x.float(), size=new, mode="bicubic", antialias=True, align_corners=False)
-    top, left = (new[0] - size) // 2, (new[1] - size) // 2
-    x = x[..., top : top + size, left : left + size]
-    return x.round_().clamp_(0, 255).to(torch.uint8).contiguous()
+    each decoded as the datasets decode files (:func:`raysynth.data.images.square`);
+    images already ``size`` x ``size`` pass unchanged."""
+    from PIL import Image
+
+    from raysynth.data.images import square
+
+    x = np.asarray(images)
+    if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != np.uint8:
+        raise ValueError(f"images: expected N x H x W x 3 uint8, got {x.shape} {x.dtype}")
+    if x.shape[1:3] == (size, size):
+        return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+    return torch.from_numpy(np.stack([square(Image.fromarray(image), size) for image in x]))
+
+
+def image_files(paths: list[str]) -> list[Path]:
+    """The files to classify: each file given, and every image under each folder given
+    (sorted); ConfigError (exit 2) on a path that does not exist or a folder without images."""
+    from raysynth.config import ConfigError
+    from raysynth.data.folder import SUFFIXES
+
+    files = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            if not found:
+                raise ConfigError(f"{given}: no image files ({', '.join(sorted(SUFFIXES))}) in this folder")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ConfigError(f"{given}: no such file or folder")
+    return files
+
+
+def classify_files(classifier: "SearchedClassifier", files: list[Path], batch_size: int = 64):
+    """(path, class, probability) of each image file, decoded as the datasets decode theirs,
+    ``batch_size`` at a time; ConfigError on a file that is not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    from raysynth.config import ConfigError
+    from raysynth.data.images import square
+
+    for start in range(0, len(files), batch_size):
+        batch, images = files[start : start + batch_size], []
+        for path in batch:
+            try:
+                with Image.open(path) as im:
+                    images.append(square(im, classifier.image_size).transpose(1, 2, 0))
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+                raise ConfigError(f"{path}: cannot decode image ({type(exc).__name__})") from None
+        names, probs = classifier.classify(np.stack(images))
+        yield from zip(batch, names, probs)
 
 
 class SearchedClassifier:
