@@ -37,23 +37,34 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    plain, ours = measure(args.model, args.steps, args.batch, args.size, device, args.plain_bf16)
+    half = args.batch // 2
+    print(f"\n{args.model} LoRA r=16 (random init), {args.size} px, batch {args.batch} ({half} real + {half} synthetic), "
+          f"{args.steps} steps, {device} ({torch.get_num_threads()} threads)")
+    print(f"plain open_clip loop: {plain:.2f} images/s")
+    print(f"raysynth train_few_shot: {ours:.2f} images/s (includes augmentation and one validation pass of 8 images)")
+    print(f"ratio raysynth / plain: {ours / plain:.2f} (goal >= 0.9)")
 
+
+def measure(model_name: str, steps: int, batch: int, size: int, device: str, plain_bf16: bool) -> tuple[float, float]:
+    """Images/s of (the plain loop, raysynth's train_few_shot) on ``device``, each after a
+    warm-up step."""
     from raysynth.config import LoraConfig, TrainConfig
     from raysynth.losses import parse_loss
     from raysynth.models.backbone import create_model
     from raysynth.models.classifier import build_classifier
     from raysynth.train.loop import TrainData, train_few_shot
 
-    classes, half = 10, args.batch // 2
+    classes, half = 10, batch // 2
     lora = LoraConfig(r=16, alpha=32.0, dropout=0.0, target_modules=["attn"])
 
     def classifier():
         torch.manual_seed(0)
-        return build_classifier(create_model(args.model), classes, lora, normalize=True).to(device)
+        return build_classifier(create_model(model_name), classes, lora, normalize=True).to(device)
 
     g = torch.Generator().manual_seed(0)
     n = 64
-    real, syn = torch.rand(n, 3, args.size, args.size, generator=g), torch.rand(n, 3, args.size, args.size, generator=g)
+    real, syn = torch.rand(n, 3, size, size, generator=g), torch.rand(n, 3, size, size, generator=g)
     labels = torch.randint(classes, (n,), generator=g)
 
     # ---- plain loop
@@ -64,7 +75,7 @@ def main() -> None:
         idx = torch.randint(n, (half,), generator=g)
         x = torch.cat([real[idx], syn[idx]]).to(device)
         y = torch.cat([labels[idx], labels[idx]]).to(device)
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=args.plain_bf16 and device == "cuda"):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=plain_bf16 and device == "cuda"):
             logits = model.head(model.encoder((x - model.pixel_mean) / model.pixel_std).float())
         loss = F.cross_entropy(logits, y)
         opt.zero_grad(set_to_none=True)
@@ -74,10 +85,11 @@ def main() -> None:
     plain_step()  # warm-up
     sync(device)
     start = time.perf_counter()
-    for _ in range(args.steps):
+    for _ in range(steps):
         plain_step()
     sync(device)
-    plain = args.steps * args.batch / (time.perf_counter() - start)
+    plain = steps * batch / (time.perf_counter() - start)
+    model = opt = None  # freed before the second model is built (GPU memory)
 
     # ---- raysynth's loop (one warm-up epoch of one step, then the timed epoch)
     model = classifier()
@@ -88,18 +100,13 @@ def main() -> None:
     objectives = parse_loss({"ce": {}})
     warm = TrainConfig(epochs=1, steps_per_epoch=1, batch_real=half, batch_syn=half)
     train_few_shot(model, data, warm, objectives=objectives)
-    timed = TrainConfig(epochs=1, steps_per_epoch=args.steps, batch_real=half, batch_syn=half)
+    timed = TrainConfig(epochs=1, steps_per_epoch=steps, batch_real=half, batch_syn=half)
     sync(device)
     start = time.perf_counter()
     train_few_shot(model, data, timed, objectives=objectives)
     sync(device)
-    ours = args.steps * args.batch / (time.perf_counter() - start)
-
-    print(f"\n{args.model} LoRA r=16 (random init), {args.size} px, batch {args.batch} ({half} real + {half} synthetic), "
-          f"{args.steps} steps, {device} ({torch.get_num_threads()} threads)")
-    print(f"plain open_clip loop: {plain:.2f} images/s")
-    print(f"raysynth train_few_shot: {ours:.2f} images/s (includes augmentation and one validation pass of 8 images)")
-    print(f"ratio raysynth / plain: {ours / plain:.2f} (goal >= 0.9)")
+    ours = steps * batch / (time.perf_counter() - start)
+    return plain, ours
 
 
 def sync(device: str) -> None:

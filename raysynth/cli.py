@@ -198,15 +198,15 @@ def cmd_generate(args) -> int:
     from raysynth.cluster import connect_ray
     from raysynth.data import cached_split
     from raysynth.pool import PoolStore
-    from raysynth.pool.pipeline import generate_pool, pool_options
+    from raysynth.pool.pipeline import generate_pools, pool_options
     from raysynth.search.space import parse_space, strengths_in
 
     config = _config_from_args(args)
     setup_logging(verbose=args.verbose)
     connect_ray()
     split = cached_split(config)
-    for s in strengths_in(parse_space(config.search.space, config), config):
-        key, made = generate_pool(split, config.pool, strength=s, **pool_options(config))
+    strengths = strengths_in(parse_space(config.search.space, config), config)
+    for s, (key, made) in generate_pools(split, config.pool, strengths, **pool_options(config)).items():
         print(f"strength {s}: {'generated' if made else 'cached'} {PoolStore().path(key)}")
     return 0
 

@@ -32,7 +32,7 @@ from raysynth.data import cached_split
 from raysynth.home import adopt_home, home_env, published
 from raysynth.losses import kmeans_partition, parse_loss
 from raysynth.losses.bound import pairwise_distance
-from raysynth.pool.pipeline import generate_pool, pool_options
+from raysynth.pool.pipeline import generate_pools, pool_options
 from raysynth.train.data import train_data
 from raysynth.train.evaluate import encode
 from raysynth.train.model import build_model
@@ -61,11 +61,10 @@ def prepare(config: Config, strengths: list[float] | None = None, clusters: list
     if not config.model.pretrained:
         path = pretrained_path(split, config.model)
         backbone = str(path) if published(path) else on_cluster(config, _pretrain, config)
-    # 2. pools
-    keys, generated = {}, 0
-    for s in strengths:
-        keys[s], made = generate_pool(split, config.pool, strength=s, **pool_options(config))
-        generated += made
+    # 2. pools: every strength in one generation run (the actors start once)
+    pools = generate_pools(split, config.pool, strengths, **pool_options(config))
+    keys = {s: key for s, (key, _) in pools.items()}
+    generated = sum(made for _, made in pools.values())
     # 3. partitions: loading a trial's data computes and caches its partition when missing
     if any(o.needs_partitions for o in parse_loss(config.loss)) and config.partition.method == "static":
         trials = [

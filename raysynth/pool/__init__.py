@@ -5,7 +5,6 @@ loads one (Diff-Mix soft labels in ``labels``, CLIP filter rules in ``filters``)
 from raysynth.config import ConfigError, PoolConfig
 from raysynth.generators import GENERATORS
 from raysynth.generators.quality import parse_quality
-from raysynth.models.backbone import model_config
 from raysynth.pool.store import Pool, PoolStore, pool_key
 
 
@@ -16,6 +15,9 @@ def check(pool: PoolConfig) -> None:
     backend.parse_options(pool.options)
     backend.check_environment(pool)
     if pool.clip_model:
+        # here, not at the top: a generation actor imports this package and needs no open_clip
+        from raysynth.models.backbone import model_config
+
         model_config(pool.clip_model, "pool.clip_model")
     if pool.filter != "none" and not pool.clip_model:
         raise ConfigError(f"pool.filter: '{pool.filter}' needs CLIP scores; set pool.clip_model")

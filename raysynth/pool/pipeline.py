@@ -8,7 +8,9 @@
    generates only the shards that are missing.
 3. **Actors.** ``map_batches`` over the shard ids with ``ActorPoolStrategy(size=N)``: each
    actor loads the generator once (a trainable backend is fitted once beforehand by a
-   Ray task and saved as safetensors) and the CLIP scorer if one is configured.
+   Ray task and saved as safetensors) and the CLIP scorer if one is configured. Every
+   pool a search needs (one per strength it can ask for) is generated in the same run,
+   so the actors start once (:func:`generate_pools`).
    Each actor asks for ``resources.generation`` (``gpu: auto``: a GPU when the cluster has
    or can add GPU nodes); CPU actors by default take a fraction of a CPU so
    that Ray Data's own tasks still get scheduled (a pool that takes every CPU hangs).
@@ -25,8 +27,10 @@ import os
 import shutil
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from raysynth.atomic import atomic_directory
@@ -37,7 +41,7 @@ from raysynth.generators import GENERATORS, create_generator
 from raysynth.generators.quality import quality_controlled_shots
 from raysynth.home import adopt_home, fingerprint, home_env, publish, published, remote_twin
 from raysynth.logs import setup_logging
-from raysynth.pool.shards import GenerateShards, fetch_shards, finished_shards, plan_pool, shard_name, to_uint8
+from raysynth.pool.shards import GenerateShards, ShardWork, fetch_shards, finished_shards, plan_pool, shard_name, to_uint8
 from raysynth.pool.store import PoolStore, pool_key
 from raysynth.storage import remove
 
@@ -107,77 +111,119 @@ def generate_pool(
     resources: dict[str, float] | None = None,
     wait_s: float = 0.0,
 ) -> tuple[str, bool]:
-    """Make sure the pool for (split, config, strength) is in the store.
+    """Make sure the pool for (split, config, strength) is in the store; returns (key,
+    generated). See :func:`generate_pools`."""
+    strength = config.strength if strength is None else strength
+    return generate_pools(split, config, [strength], store, resources, wait_s)[strength]
+
+
+@dataclass
+class _PoolJob:
+    """One pool (one strength) of a generation run: its plan and what is left of it."""
+
+    strength: float
+    key: str
+    plan: pd.DataFrame
+    shards: list[int]
+    work: Path
+    remote_work: str | None
+    todo: list[int]
+
+    @classmethod
+    def open(cls, split: FewShotSplit, config: PoolConfig, strength: float, key: str, store: PoolStore) -> _PoolJob:
+        plan = plan_pool(split.train, split.num_classes, config, strength)
+        work = store.work_path(key)
+        work.mkdir(parents=True, exist_ok=True)
+        remote_work = remote_twin(work)  # a remote home: actors upload their shards there
+        if remote_work is not None:
+            fetch_shards(work, remote_work)
+        shards = sorted(plan["shard"].unique().tolist())
+        done = finished_shards(work)
+        if done:
+            log.info("pool %s: resuming, %d of %d shards already finished", key, len(done), len(shards))
+        return cls(strength, key, plan, shards, work, remote_work, [s for s in shards if s not in done])
+
+    def assemble(self, store: PoolStore, meta: dict) -> None:
+        if self.remote_work is not None:
+            fetch_shards(self.work, self.remote_work)
+        missing = sorted(set(self.shards) - finished_shards(self.work))
+        if missing:
+            raise RuntimeError(f"pool {self.key}: shards {missing[:5]} were not written")
+        store.assemble(self.key, [self.work / shard_name(s) for s in self.shards], {"key": self.key, "strength": self.strength,
+                                                                                    "images": int(len(self.plan)),
+                                                                                    "shards": len(self.shards),
+                                                                                    "generated_shards": len(self.todo), **meta})
+        shutil.rmtree(self.work, ignore_errors=True)
+        if self.remote_work is not None:
+            remove(self.remote_work)
+
+
+def generate_pools(
+    split: FewShotSplit,
+    config: PoolConfig,
+    strengths: list[float],
+    store: PoolStore | None = None,
+    resources: dict[str, float] | None = None,
+    wait_s: float = 0.0,
+) -> dict[float, tuple[str, bool]]:
+    """Make sure the pool of every strength in ``strengths`` is in the store.
+
+    The missing ones are generated in **one** Ray Data run: one actor pool, each actor
+    loading the generator once, over the shards of all of them (a search over three
+    strengths pays the actors' start-up once, not three times).
 
     ``resources``: of one actor, as Ray options (default: ``resources.generation``'s
     defaults); the actors wait at most ``wait_s`` seconds for them (0: forever).
 
-    Returns (key, generated): ``generated`` is False on a cache hit, when nothing runs.
-    An interrupted earlier run's finished shards are kept and not generated again.
+    Returns strength -> (key, generated): ``generated`` is False on a cache hit, when
+    nothing runs. An interrupted earlier run's finished shards are kept and not
+    generated again.
     """
-
     store = store or PoolStore()
-    strength = config.strength if strength is None else strength
-    key = pool_key(split.fingerprint, config, strength)
-    if store.exists(key):
-        log.info("pool %s: cache hit (%s)", key, store.path(key))
-        return key, False
-
+    result, jobs = {}, []
+    for strength in dict.fromkeys(strengths):
+        key = pool_key(split.fingerprint, config, strength)
+        if store.exists(key):
+            log.info("pool %s: cache hit (%s)", key, store.path(key))
+            result[strength] = (key, False)
+        else:
+            jobs.append(strength)
+    if not jobs:
+        return result
     if config.learn_from == "prior" and split.prior is None:
         raise ConfigError(f"pool.learn_from: dataset '{split.name}' has no prior images; use 'shots'")
+    jobs = [_PoolJob.open(split, config, s, pool_key(split.fingerprint, config, s), store) for s in jobs]
     source = split.prior if config.learn_from == "prior" else split.train
     learned = quality_controlled_shots(source, split.classes, config.quality)
-    plan = plan_pool(split.train, split.num_classes, config, strength)
-    shards = sorted(plan["shard"].unique().tolist())
-    work = store.work_path(key)
-    work.mkdir(parents=True, exist_ok=True)
-    remote_work = remote_twin(work)  # a remote home: actors upload their shards there
-    if remote_work is not None:
-        fetch_shards(work, remote_work)
-    done = finished_shards(work)
-    todo = [s for s in shards if s not in done]
-    if done:
-        log.info("pool %s: resuming, %d of %d shards already finished", key, len(done), len(shards))
 
     start = time.perf_counter()
-    if todo:
+    timing = {}
+    if any(job.todo for job in jobs):
         resources = resources or actor_resources(Config(pool=config))
         fitted = None
         if GENERATORS[config.generator].trainable:
             fitted, _ = ensure_fitted(split, config, learned, store, resources["num_gpus"] > 0)
-        timing = _run_actors(plan, config, split, learned, fitted, work, remote_work, todo, resources, key, wait_s)
-    else:
-        timing = {}
-    if remote_work is not None:
-        fetch_shards(work, remote_work)
-    missing = sorted(set(shards) - finished_shards(work))
-    if missing:
-        raise RuntimeError(f"pool {key}: shards {missing[:5]} were not written")
+        timing = _run_actors(jobs, config, split, learned, fitted, resources, wait_s)
     seconds = time.perf_counter() - start
     meta = {
-        "key": key,
         "split": split.fingerprint,
         "dataset": split.name,
         "classes": split.classes,
         "generator": GENERATORS[config.generator].config_key(config),
         "mode": config.mode,
-        "strength": strength,
         "strengths": config.strengths,  # per-image strengths drawn from this set (when set)
         "quality": config.quality,
         "clip_model": config.clip_model,
-        "images": int(len(plan)),
-        "shards": len(shards),
-        "generated_shards": len(todo),
-        "seconds": round(seconds, 2),
+        "seconds": round(seconds, 2),  # of the whole run (every pool generated with this one)
+        "pools_in_run": len(jobs),
         **timing,
     }
-    store.assemble(key, [work / shard_name(s) for s in shards], meta)
-    shutil.rmtree(work, ignore_errors=True)
-    if remote_work is not None:
-        remove(remote_work)
-    n = int(plan["shard"].isin(todo).sum())
-    log.info("pool %s: %d images generated in %.1f s (%.1f images/s)", key, n, seconds, n / max(seconds, 1e-9))
-    return key, True
+    for job in jobs:
+        job.assemble(store, meta)
+        result[job.strength] = (job.key, True)
+    n = sum(int(job.plan["shard"].isin(job.todo).sum()) for job in jobs)
+    log.info("pools %s: %d images generated in %.1f s (%.1f images/s)", [j.key for j in jobs], n, seconds, n / max(seconds, 1e-9))
+    return result
 
 
 @contextlib.contextmanager
@@ -217,29 +263,29 @@ def reserved(actors: int, resources: dict[str, float], wait_s: float = 0.0):
         remove_placement_group(pg)
 
 
-def _run_actors(plan, config, split, learned, fitted, work, remote_work, todo, resources, key, wait_s) -> dict:
-    actors = max(1, min(config.actors, len(todo)))
+def _run_actors(jobs: list[_PoolJob], config, split, learned, fitted, resources, wait_s) -> dict:
+    todo = sum(len(job.todo) for job in jobs)
+    actors = max(1, min(config.actors, todo))
     with reserved(actors, resources, wait_s):
-        return _iterate(plan, config, split, learned, fitted, work, remote_work, todo, resources, key, actors)
+        return _iterate(jobs, config, split, learned, fitted, resources, actors)
 
 
-def _iterate(plan, config, split, learned, fitted, work, remote_work, todo, resources, key, actors) -> dict:
+def _iterate(jobs: list[_PoolJob], config, split, learned, fitted, resources, actors) -> dict:
     import ray
 
-    ds = ray.data.from_items([{"shard": s} for s in todo], override_num_blocks=len(todo))
+    items = [{"pool": job.key, "shard": s} for job in jobs for s in job.todo]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
     ds = ds.map_batches(
         GenerateShards,
         fn_constructor_kwargs=dict(
-            plan=plan,
+            pools={job.key: ShardWork(job.plan, str(job.work), job.remote_work) for job in jobs},
             config=config,
             classes=split.classes,
             metaclass=split.metaclass,
             references=to_uint8(split.train.images),
             learned=None if fitted is not None else learned,
             fitted=None if fitted is None else str(fitted),
-            work=str(work),
             threads=max(1, int(resources["num_cpus"])),
-            remote_work=remote_work,
             home=home_env(),
         ),
         batch_size=1,
@@ -247,31 +293,36 @@ def _iterate(plan, config, split, learned, fitted, work, remote_work, todo, reso
         compute=ray.data.ActorPoolStrategy(size=actors),
         **resources,
     )
-    total = int(plan["shard"].isin(todo).sum())
-    log.info("pool %s: %d shards (%d images) on %d actor(s) with %s each", key, len(todo), total, actors, resources)
+    total = sum(int(job.plan["shard"].isin(job.todo).sum()) for job in jobs)
+    what = jobs[0].key if len(jobs) == 1 else f"{len(jobs)} pools (strengths {[j.strength for j in jobs]})"
+    log.info("%s: %d shards (%d images) on %d actor(s) with %s each", what, len(items), total, actors, resources)
     made, start, last = 0, time.perf_counter(), 0.0
     first = None  # (time, images) at the first finished shard: the rate excludes actor start-up
     placements = set()  # (node, GPU ids) of the actors that generated
+    startup = {"actor_start_s": 0.0, "actor_load_s": 0.0}  # the slowest actor's
     for i, row in enumerate(ds.iter_rows(), 1):
         made += int(row["images"])
         placements.add((str(row["node"]), str(row["gpu_ids"])))
+        for k in startup:
+            startup[k] = max(startup[k], round(float(row[k]), 2))
         now = time.perf_counter() - start
         if first is None:
             first = (now, made)
-        if i == 1 and len(todo) > 1:
-            log.info("pool %s: first shard after %.1f s (actors start and load the generator)", key, now)
-        elif now - last > 5 or i == len(todo):
+        if i == 1 and len(items) > 1:
+            log.info("%s: first shard after %.1f s (actors start and load the generator)", what, now)
+        elif now - last > 5 or i == len(items):
             last = now
             rate = (made - first[1]) / (now - first[0]) if now > first[0] else made / max(now, 1e-9)
             log.info(
-                "pool %s: %d/%d shards, %d/%d images, %.1f images/s, ETA %.0f s",
-                key, i, len(todo), made, total, rate, (total - made) / max(rate, 1e-9),
+                "%s: %d/%d shards, %d/%d images, %.1f images/s, ETA %.0f s",
+                what, i, len(items), made, total, rate, (total - made) / max(rate, 1e-9),
             )
     now = time.perf_counter() - start
     steady = (made - first[1]) / (now - first[0]) if first and now > first[0] and made > first[1] else None
     # start-up (actors loading the generator) vs steady-state throughput, for benchmarks
     return {
         "first_shard_s": round(first[0], 2) if first else None,
+        **startup,  # process start + imports, and loading the generator (seconds)
         "steady_images_per_s": steady,
         "actors": [{"node": n, "gpu_ids": g} for n, g in sorted(placements)],
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -103,32 +104,40 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
 
 
+class ShardWork(NamedTuple):
+    """One pool of a generation run, as its actors see it: the plan, and where finished
+    shards go (``remote_work``: the work directory in the home's object store, when the
+    home is remote; the actor's node need not see the driver's local directory then)."""
+
+    plan: pd.DataFrame
+    work: str
+    remote_work: str | None = None
+
+
 class GenerateShards:
-    """Ray Data callable class: one generator (and CLIP scorer) per actor; each call
-    generates, scores and writes whole shards."""
+    """Ray Data callable class: one generator (and CLIP scorer) per actor, loaded once for
+    every pool of the run (one per strength); each call generates, scores and writes
+    whole shards (rows ``{"pool": key, "shard": id}``)."""
 
     def __init__(
         self,
-        plan: pd.DataFrame,
+        pools: dict[str, ShardWork],
         config: PoolConfig,
         classes: list[str],
         metaclass: str,
         references: np.ndarray,
         learned: ImageSet | None,
         fitted: str | None,
-        work: str,
         threads: int = 1,
-        remote_work: str | None = None,
         home: dict[str, str] | None = None,
     ):
+        began = time.time()
         if home:
             adopt_home(home)  # the driver's home: where a fitted generator is fetched from
         torch.set_num_threads(max(1, threads))
         device = work_device()  # the GPU Ray gave this actor, if torch sees it
         self.where = placement()
-        # remote_work: the work directory in the home's object store; the actor's node
-        # need not see the driver's local directory then
-        self.plan, self.config, self.work, self.remote_work = plan, config, Path(work), remote_work
+        self.pools, self.config = pools, config
         self.references = references  # uint8 N x 3 x H x W
         self.size = references.shape[-1]
         self.generator = create_generator(config, classes, metaclass, device)
@@ -142,6 +151,9 @@ class GenerateShards:
             from raysynth.generators.filtering import ClipScorer
 
             self.scorer = ClipScorer(config.clip_model, config.clip_pretrained, classes, metaclass, device)
+        # the actor's start-up, for meta.json and benchmarks: its process start (Ray's
+        # worker, imports) and loading the generator and scorer
+        self.startup = {"load_s": time.time() - began, "start_s": began - _process_started()}
 
     def generate(self, rows: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
         # torch.tensor copies: Ray Data hands read-only Arrow-backed columns
@@ -166,19 +178,36 @@ class GenerateShards:
         return to_uint8(images), manifest
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        seconds = []
-        for shard in batch["shard"].tolist():
+        seconds, sizes = [], []
+        for pool, shard in zip(batch["pool"].tolist(), batch["shard"].tolist()):
             start = time.perf_counter()
-            rows = self.plan[self.plan["shard"] == shard]
+            job = self.pools[pool]
+            rows = job.plan[job.plan["shard"] == shard]
             images, manifest = self.generate(rows)
-            write_shard(self.work, shard, images, manifest, self.remote_work)
+            write_shard(Path(job.work), shard, images, manifest, job.remote_work)
             seconds.append(time.perf_counter() - start)
+            sizes.append(len(rows))
         n = len(seconds)
         return {
+            "pool": batch["pool"],
             "shard": batch["shard"],
-            "images": np.array([int((self.plan["shard"] == s).sum()) for s in batch["shard"]]),
+            "images": np.array(sizes),
             "seconds": np.array(seconds),
             # where the actor runs: recorded in the pool's meta.json
             "node": np.array([self.where["node"]] * n),
             "gpu_ids": np.array([self.where["gpu_ids"]] * n),
+            "actor_start_s": np.array([self.startup["start_s"]] * n),
+            "actor_load_s": np.array([self.startup["load_s"]] * n),
         }
+
+
+def _process_started() -> float:
+    """When this process started (epoch seconds), from /proc; now where there is none."""
+    try:
+        import os
+
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.time()

@@ -13,7 +13,7 @@ from conftest import REPO, tiny_overrides
 
 from raysynth.data import cached_split
 from raysynth.pool import PoolStore, pool_key
-from raysynth.pool.pipeline import generate_pool
+from raysynth.pool.pipeline import generate_pool, generate_pools
 from raysynth.pool.shards import finished_shards
 from raysynth.validate import load_config
 
@@ -89,15 +89,22 @@ def test_killed_generation_resumes_and_matches_an_uninterrupted_run(ray_session,
     pd.testing.assert_frame_equal(a.manifest, b.manifest)
 
 
-def test_actor_count_does_not_change_the_pool(ray_session, tmp_path):
+def test_actor_count_and_strengths_sharing_a_run_do_not_change_the_pool(ray_session, tmp_path):
+    """A pool is the same on 1 or 2 actors, and generated alone or in one run with the
+    search's other strengths (prepare's: the actors start once for all of them)."""
     one = _config(["pool.shard_size=8"])
     two = _config(["pool.shard_size=8", "pool.actors=2"])
     split = cached_split(one)
     a, b = PoolStore(tmp_path / "a"), PoolStore(tmp_path / "b")
     key, _ = generate_pool(split, one.pool, store=a)
-    key_b, _ = generate_pool(split, two.pool, store=b)
-    assert key == key_b  # actors and shard size are not in the key
+    pools = generate_pools(split, two.pool, [one.pool.strength, 0.5], store=b)
+    assert pools[one.pool.strength] == (key, True)  # actors and shard size are not in the key
     assert np.array_equal(a.load(key).images, b.load(key).images)
+    other = b.load(pools[0.5][0])
+    assert set(other.manifest["strength"]) == {0.5} and not np.array_equal(other.images, a.load(key).images)
+    assert b.load(key).meta["pools_in_run"] == 2 == other.meta["pools_in_run"]  # one run made both
+    assert other.meta["actor_start_s"] > 0  # the actors' start-up is recorded
+    assert generate_pools(split, two.pool, [0.5, one.pool.strength], store=b) == {0.5: (pools[0.5][0], False), one.pool.strength: (key, False)}
 
 
 def test_diff_gen_pool_with_clip_scores_and_load_time_filter(ray_session, tmp_path):

@@ -51,7 +51,7 @@ def test_per_image_strengths_are_drawn_from_the_set_and_each_image_uses_its_own(
 
     from raysynth.generators.quality import quality_controlled_shots
     from raysynth.pool.labels import diffmix_soft_labels
-    from raysynth.pool.shards import GenerateShards, plan_pool, to_uint8
+    from raysynth.pool.shards import GenerateShards, ShardWork, plan_pool, to_uint8
 
     split = cached_split(tiny_config)
     config = dataclasses.replace(tiny_config.pool, strengths=[0.3, 0.9], shard_size=1000)
@@ -62,8 +62,9 @@ def test_per_image_strengths_are_drawn_from_the_set_and_each_image_uses_its_own(
     assert pool_key(split.fingerprint, config) != pool_key(split.fingerprint, tiny_config.pool)
 
     learned = quality_controlled_shots(split.train, split.classes, config.quality)
-    shards = GenerateShards(plan, config, split.classes, split.metaclass, to_uint8(split.train.images), learned, None, str(tmp_path))
-    shards({"shard": np.array([0])})
+    pools = {"p": ShardWork(plan, str(tmp_path))}
+    shards = GenerateShards(pools, config, split.classes, split.metaclass, to_uint8(split.train.images), learned, None)
+    shards({"pool": np.array(["p"]), "shard": np.array([0])})
     manifest = __import__("pandas").read_parquet(tmp_path / "shard-00000.parquet")
     images = np.load(tmp_path / "shard-00000.npy")
     assert manifest["strength"].tolist() == plan["strength"].tolist()
