@@ -6,7 +6,8 @@
    labels, the objective registry, a validation pass) vs a plain open_clip
    forward/backward/AdamW loop in bf16 autocast on the same images. Goal: ratio >= 0.9.
 2. **Generation.** Stable Diffusion img2img (``pool.generator: stable_diffusion``, s=0.7)
-   through raysynth's Ray Data pipeline (one actor per GPU) vs a plain single-process
+   through raysynth's Ray Data pipeline (one actor per GPU with cub.yaml's 2 CPUs and
+   shards of 64) vs a plain single-process
    diffusers loop with the same rows, scheduler, steps, guidance, dtype and batch size.
    Images/s per GPU, steady (after the first shard) and end to end. Goal: steady ratio
    >= 0.9. ``--sd-model``: a hub id in the local cache or a diffusers directory; without
@@ -34,8 +35,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed training steps (after a warm-up step)")
     parser.add_argument("--batch", type=int, default=32, help="images per step (half real, half synthetic)")
     parser.add_argument("--sd-model", help="Stable Diffusion (hub id in the local cache, or a diffusers directory)")
-    parser.add_argument("--sd-images", type=int, help="images generated (default 64; 400 for the tiny stand-in, whose "
-                        "shards take ~0.1 s: a steady rate needs many)")
+    parser.add_argument("--sd-images", type=int, help="images generated (default 128; 640 for the tiny stand-in, whose "
+                        "shards are fast: a steady rate needs many)")
     parser.add_argument("--sd-steps", type=int, default=25)
     parser.add_argument("--skip", choices=("train", "generation"), action="append", default=[])
     args = parser.parse_args()
@@ -84,21 +85,21 @@ def generation(args) -> None:
 
         model, resolution = str(build_tiny_stable_diffusion(home / "tiny-sd")), 64
         print("\nno --sd-model: a tiny random Stable Diffusion (64 px) stands in", flush=True)
-    images = args.sd_images or (64 if args.sd_model else 400)
+    images = args.sd_images or (128 if args.sd_model else 640)
     gpus = torch.cuda.device_count()
     split0 = cached_split(load_config(REPO / "search_spaces" / "digits.yaml", []))
     per_class = max(1, images // split0.num_classes)
     overrides = [
         "pool.generator=stable_diffusion", f"pool.options.model={model}", f"pool.options.steps={args.sd_steps}",
         f"pool.options.resolution={resolution}", "pool.options.batch_size=8", "pool.strength=0.7",
-        f"pool.per_class={per_class}", "pool.shard_size=16", f"pool.actors={gpus}",
+        f"pool.per_class={per_class}", "pool.shard_size=64", f"pool.actors={gpus}",
     ]
     config = load_config(REPO / "search_spaces" / "digits.yaml", overrides)
     split = cached_split(config)
     store = PoolStore(home / "pools")
     ray.init(include_dashboard=False, log_to_driver=False)
     start = time.perf_counter()
-    key, _ = generate_pool(split, config.pool, store=store, resources={"num_cpus": 1, "num_gpus": 1}, wait_s=120)
+    key, _ = generate_pool(split, config.pool, store=store, resources={"num_cpus": 2, "num_gpus": 1}, wait_s=120)
     wall = time.perf_counter() - start
     meta = store.load(key).meta
     ray.shutdown()
