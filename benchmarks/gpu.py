@@ -2,8 +2,8 @@
 
 1. **Training.** LoRA ViT-B/16 (open_clip, random init: throughput does not depend on
    the weights; 224 px, r=16 on the fused attention) through raysynth's ``train_few_shot``
-   (``train.precision: auto``, i.e. bf16 autocast on the GPU; augmentation, Diff-Mix soft
-   labels, the objective registry, a validation pass) vs a plain open_clip
+   (the classifier's bf16 autocast and channels-last inputs on CUDA; augmentation,
+   Diff-Mix soft labels, the objective registry, a validation pass) vs a plain open_clip
    forward/backward/AdamW loop in bf16 autocast on the same images. Goal: ratio >= 0.9.
 2. **Generation.** Stable Diffusion img2img (``pool.generator: stable_diffusion``, s=0.7)
    through raysynth's Ray Data pipeline (one actor per GPU with cub.yaml's 2 CPUs and
@@ -64,7 +64,7 @@ def training(args) -> None:
     peak = torch.cuda.max_memory_allocated() / 2**30
     print(f"\nTraining: {args.model} LoRA r=16, 224 px, batch {args.batch} ({half} real + {half} synthetic), {args.steps} steps")
     print(f"plain open_clip loop (bf16 autocast): {plain:.1f} images/s")
-    print(f"raysynth train_few_shot (train.precision auto = bf16): {ours:.1f} images/s; peak GPU memory {peak:.1f} GiB")
+    print(f"raysynth train_few_shot (bf16 autocast): {ours:.1f} images/s; peak GPU memory {peak:.1f} GiB")
     print(f"ratio raysynth / plain: {ours / plain:.2f} (goal >= 0.9)", flush=True)
 
 

@@ -9,9 +9,9 @@ shaped linear head) on the same number of real + synthetic images per step:
 - raysynth: ``train_few_shot`` (random affine augmentation, Diff-Mix soft labels, the
   objective registry, per-term logging, a validation pass per epoch).
 
-Prints images/s of each and the ratio raysynth / plain (goal >= 0.9). On CUDA both run
-with raysynth's bf16 autocast + channels-last path for raysynth, plain fp32 for plain
-unless --plain-bf16.
+Prints images/s of each and the ratio raysynth / plain (goal >= 0.9). On CUDA raysynth's
+classifier runs its encoder under bf16 autocast with channels-last inputs; the plain loop
+runs fp32 unless --plain-bf16 (benchmarks/gpu.py compares both in bf16).
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 6] [--batch 8] [--model ViT-B-16]
 """

@@ -116,10 +116,6 @@ class TrainConfig:
         "1: the loop runs inside the Tune trial; >1: Ray Train TorchTrainer with DDP.", 1, ge=1
     )
     threads: int = _help("torch threads per worker.", 1, ge=1)
-    precision: str = _help(
-        "Forward passes in 'bf16' (autocast; weights, optimiser and losses stay float32) or "
-        "'fp32'; 'auto': bf16 on a CUDA GPU that supports it, fp32 elsewhere (CPUs are "
-        "slower in bf16).", "auto", choices=("auto", "bf16", "fp32"))
     augment: str = _help(
         "Training augmentation of real and synthetic images: 'affine' (small random warps, "
         "legible digits), 'datadream' (random resized crop, flip, colour jitter, grayscale, "

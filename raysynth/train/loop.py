@@ -157,13 +157,6 @@ def _partitions(data: TrainData, idx, sidx, online: OnlineKMeans | None):
     return data.real_part[idx], (data.syn_part[sidx] if sidx is not None else None)
 
 
-def autocast(precision: str, device: torch.device):
-    """The autocast context of ``train.precision`` for forward passes on ``device``: bf16
-    where asked ('auto': a CUDA GPU with bf16 support), else a no-op."""
-    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-
-
 def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, g, online, regions=None) -> dict[str, torch.Tensor]:
     # indices are drawn on the CPU generator; the batch becomes float on the model's device
     device = weights.device
@@ -184,12 +177,10 @@ def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, 
             sidx = torch.randint(0, len(data.syn_images), (config.batch_syn,), generator=g)
         images = torch.cat([images, augment(config.augment, as_input(data.syn_images[sidx], device), g)])
     n = len(labels)
-    with autocast(config.precision, device):  # the forward in bf16 where train.precision says
-        if any(o.needs_projection for o in objectives):
-            logits, proj = run.model(images, return_projection=True)
-        else:
-            logits, proj = run.model(images), None
-    logits, proj = logits.float(), proj.float() if proj is not None else None  # the losses in float32
+    if any(o.needs_projection for o in objectives):
+        logits, proj = run.model(images, return_projection=True)
+    else:
+        logits, proj = run.model(images), None
     part_real, part_syn = (p.to(device) if p is not None else None for p in _partitions(data, idx, sidx, online))
     batch = LossBatch(
         logits_real=logits[:n],

@@ -1,5 +1,5 @@
 """On a CUDA device (``-m gpu``; skipped by default and where torch sees no GPU): the
-classifier a trial trains, and the loop's default precision there."""
+classifier a trial trains, on the GPU and in bf16 there."""
 
 import pytest
 import torch
@@ -13,9 +13,9 @@ from raysynth.train.loop import TrainData, train_few_shot
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
-def test_lora_classifier_trains_on_the_gpu_in_bf16_by_default():
-    """train.precision auto on CUDA: the encoder's forward runs in bf16, the LoRA weights
-    and the head stay float32 and on the GPU, and the loss falls."""
+def test_lora_classifier_trains_on_the_gpu_in_bf16():
+    """On CUDA the encoder's forward runs under bf16 autocast (with channels-last inputs),
+    the LoRA weights and the head stay float32 and on the GPU, and the loss falls."""
     torch.manual_seed(0)
     lora = LoraConfig(r=4, alpha=8.0, dropout=0.0, target_modules=["attn"])
     model = build_classifier(create_model("raysynth-tiny"), 2, lora, normalize=False).to("cuda")

@@ -140,19 +140,3 @@ def test_the_loop_trains_on_mixed_real_images():
     last = train_few_shot(model, data, config).metrics
     assert torch.isfinite(torch.tensor(last.loss)) and any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
 
-
-@pytest.mark.parametrize("precision,dtype", [("bf16", torch.bfloat16), ("auto", torch.float32)])
-def test_precision_runs_the_forward_in_bf16_and_keeps_weights_and_losses_float32(precision, dtype):
-    """train.precision: bf16 autocasts the training forward ('auto' is fp32 on a CPU);
-    the weights the optimiser updates and the loss stay float32, and the model learns."""
-    g = torch.Generator().manual_seed(0)
-    x, y = _blobs(16, g)
-    vx, vy = _blobs(64, g)
-    torch.manual_seed(0)
-    model = _Tiny()
-    seen = []
-    model.net.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype) if model.training else None)
-    config = TrainConfig(epochs=4, steps_per_epoch=10, batch_real=8, lr=1e-2, precision=precision)
-    last = train_few_shot(model, TrainData(x, y, vx, vy, 2), config).metrics
-    assert set(seen) == {dtype} and all(p.dtype == torch.float32 for p in model.parameters())
-    assert isinstance(last.loss, float) and last.val_acc > 0.9
