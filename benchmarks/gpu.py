@@ -13,7 +13,7 @@
    >= 0.9. ``--sd-model``: a hub id in the local cache or a diffusers directory; without
    one, a tiny random pipeline built from configs (raysynth.testing.tiny_sd, 64 px).
 
-    .venv/bin/python benchmarks/gpu.py [--steps 20] [--batch 32] [--sd-model DIR] [--sd-images N]
+    .venv/bin/python benchmarks/gpu.py [--steps 100] [--batch 32] [--sd-model DIR] [--sd-images N]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmar
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="ViT-B-16")
-    parser.add_argument("--steps", type=int, default=20, help="timed training steps (after a warm-up step)")
+    parser.add_argument("--steps", type=int, default=100, help="timed training steps (after a warm-up step; ~5 s on an H100)")
     parser.add_argument("--batch", type=int, default=32, help="images per step (half real, half synthetic)")
     parser.add_argument("--sd-model", help="Stable Diffusion (hub id in the local cache, or a diffusers directory)")
     parser.add_argument("--sd-images", type=int, help="images generated (default 128; 640 for the tiny stand-in, whose "
