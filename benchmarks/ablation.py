@@ -34,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["five", "six", "seven", "eight", "nine"]
 FAITHFUL = ["pool.quality={}"]
+POISONED = "pool.quality={five: counter, six: counter}"  # this table's task (FAITHFUL rows override it)
 ORACLE = [0.0, 0.0, 1.0, 1.0, 1.0]  # five, six poisoned
 
 
@@ -86,7 +87,7 @@ def main() -> None:
     start = time.perf_counter()
     for i, row in enumerate(plan):
         for seed in range(args.seeds):
-            overrides = ["search.space={}", f"data.seed={seed}", f"train.seed={seed}", *row.overrides]
+            overrides = ["search.space={}", POISONED, f"data.seed={seed}", f"train.seed={seed}", *row.overrides]
             if args.quick:
                 overrides.append("train.epochs=1")
             config = load_config(REPO / "search_spaces" / "digits.yaml", overrides)

@@ -4,7 +4,7 @@ classes 5-9, the morph generator learning from the prior images) for a few shot 
 
 * real only;
 * real + a faithful pool (every class faithful) at weight 1;
-* real + the demo's poisoned pool (five and six counter-replicated) at weight 1;
+* real + a poisoned pool (five and six counter-replicated) at weight 1;
 
 each over ``--seeds`` seeds (data split, pool plan and training seed together), mean ±
 std. Issue 15 asks for an embedded task where faithful synthetic data adds >= 5 test
