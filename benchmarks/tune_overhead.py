@@ -8,8 +8,9 @@ prints the ratio Tuner / plain per repeat and their median (goal <= 1.10), then 
 breakdown of the Tuner's extra seconds from timestamps the trials and the driver record:
 the trial actor's start and imports, the setup (data, backbone) and checkpoints inside
 trials, the searcher and the MLflow callback in the driver, and Tune's own gaps between
-trials. Ray is started (and the pool prepared) before any timing: a search attaches to a
-running cluster. ``--trainer-trials`` also times the TorchTrainer-inside-Tune path.
+trials. Tune's own share of the actor start is measured apart, with a trainable that
+imports nothing. Ray is started (and the pool prepared) before any timing: a search
+attaches to a running cluster. ``--trainer-trials`` also times the TorchTrainer-inside-Tune path.
 
     .venv/bin/python benchmarks/tune_overhead.py [--trials 8] [--repeats 3] [--epochs 6]
 """
@@ -108,15 +109,17 @@ def tuner_run(config, space, classes, home: Path, name: str) -> dict:
     tracker = timed(TrialTracker(client.tracking_uri, experiment.experiment_id, parent.info.run_id, {}, config.train.epochs),
                     hooks, driver, "mlflow")
     progress = timed(TrialProgress(config.search.trials, config.train.epochs), ["on_trial_result", "on_trial_complete"], driver, "progress")
-    build_searcher = tuner_module.build_searcher
+    build_searcher, run_trial = tuner_module.build_searcher, tuner_module.run_trial
     tuner_module.build_searcher = lambda *a, **k: timed(build_searcher(*a, **k), ["suggest", "on_trial_complete"], driver, "searcher")
     tuner_module.run_trial = timed_trial
-    options = SearchOptions(client.tracking_uri, "tune-overhead", str(home / "tune"), name)
-    tuner = tuner_module.build_tuner(config, space, classes, options, [tracker, progress])
-    start = time.time()
-    results = tuner.fit()
-    end = time.time()
-    tuner_module.build_searcher = build_searcher
+    try:
+        options = SearchOptions(client.tracking_uri, "tune-overhead", str(home / "tune"), name)
+        tuner = tuner_module.build_tuner(config, space, classes, options, [tracker, progress])
+        start = time.time()
+        results = tuner.fit()
+        end = time.time()
+    finally:
+        tuner_module.build_searcher, tuner_module.run_trial = build_searcher, run_trial
     client.set_terminated(parent.info.run_id)
     errors = [r.error for r in results if r.error is not None]
     assert not errors, errors
@@ -140,7 +143,7 @@ def plain_run(config, configs: list[dict], classes) -> dict:
     return {"seconds": time.perf_counter() - start, "setup": setup}
 
 
-def breakdown(tuned: dict, plain: dict, n: int) -> list[tuple[str, float]]:
+def breakdown(tuned: dict, plain: dict) -> list[tuple[str, float]]:
     """The Tuner's extra seconds over the plain loop, by where they were spent."""
     trials = tuned["trials"]
     first, last = trials[0], trials[-1]
@@ -161,6 +164,19 @@ def breakdown(tuned: dict, plain: dict, n: int) -> list[tuple[str, float]]:
         ("after the last trial (Tune's teardown)", tuned["end"] - last["left"]),
         ("total extra", tuned["seconds"] - plain["seconds"]),
     ]
+
+
+def bare_tune_start(home: Path) -> float:
+    """Seconds from ``fit()`` to the first line of a trainable that imports nothing: Tune's
+    own share of the first trial's start (its actor, ray.tune in that process)."""
+    from ray import tune
+
+    def bare(_config: dict) -> None:
+        tune.report({"entered": time.time()})
+
+    tuner = tune.Tuner(bare, run_config=tune.RunConfig(name="bare", storage_path=str(home / "tune"), verbose=0))
+    start = time.time()
+    return tuner.fit()[0].metrics["entered"] - start
 
 
 def trainer_path(config, classes, home: Path, count: int) -> float:
@@ -222,9 +238,10 @@ def main() -> None:
         tuned = tuner_run(config, space, classes, home, f"bench-{r}")
         plain = plain_run(config, tuned["configs"], classes)
         ratios.append(tuned["seconds"] / plain["seconds"])
-        rows.append(breakdown(tuned, plain, args.trials))
+        rows.append(breakdown(tuned, plain))
         print(f"repeat {r + 1}: Tuner {tuned['seconds']:6.1f} s, plain loop {plain['seconds']:6.1f} s "
               f"({plain['seconds'] / args.trials:.2f} s/trial): ratio {ratios[-1]:.3f}", flush=True)
+    bare = statistics.median(bare_tune_start(home) for _ in range(args.repeats))
     trainer = trainer_path(config, classes, home, args.trainer_trials) if args.trainer_trials else 0.0
     ray.shutdown()
 
@@ -232,6 +249,8 @@ def main() -> None:
     print("where the Tuner's extra seconds go (median over repeats):")
     for i, (label, _) in enumerate(rows[0]):
         print(f"  {statistics.median(row[i][1] for row in rows):7.2f} s  {label}")
+    print(f"of the actor start: Tune starting an actor for a trainable that imports nothing {bare:.2f} s (median of {args.repeats}); "
+          "the rest is that actor importing raysynth's trial path (torch, open_clip)")
     sizes = [p.stat().st_size for p in (home / "tune").glob("bench-0/*/checkpoint_*/state.pt")]
     if sizes:
         print(f"one trial checkpoint (trainable tensors + optimiser state): {max(sizes) / 2**20:.2f} MB")

@@ -149,10 +149,9 @@ class _PoolJob:
         missing = sorted(set(self.shards) - finished_shards(self.work))
         if missing:
             raise RuntimeError(f"pool {self.key}: shards {missing[:5]} were not written")
-        store.assemble(self.key, [self.work / shard_name(s) for s in self.shards], {"key": self.key, "strength": self.strength,
-                                                                                    "images": int(len(self.plan)),
-                                                                                    "shards": len(self.shards),
-                                                                                    "generated_shards": len(self.todo), **meta})
+        own = {"key": self.key, "strength": self.strength, "images": int(len(self.plan)), "shards": len(self.shards),
+               "generated_shards": len(self.todo)}
+        store.assemble(self.key, [self.work / shard_name(s) for s in self.shards], {**own, **meta})
         shutil.rmtree(self.work, ignore_errors=True)
         if self.remote_work is not None:
             remove(self.remote_work)
@@ -180,19 +179,19 @@ def generate_pools(
     generated again.
     """
     store = store or PoolStore()
-    result, jobs = {}, []
+    result, missing = {}, {}
     for strength in dict.fromkeys(strengths):
         key = pool_key(split.fingerprint, config, strength)
         if store.exists(key):
             log.info("pool %s: cache hit (%s)", key, store.path(key))
             result[strength] = (key, False)
         else:
-            jobs.append(strength)
-    if not jobs:
+            missing[strength] = key
+    if not missing:
         return result
     if config.learn_from == "prior" and split.prior is None:
         raise ConfigError(f"pool.learn_from: dataset '{split.name}' has no prior images; use 'shots'")
-    jobs = [_PoolJob.open(split, config, s, pool_key(split.fingerprint, config, s), store) for s in jobs]
+    jobs = [_PoolJob.open(split, config, s, key, store) for s, key in missing.items()]
     source = split.prior if config.learn_from == "prior" else split.train
     learned = quality_controlled_shots(source, split.classes, config.quality)
 

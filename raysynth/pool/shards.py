@@ -10,6 +10,7 @@ twin there (manifest last) and the driver fetches them to assemble the pool.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -204,8 +205,6 @@ class GenerateShards:
 def _process_started() -> float:
     """When this process started (epoch seconds), from /proc; now where there is none."""
     try:
-        import os
-
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
         uptime = float(Path("/proc/uptime").read_text().split()[0])
         return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
