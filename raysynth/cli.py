@@ -7,6 +7,7 @@ Exit codes: 0 success; 2 bad input (one line on stderr, nothing started or writt
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 import time
@@ -83,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", help="MLflow experiment (default: the dataset name)")
     p.add_argument("--storage", help="where Ray Tune keeps search state: a path, a shared mount or s3:// / gs:// (default $RAYSYNTH_HOME/tune)")
     p.add_argument("--name", help="name of the search (needed with --resume)")
-    p.add_argument("--resume", action="store_true", help="resume the interrupted search --name")
+    p.add_argument("--resume", nargs="?", const="yes", default=None, metavar="auto",
+                   help="resume the interrupted search --name; '--resume auto': resume it if it exists, else start it "
+                        "(a job that can simply be submitted again)")
     p.add_argument("--optuna-storage", metavar="URL", help="RDB URL of the Optuna searchers' study (default sqlite:///<storage>/<name>/optuna.db)")
     p.add_argument("--warm-start", metavar="SOURCE", help="seed the searcher with the finished trials of an MLflow experiment or of a search's parent run id (compatible spaces only)")
     p.add_argument("--register", metavar="NAME", help="register the searched model in MLflow's Model Registry under NAME")
@@ -147,8 +150,10 @@ def cmd_search(args) -> int:
     from raysynth.tracking import default_tracking_uri
 
     config = _config_from_args(args)
+    if args.resume not in (None, "yes", "auto"):
+        raise ConfigError(f"--resume: takes no value or 'auto', got '{args.resume}'")
     if args.resume and not args.name:
-        raise ConfigError("--resume needs --name of the search to resume")
+        raise ConfigError(f"--resume{' auto' if args.resume == 'auto' else ''} needs --name of the search to resume")
     if args.register is not None and not NAME.fullmatch(args.register):
         raise ConfigError(f"--register: '{args.register}' is not a plain model name (letters, digits, '.', '_', '-')")
     if args.register and not config.search.final_eval:
@@ -158,10 +163,19 @@ def cmd_search(args) -> int:
     home = home_location()
     if is_uri(home):
         check_writable(home, "RAYSYNTH_HOME")
+        if args.tracking_uri is None:  # the default store: sqlite on this machine, lost with a replaced head
+            raise ConfigError(
+                f"--tracking-uri: RAYSYNTH_HOME is a bucket ({home}) but MLflow's default store is sqlite on this "
+                "machine's disk, lost with the head; pass a tracking server (--tracking-uri http://...) or an "
+                "explicit sqlite:/// path on storage that outlives the head"
+            )
     storage = check_location(args.storage, "--storage") if args.storage else join(home, "tune")
     if is_uri(storage):  # reachable (bucket, credentials) before it is read; a local path: in preflight
         check_writable(storage, "--storage")
     name = args.name or f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    auto = args.resume == "auto"
+    if auto:  # a re-submitted job: continue what an earlier attempt started, if any
+        args.resume = "yes" if exists(join(storage, name)) else None
     if args.resume and not exists(join(storage, name)):
         raise ConfigError(f"--resume: no search named '{name}' under {storage}")
     if not args.resume and exists(join(storage, name)):
@@ -171,12 +185,14 @@ def cmd_search(args) -> int:
         experiment=args.experiment or config.dataset,
         storage=storage,
         name=name,
-        resume=args.resume,
+        resume=bool(args.resume),
         warm_start=args.warm_start,
         optuna_storage=args.optuna_storage,
         register=args.register,
     )
     setup_logging(quiet=args.quiet, verbose=args.verbose)
+    if auto:
+        logging.getLogger(__name__).info("--resume auto: %s search '%s'", "resuming the" if options.resume else "starting the new", name)
     summary = run_search(config, options)
     print(format_summary(summary))
     print(f"MLflow: {options.tracking_uri} experiment '{options.experiment}', parent run {summary.parent_run_id}")
@@ -195,7 +211,7 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from raysynth.cluster import connect_ray
+    from raysynth.cluster import connect_ray, with_resolved_resources
     from raysynth.data import cached_split
     from raysynth.pool import PoolStore
     from raysynth.pool.pipeline import generate_pools, pool_options
@@ -204,6 +220,7 @@ def cmd_generate(args) -> int:
     config = _config_from_args(args)
     setup_logging(verbose=args.verbose)
     connect_ray()
+    config = with_resolved_resources(config)  # `gpu: auto`, and resources.fake_gpus for the actors
     split = cached_split(config)
     strengths = strengths_in(parse_space(config.search.space, config), config)
     for s, (key, made) in generate_pools(split, config.pool, strengths, **pool_options(config)).items():

@@ -8,14 +8,19 @@ attaches to another search's private instance: when that search ends, its cluste
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import os
+import re
 import socket
+from pathlib import Path
 
 from raysynth.config import Config, ConfigError
+from raysynth.home import FAKE_GPUS_ENV
 from raysynth.logs import quiet_ray
+from raysynth.node_types import NodeType, autoscaler_node_types
 
 # A cluster raysynth starts itself listens on this machine only.
 LOCAL_RAY = {"dashboard_host": "127.0.0.1"}
@@ -118,29 +123,39 @@ def ray_run_tags() -> dict[str, str]:
 KINDS = ("trial", "generation", "final", "finetune", "prepare")
 
 
-def node_shapes() -> list[dict[str, float]]:
-    """The resources of every node the cluster has or can have: the nodes alive now and
-    each node type its autoscaler may start (Ray's cluster config in the GCS: KubeRay
-    worker groups, a launcher's ``available_node_types``), even while scaled to zero."""
-    import ray
+@dataclasses.dataclass
+class Capacity:
+    """What the connected cluster has and can grow to: the nodes alive now, and the
+    worker types its autoscaler may add (None: no autoscaler found, a static cluster)."""
 
-    shapes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
-    try:
-        from ray._private.state import state
+    nodes: list[dict[str, float]]
+    types: list[NodeType] | None
 
-        config = state.get_cluster_config()
-    except Exception:  # no autoscaler config (a plain `ray start`, a local instance)
-        config = None
-    if config is not None:
-        shapes += [dict(g.resources) for g in config.node_group_configs if g.max_count != 0]
-    return shapes
+    @classmethod
+    def read(cls) -> Capacity:
+        import ray
+
+        nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+        return cls(nodes, autoscaler_node_types())
+
+    def shapes(self) -> list[tuple[dict[str, float], int]]:
+        """(resources of one node, how many such nodes there can be), alive and addable."""
+        return [(n, 1) for n in self.nodes] + [(t.resources, t.max_workers) for t in self.types or () if t.max_workers > 0]
+
+    @property
+    def unknown(self) -> list[str]:
+        """Autoscaler types whose resources the config does not state (the cloud fills them in)."""
+        return [t.name for t in self.types or () if t.max_workers > 0 and not t.resources]
+
+    def has_gpus(self) -> bool:
+        return any(shape.get("GPU", 0) > 0 for shape, _ in self.shapes())
 
 
 def cluster_has_gpus() -> bool:
     """A node alive now, or a node type the autoscaler can start, has a GPU."""
     import ray
 
-    return ray.is_initialized() and any(shape.get("GPU", 0) > 0 for shape in node_shapes())
+    return ray.is_initialized() and Capacity.read().has_gpus()
 
 
 def default_cpus(config: Config, kind: str, gpu: float) -> float:
@@ -173,13 +188,13 @@ def resources_of(config: Config, kind: str) -> dict[str, float]:
     return out
 
 
-def with_resolved_resources(config: Config) -> Config:
+def with_resolved_resources(config: Config, capacity: Capacity | None = None) -> Config:
     """The config with every ``gpu: auto`` replaced by what it means on the cluster this
-    process is connected to (resolved once, on the driver; trials and workers read
-    numbers, and the parent run records what the search asked for)."""
-    import dataclasses
-
-    has_gpus = functools.cache(cluster_has_gpus)  # asked of the cluster once
+    process is connected to, or can grow to (resolved once, on the driver; trials and
+    workers read numbers, and the parent run records what the search asked for)."""
+    has_gpus = capacity.has_gpus if capacity is not None else functools.cache(cluster_has_gpus)
+    # carried to every worker by home_env(): a GPU without CUDA is then no error
+    os.environ[FAKE_GPUS_ENV] = "1" if config.resources.fake_gpus else "0"
     resolved = {}
     for kind in KINDS:
         work = getattr(config.resources, kind)
@@ -226,34 +241,47 @@ def _describe(resources: dict[str, float]) -> str:
 
 
 def _fits(unit: dict[str, float], shape: dict[str, float]) -> bool:
-    return all(shape.get(k, 0.0) >= v for k, v in unit.items() if v > 0)
+    """Whether one node of ``shape`` holds ``unit``. Memory a node type does not state
+    (an autoscaler type) does not refuse: the node it starts has some."""
+    return all(shape.get(k, 0.0) >= v for k, v in unit.items() if v > 0 and (k in shape or k != "memory"))
 
 
-def check_cluster_fits(config: Config) -> None:
+def check_cluster_fits(config: Config, capacity: Capacity | None = None) -> None:
     """Bad input, before anything starts: a unit of work no node type can ever hold, or
     more generation actors / final workers (which start together) than every node the
-    cluster has and can add could hold at once. One line naming the resource."""
-    shapes = node_shapes()
+    cluster has and its autoscaler can add could hold at once. One line naming the
+    resource. What fits only once the autoscaler adds nodes is waited for (bounded)."""
+    capacity = capacity or Capacity.read()
+    if capacity.unknown:  # the cloud decides those types' resources: nothing to refuse on
+        log.info("autoscaler node types %s state no resources: placement is checked by waiting", capacity.unknown)
+        return
+    shapes = capacity.shapes()
     if not shapes:
         return
-    largest = {k: max(s.get(k, 0.0) for s in shapes) for k in ("CPU", "GPU", "memory")}
+    largest = {k: max(s.get(k, 0.0) for s, _ in shapes) for k in ("CPU", "GPU", "memory")}
     # (kind, units that start together, one unit): a multi-worker trial's workers ask for resources.trial each
     work = [("trial", config.train.workers, resources_of(config, "trial")), ("final", config.train.workers, resources_of(config, "final")),
             ("generation", config.pool.actors, resources_of(config, "generation"))]
     for kind, count, unit in work:
-        if not any(_fits(unit, shape) for shape in shapes):
+        if not any(_fits(unit, shape) for shape, _ in shapes):
             raise ConfigError(
                 f"resources.{kind}: one unit asks for {_describe(unit)}, more than any node of this cluster has or "
                 f"its autoscaler can add (largest: {_describe(largest)})"
             )
         # units that must run at the same time: how many of them fit on all nodes together
-        room = sum(min((shape.get(k, 0.0) // v) for k, v in unit.items() if v > 0) for shape in shapes)
+        room = sum(n * _units_on(unit, shape) for shape, n in shapes)
         if count > room:
             flag = "pool.actors" if kind == "generation" else "train.workers"
             raise ConfigError(
                 f"{flag}: {count} units of {_describe(unit)} must run at once, but this cluster can hold "
-                f"{int(room)} at most (nodes: {', '.join(_describe({k: s.get(k, 0) for k in ('CPU', 'GPU')}) for s in shapes)})"
+                f"{int(room)} at most (nodes: {', '.join(f'{n} x ' * (n != 1) + _describe({k: s.get(k, 0) for k in ('CPU', 'GPU')}) for s, n in shapes)})"
             )
+
+
+def _units_on(unit: dict[str, float], shape: dict[str, float]) -> int:
+    """How many units one node of ``shape`` holds (a resource the shape does not state,
+    e.g. an autoscaler type's memory, does not limit)."""
+    return int(min((shape.get(k, 0.0) // v for k, v in unit.items() if v > 0 and (k in shape or k != "memory")), default=0))
 
 
 class ResourceWaitError(RuntimeError):
@@ -319,10 +347,47 @@ def _torch_sees_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def work_device() -> str:
-    """'cuda' when Ray gave this worker a GPU and torch sees one, else 'cpu' (a node that
-    declares GPUs it does not have, as tests do, trains on CPU)."""
+class GpuUnusableError(RuntimeError):
+    """Ray gave this worker a GPU that torch cannot use."""
+
+
+def nvidia_driver() -> str:
+    """The NVIDIA kernel driver's version on this node, or 'none loaded'."""
+    try:
+        text = Path("/proc/driver/nvidia/version").read_text()
+    except OSError:
+        return "none loaded"
+    match = re.search(r"Kernel Module\s+([0-9.]+)", text)
+    return match.group(1) if match else text.splitlines()[0][:80]
+
+
+def gpu_problem() -> str | None:
+    """One line when Ray gave this worker GPUs that torch sees no CUDA device for (and
+    the config does not declare them fake): the node, the GPU ids, torch's CUDA build
+    and the driver. None when all is well."""
     import ray
     import torch
 
+    ids = ray.get_gpu_ids() if ray.is_initialized() else []
+    if not ids or torch.cuda.is_available() or os.environ.get(FAKE_GPUS_ENV) == "1":
+        return None
+    node = ray.get_runtime_context().get_node_id()
+    return (
+        f"node {node[:12]} ({socket.gethostname()}) was given GPU(s) {','.join(map(str, ids))} but torch "
+        f"{torch.__version__} (built for CUDA {torch.version.cuda or 'none: a CPU build'}) sees no CUDA device; "
+        f"NVIDIA driver: {nvidia_driver()}. Install a torch built for this driver (or a driver for this CUDA), "
+        "or set resources.fake_gpus=true where GPUs are declared without hardware"
+    )
+
+
+def work_device() -> str:
+    """'cuda' when Ray gave this worker a GPU and torch sees one; 'cpu' without a GPU or
+    with GPUs the config declares fake (``resources.fake_gpus``). A real GPU torch cannot
+    use is a GpuUnusableError, never a silent fall back to CPU."""
+    import ray
+    import torch
+
+    problem = gpu_problem()
+    if problem:
+        raise GpuUnusableError(problem)
     return "cuda" if ray.is_initialized() and ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"

@@ -16,6 +16,9 @@ from raysynth.logs import VERBOSE_ENV, quiet_ray
 from raysynth.storage import download, exists, is_uri, join, local_cache_root, upload, write_text
 
 log = logging.getLogger(__name__)
+# "1" in a worker's environment: the GPUs Ray gives are declared without hardware
+# (resources.fake_gpus; set by the driver, read by raysynth.cluster.work_device)
+FAKE_GPUS_ENV = "RAYSYNTH_FAKE_GPUS"
 
 
 def home_location() -> str:
@@ -100,6 +103,8 @@ def home_env() -> dict[str, str]:
     env = {"RAYSYNTH_HOME": home_location()}
     if os.environ.get(VERBOSE_ENV):
         env[VERBOSE_ENV] = os.environ[VERBOSE_ENV]  # Ray's chatter on the console or not (raysynth.logs)
+    if os.environ.get(FAKE_GPUS_ENV):
+        env[FAKE_GPUS_ENV] = os.environ[FAKE_GPUS_ENV]  # resources.fake_gpus (raysynth.cluster.work_device)
     if is_uri(env["RAYSYNTH_HOME"]):
         env["RAYSYNTH_CACHE"] = str(local_cache_root())
     return env

@@ -170,6 +170,18 @@ def remove(uri: str) -> None:
         pass
 
 
+def remove_file(location: str | Path) -> None:
+    """Delete one file, local or in an object store (nothing when it is not there)."""
+    if not is_uri(location):
+        Path(location).unlink(missing_ok=True)
+        return
+    fs, path = _split(str(location))
+    try:
+        fs.delete_file(path)
+    except FileNotFoundError:
+        pass
+
+
 def local_cache_root() -> Path:
     """Where this node keeps its copies of a remote home (``RAYSYNTH_CACHE``, default
     ``~/.cache/raysynth``)."""

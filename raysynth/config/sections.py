@@ -225,7 +225,8 @@ class WorkResources:
 @dataclass
 class ResourcesConfig:
     """What each kind of work asks Ray for (``raysynth.cluster.resources_of``). A unit that
-    was given a GPU runs on it; one whose torch sees no CUDA device runs on CPU."""
+    was given a GPU runs on it; one whose torch sees no CUDA device is an error unless
+    ``fake_gpus`` says the GPUs are declared without hardware."""
 
     trial: WorkResources = _help(
         "One trial (train.workers == 1; with more, each TorchTrainer worker). Default CPUs: train.threads.",
@@ -240,6 +241,10 @@ class ResourcesConfig:
     prepare: WorkResources = _help(
         "Each preparation task before the trials (backbone pretraining, generator fitting, "
         "k-means partitions, per-class quality). Default CPUs: 1.", factory=WorkResources)
+    fake_gpus: bool = _help(
+        "The cluster's GPUs are declared without hardware (tests, a CPU machine standing in for "
+        "GPU nodes): work given one runs on CPU. Otherwise a GPU torch cannot use is an error "
+        "naming the node, torch's CUDA build and the driver.", False)
 
 
 @dataclass

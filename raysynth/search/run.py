@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import time
 
-from raysynth.cluster import check_cluster_fits, connect_ray, ray_run_tags, with_resolved_resources
+from raysynth.cluster import Capacity, check_cluster_fits, connect_ray, ray_run_tags, with_resolved_resources
 from raysynth.config import Config, ConfigError, flatten_params
 from raysynth.data import cached_split
 from raysynth.data.base import audit_event
+from raysynth.node_check import check_nodes
 from raysynth.prepare import on_cluster, prepare
 from raysynth.search.finals import run_finals
 from raysynth.search.options import CONFIG_RECORD, PARENT_RECORD, SearchOptions
@@ -43,26 +44,38 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         log.info("warm start from %s: %d finished trials for the searcher (%d skipped: another space or unfinished)",
                  options.warm_start, len(warm), skipped)
     preflight(config, options)
-    # 2. what every trial shares, made once: backbone, pools, partitions, class quality
+    # 2. the cluster: what it has and its autoscaler can add (a cold cluster has no GPU
+    # node yet), then one unit of a trial's work placed as a trial is (on a cold cluster,
+    # on the first node added): it must see the driver's home and a usable GPU
     connect_ray()
     given = config  # what --resume is checked against
-    config = with_resolved_resources(config)  # `gpu: auto` -> what it means on this cluster
-    check_cluster_fits(config)  # a unit no node can hold: exit 2 before anything starts
-    prepared = prepare(config, strengths_in(space, config), clusters_in(space, config))
-    log.info("prepared: backbone %s, pools %s (%d generated now)", prepared.backbone_path, prepared.pool_keys, prepared.generated)
-    context = on_cluster(config, space.weights.measure, config) if space.weights is not None and space.weights.measures else None
-    # 3. the parent MLflow run (adopted again on --resume)
+    capacity = Capacity.read()
+    config = with_resolved_resources(config, capacity)  # `gpu: auto` -> what it means on this cluster
+    check_cluster_fits(config, capacity)  # a unit no node type can hold: exit 2 before anything starts
+    nodes = check_nodes(config)
+    # 3. the parent MLflow run (adopted again on --resume), before the hours of preparation:
+    # a tracking store that cannot take a run or an artifact fails now
     parent = SearchRun.open(
         options.tracking_uri, options.experiment, config, options.name, join(options.directory, PARENT_RECORD),
         split.fingerprint, options.resume, split.classes, ray_run_tags(),
     )
+    # how long the first node took to answer (a cold cluster: the autoscaler's first node)
+    parent.client.log_metric(parent.run_id, "cluster_first_node_s", nodes.seconds)
     # the config a --resume is checked against (search/preflight.py)
     write_text(join(options.directory, CONFIG_RECORD), config_record(given, options))
+    try:
+        # 4. what every trial shares, made once: backbone, pools, partitions, class quality
+        prepared = prepare(config, strengths_in(space, config), clusters_in(space, config))
+        log.info("prepared: backbone %s, pools %s (%d generated now)", prepared.backbone_path, prepared.pool_keys, prepared.generated)
+        context = on_cluster(config, space.weights.measure, config) if space.weights is not None and space.weights.measures else None
+    except BaseException:
+        parent.finish(ok=False)
+        raise
     if context is not None:
         parent.log_class_quality(split.classes, context.quality, context.discrepancy, context.groups)
     monitor = parent.monitor_system()  # MLflow's system metrics of this machine on the parent run
     try:
-        # 4. the trials
+        # 5. the trials
         tracker = TrialTracker(options.tracking_uri, parent.experiment_id, parent.run_id, parent.tags, config.train.epochs)
         progress = TrialProgress(config.search.trials, config.train.epochs)
         tuner = build_tuner(config, space, split.classes, options, [tracker, progress, *options.callbacks], context, warm)
@@ -70,7 +83,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         parent.log_trials_table(results.get_dataframe())
         if options.resume:
             parent.discard_lost_trials()
-        # 5. the winner, and what the search learned
+        # 6. the winner, and what the search learned
         params, val_acc, n_trials = best_trial(results, config.train.epochs)
         best_config, weights = apply_params(config, params, split.classes, context)
         summary = SearchSummary(parent.run_id, params, val_acc, split.classes, config.pool.quality, trials=n_trials)
@@ -78,12 +91,12 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         summary.top_weights = top_quartile_weights(results, config.train.epochs, split.classes, space, context)
         log.info("best trial: val_acc %.4f params %s", val_acc, flatten_params(params))
         audit_event("search_finished", search=options.name)  # from here on the test split may be read
-        # 6. finals: the winner and two baselines retrained, tested once
+        # 7. finals: the winner and two baselines retrained, tested once
         if config.search.final_eval:
             summary.finals = run_finals(best_config, weights, split.num_classes, options.name, options.storage)
             parent.log_finals(summary.finals)
             summary.model_uri = parent.log_model(best_config, summary.finals, split, options.register)
-        # 7. results and the report on the parent run
+        # 8. results and the report on the parent run
         summary.seconds = time.perf_counter() - start
         parent.log_results(summary.metrics(), params)
         title = f"raysynth search {options.name} ({config.dataset}, {config.search.algorithm})"
