@@ -78,8 +78,9 @@ def trial_config(per_class: int, steps: int, checkpoint: str):
 
 
 def write_pool(config, chunk: int = 2000) -> tuple[str, float]:
-    """The pool a trial of ``config`` loads, written through the real store (shards
-    streamed into the memory-mapped ``images.npy``); returns (key, GB on disk)."""
+    """The pool a trial of ``config`` loads, written through the real store (shards in
+    the pool's shard directory, as generation actors write them, then the store's
+    manifest and meta.json); returns (key, GB on disk)."""
     import pandas as pd
 
     from raysynth.data import cached_split
@@ -88,13 +89,13 @@ def write_pool(config, chunk: int = 2000) -> tuple[str, float]:
     split = cached_split(config)
     store = PoolStore()
     key = pool_key(split.fingerprint, config.pool)
+    work = store.shard_dir(key)
     if store.exists(key):
-        return key, (store.path(key) / "images.npy").stat().st_size / 1e9
+        return key, sum(p.stat().st_size for p in work.glob("*.npy")) / 1e9
     import torch
 
     n = config.pool.per_class * CLASSES
     g = torch.Generator().manual_seed(1)
-    work = store.work_path(key)
     work.mkdir(parents=True, exist_ok=True)
     shards = []
     for i, start in enumerate(range(0, n, chunk)):
@@ -105,10 +106,9 @@ def write_pool(config, chunk: int = 2000) -> tuple[str, float]:
             "target_class": rows % CLASSES, "reference_class": (rows + 1) % CLASSES, "reference_index": rows % (SHOTS * CLASSES),
             "strength": np.full(len(rows), config.pool.strength, dtype=np.float32), "seed": rows, "shard": i,
         }).to_parquet(work / f"shard-{i:05d}.parquet", index=False)
-        shards.append(work / f"shard-{i:05d}")
-    store.assemble(key, shards, {"key": key, "images": n, "dataset": "cub-shaped", "strength": config.pool.strength})
-    shutil.rmtree(work, ignore_errors=True)
-    return key, (store.path(key) / "images.npy").stat().st_size / 1e9
+        shards.append(f"shard-{i:05d}")
+    store.finish(key, shards, {"key": key, "images": n, "dataset": "cub-shaped", "strength": config.pool.strength})
+    return key, sum(p.stat().st_size for p in work.glob("*.npy")) / 1e9
 
 
 def peak_rss_gib() -> float:

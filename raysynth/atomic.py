@@ -19,10 +19,12 @@ def atomic_directory(final: Path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         yield tmp
-        if final.exists():
-            shutil.rmtree(tmp)
-        else:
+        try:
             os.replace(tmp, final)
+        except OSError:
+            if not final.exists():  # not a concurrent writer's finished copy: a real error
+                raise
+            shutil.rmtree(tmp)  # another process renamed the same contents into place first
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -115,6 +115,7 @@ def _read_launcher_config() -> list[NodeType] | None:
     import yaml
 
     for path in (_monitor_config_path(), os.path.expanduser(BOOTSTRAP_CONFIG)):
+        path = os.path.expanduser(path) if path else None
         if path and os.path.isfile(path):
             try:
                 config = yaml.safe_load(Path(path).read_text())  # JSON is YAML too

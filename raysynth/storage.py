@@ -90,6 +90,16 @@ def read_text(location: str | Path) -> str:
         return f.read().decode()
 
 
+def read_parquet(location: str | Path):
+    """A parquet file as a pandas DataFrame, local or in an object store."""
+    import pandas as pd
+
+    if not is_uri(location):
+        return pd.read_parquet(location)
+    fs, path = _split(str(location))
+    return pd.read_parquet(path, filesystem=fs)
+
+
 def write_text(location: str | Path, text: str) -> None:
     """Write a whole file (an object store's PUT is atomic; a local file is renamed into place)."""
     if not is_uri(location):

@@ -69,8 +69,11 @@ def test_pool_store_holds_only_npy_parquet_json(ray_session, tiny_config, tmp_pa
     store = PoolStore(tmp_path / "pools")
     key, _ = generate_pool(cached_split(tiny_config), tiny_config.pool, store=store)
     files = sorted(p.name for p in store.path(key).iterdir())
-    assert files == ["images.npy", "manifest.parquet", "meta.json"]
-    np.load(store.path(key) / "images.npy", allow_pickle=False)  # a plain array, no objects
+    assert files == ["manifest.parquet", "meta.json", "shards"]
+    shards = sorted(p.suffix for p in store.shard_dir(key).iterdir())
+    assert shards and set(shards) == {".npy", ".parquet"} and shards.count(".npy") == shards.count(".parquet")
+    for npy in store.shard_dir(key).glob("*.npy"):
+        np.load(npy, allow_pickle=False)  # plain arrays, no objects
 
 
 def _tar(path, members):

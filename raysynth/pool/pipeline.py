@@ -1,4 +1,4 @@
-"""Pool generation with Ray Data: plan, shard, generate on an actor pool, assemble.
+"""Pool generation with Ray Data: plan, shard, generate on an actor pool, finish.
 
 1. **Plan.** One row per synthetic image (id, reference, target class, strength, seed).
    The plan and the per-image seeds are a pure function of the config, so the same
@@ -14,9 +14,11 @@
    Each actor asks for ``resources.generation`` (``gpu: auto``: a GPU when the cluster has
    or can add GPU nodes); CPU actors by default take a fraction of a CPU so
    that Ray Data's own tasks still get scheduled (a pool that takes every CPU hangs).
-4. **Assemble.** The shards are concatenated into the pool store's final layout
-   (``images.npy``, ``manifest.parquet``, ``meta.json``) in a temporary directory that is
-   renamed into place; then the work directory is removed.
+4. **Finish.** The actors wrote their shards into the pool's own directory in the store
+   (``<key>/shards/``, or its twin in the home's bucket); the driver concatenates only the
+   shards' manifests and writes ``meta.json`` last (:meth:`PoolStore.finish`). The images
+   never pass through the driver: one upload per image (by the actor that made it), one
+   download per node that trains on the pool.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -41,9 +42,8 @@ from raysynth.generators import GENERATORS, create_generator
 from raysynth.generators.quality import quality_controlled_shots
 from raysynth.home import adopt_home, fingerprint, home_env, publish, published, remote_twin
 from raysynth.logs import setup_logging
-from raysynth.pool.shards import GenerateShards, ShardWork, fetch_shards, finished_shards, plan_pool, shard_name, to_uint8
+from raysynth.pool.shards import GenerateShards, ShardWork, finished_shards, plan_pool, shard_name, to_uint8
 from raysynth.pool.store import PoolStore, pool_key
-from raysynth.storage import remove
 
 log = logging.getLogger(__name__)
 
@@ -132,29 +132,27 @@ class _PoolJob:
     @classmethod
     def open(cls, split: FewShotSplit, config: PoolConfig, strength: float, key: str, store: PoolStore) -> _PoolJob:
         plan = plan_pool(split.train, split.num_classes, config, strength)
-        work = store.work_path(key)
-        work.mkdir(parents=True, exist_ok=True)
+        work = store.shard_dir(key)
         remote_work = remote_twin(work)  # a remote home: actors upload their shards there
-        if remote_work is not None:
-            fetch_shards(work, remote_work)
+        if remote_work is None:
+            work.mkdir(parents=True, exist_ok=True)
+        # (a remote home: nothing local here; this node fetches the whole pool when it trains)
         shards = sorted(plan["shard"].unique().tolist())
-        done = finished_shards(work)
+        done = finished_shards(work, remote_work)
         if done:
             log.info("pool %s: resuming, %d of %d shards already finished", key, len(done), len(shards))
         return cls(strength, key, plan, shards, work, remote_work, [s for s in shards if s not in done])
 
-    def assemble(self, store: PoolStore, meta: dict) -> None:
-        if self.remote_work is not None:
-            fetch_shards(self.work, self.remote_work)
-        missing = sorted(set(self.shards) - finished_shards(self.work))
+    def finish(self, store: PoolStore, meta: dict) -> None:
+        missing = sorted(set(self.shards) - finished_shards(self.work, self.remote_work))
         if missing:
-            raise RuntimeError(f"pool {self.key}: shards {missing[:5]} were not written")
+            where = self.remote_work or self.work
+            raise RuntimeError(
+                f"pool {self.key}: shards {missing[:5]} were not written to {where} (does every node see RAYSYNTH_HOME?)"
+            )
         own = {"key": self.key, "strength": self.strength, "images": int(len(self.plan)), "shards": len(self.shards),
                "generated_shards": len(self.todo)}
-        store.assemble(self.key, [self.work / shard_name(s) for s in self.shards], {**own, **meta})
-        shutil.rmtree(self.work, ignore_errors=True)
-        if self.remote_work is not None:
-            remove(self.remote_work)
+        store.finish(self.key, [shard_name(s) for s in self.shards], {**own, **meta})
 
 
 def generate_pools(
@@ -218,7 +216,7 @@ def generate_pools(
         **timing,
     }
     for job in jobs:
-        job.assemble(store, meta)
+        job.finish(store, meta)
         result[job.strength] = (job.key, True)
     n = sum(int(job.plan["shard"].isin(job.todo).sum()) for job in jobs)
     log.info("pools %s: %d images generated in %.1f s (%.1f images/s)", [j.key for j in jobs], n, seconds, n / max(seconds, 1e-9))

@@ -1,11 +1,13 @@
 """The unit of generation work: the plan (one row per synthetic image) cut into shards,
 and the Ray Data callable that generates, scores and writes whole shards.
 
-A shard is written by its actor through temporary names and renamed into
-``<store>/.work-<key>/`` (images ``.npy``, then the manifest ``.parquet``, whose presence
-marks the shard finished), so a killed run, re-run, generates only the missing shards.
-With a home in an object store, the actor uploads the two files to the work directory's
-twin there (manifest last) and the driver fetches them to assemble the pool.
+A shard is written by its actor where it stands, into the pool's own directory in the
+store, ``<store>/<key>/shards/`` (images ``.npy``, then the manifest ``.parquet``, whose
+presence marks the shard finished; local files through temporary names renamed into
+place), so a killed run, re-run, generates only the missing shards. With a home in an
+object store, the actor uploads the two files to that directory's twin there (manifest
+last). The driver never reads the images: it lists the finished shards and, at the end,
+concatenates their small manifests (:meth:`raysynth.pool.store.PoolStore.finish`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from raysynth.config import PoolConfig
 from raysynth.data.base import ImageSet
 from raysynth.generators import create_generator
 from raysynth.home import adopt_home, fetch, fingerprint
-from raysynth.storage import download, join, list_names, upload
+from raysynth.storage import join, list_names, upload
 
 
 def plan_pool(shots: ImageSet, num_classes: int, config: PoolConfig, strength: float) -> pd.DataFrame:
@@ -61,11 +63,17 @@ def shard_name(shard: int) -> str:
     return f"shard-{shard:05d}"
 
 
-def finished_shards(work: Path) -> set[int]:
-    """Shards whose manifest exists (written last, so the images are complete too)."""
-    if not work.is_dir():
+def finished_shards(work: Path, remote: str | None = None) -> set[int]:
+    """Shards whose manifest exists (written last, so the images are complete too), in
+    the local directory ``work`` or, with a remote home, its twin ``remote`` (listed, not
+    downloaded)."""
+    if remote is not None:
+        names = list_names(remote)
+    elif work.is_dir():
+        names = [p.name for p in work.glob("shard-*.parquet")]
+    else:
         return set()
-    return {int(p.stem.split("-")[1]) for p in work.glob("shard-*.parquet")}
+    return {int(n.split("-")[1].split(".")[0]) for n in names if n.startswith("shard-") and n.endswith(".parquet")}
 
 
 def write_shard(work: Path, shard: int, images: np.ndarray, manifest: pd.DataFrame, remote: str | None = None) -> None:
@@ -87,18 +95,6 @@ def write_shard(work: Path, shard: int, images: np.ndarray, manifest: pd.DataFra
     atomic_file(work / f"{shard_name(shard)}.parquet", lambda tmp: manifest.to_parquet(tmp, index=False))
 
 
-def fetch_shards(work: Path, remote: str) -> None:
-    """Copy the finished shards in the object store that ``work`` lacks (the driver,
-    before it plans what is left and before it assembles)."""
-    work.mkdir(parents=True, exist_ok=True)
-    names = set(list_names(remote))
-    for name in sorted(n for n in names if n.endswith(".parquet")):
-        stem = name[: -len(".parquet")]
-        for part in (f"{stem}.npy", name):  # the manifest last: it marks the shard finished
-            if part in names and not (work / part).exists():
-                download(join(remote, part), work / part)
-
-
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     if images.dtype == torch.uint8:
         return images.numpy()
@@ -107,8 +103,9 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 class ShardWork(NamedTuple):
     """One pool of a generation run, as its actors see it: the plan, and where finished
-    shards go (``remote_work``: the work directory in the home's object store, when the
-    home is remote; the actor's node need not see the driver's local directory then)."""
+    shards go: the pool's shard directory (``work``) or, when the home is remote, its
+    twin in the home's object store (``remote_work``; the actor's node need not see the
+    driver's local directory then)."""
 
     plan: pd.DataFrame
     work: str

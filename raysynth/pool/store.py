@@ -1,7 +1,10 @@
 """Content-addressed store of synthetic pools under ``RAYSYNTH_HOME/pools``.
 
-With a remote home (``s3://...``) the store lives in the object store; each node keeps a
-local copy of the pools it reads (fetched whole on first use, then memory-mapped).
+A generated pool is its shards, written by the generation actors where they stand into
+``pools/<key>/shards/`` (a shared path, or the home's bucket), plus a manifest over them
+and ``meta.json``, which the driver writes last: the images never pass through the
+driver. With a remote home (``s3://...``) each node that trains on a pool downloads it
+once (into its cache, renamed into place whole), then memory-maps its shards.
 
 A pool's key hashes exactly the inputs that change its images: the dataset split, the
 generator and its config, the strength, the quality map, the plan seed and size. The
@@ -13,6 +16,7 @@ renamed into place, so a crash never leaves a half-written pool behind.
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +27,12 @@ import torch
 from raysynth.atomic import atomic_directory
 from raysynth.config import PoolConfig
 from raysynth.generators import GENERATORS
-from raysynth.home import fetch, fingerprint, publish, published, raysynth_home
+from raysynth.home import PUBLISHED, fetch, fingerprint, publish, raysynth_home, remote_twin
 from raysynth.pool.filters import keep_mask
 from raysynth.pool.labels import diffmix_soft_labels
+from raysynth.storage import exists, join, read_parquet, upload, write_text
+
+SHARDS = "shards"  # inside a pool's directory: the actors' shards (<name>.npy + <name>.parquet)
 
 
 def pool_key(split_fingerprint: str, config: PoolConfig, strength: float | None = None) -> str:
@@ -45,6 +52,33 @@ def pool_key(split_fingerprint: str, config: PoolConfig, strength: float | None 
         *([("strengths", sorted(float(s) for s in config.strengths))] if config.strengths else []),
         # shard_size and actors are not in the key: they change how, not what, is generated
     )
+
+
+class ShardedImages:
+    """Memory-mapped shards (uint8, n_i x 3 x H x W each) read as one N x 3 x H x W array:
+    integer-array indexing gathers rows from the shards that hold them."""
+
+    def __init__(self, shards: list[np.ndarray]):
+        self.shards = shards
+        self.offsets = np.cumsum([0] + [len(a) for a in shards])
+        self.shape = (int(self.offsets[-1]), *shards[0].shape[1:])
+        self.dtype = shards[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        rows = np.arange(self.shape[0])[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        which = np.searchsorted(self.offsets, rows, side="right") - 1
+        for shard in np.unique(which):
+            at = np.flatnonzero(which == shard)
+            out[at] = self.shards[shard][rows[at] - self.offsets[shard]]
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = np.concatenate([np.asarray(a) for a in self.shards])
+        return whole if dtype is None else whole.astype(dtype)
 
 
 class MappedImages:
@@ -74,9 +108,10 @@ class MappedImages:
 
 @dataclass
 class Pool:
-    """Synthetic images (uint8, N x 3 x H x W) and their manifest (one row per image)."""
+    """Synthetic images (uint8, N x 3 x H x W: one memory-mapped array, or the pool's
+    shards read as one) and their manifest (one row per image)."""
 
-    images: np.ndarray
+    images: np.ndarray | ShardedImages
     manifest: pd.DataFrame
     meta: dict
 
@@ -106,19 +141,28 @@ class PoolStore:
 
     def exists(self, key: str) -> bool:
         """Whether the pool is complete here or in a remote home (not copied yet)."""
-        return (self.path(key) / "meta.json").is_file() or published(self.path(key), directory=True)
+        if (self.path(key) / "meta.json").is_file():  # meta.json is written last
+            return True
+        remote = remote_twin(self.path(key))
+        return remote is not None and exists(join(remote, PUBLISHED))
 
-    def work_path(self, key: str) -> Path:
-        """Where an unfinished generation keeps its finished shards."""
-        return self.root / f".work-{key}"
+    def shard_dir(self, key: str) -> Path:
+        """Where the generation actors write a pool's shards (its twin in a remote home)."""
+        return self.path(key) / SHARDS
 
     def load(self, key: str) -> Pool:
         path = self.path(key)
         fetch(path, directory=True)  # a remote home's pool: copied to this node once, then mapped
-        # memory-mapped: a trial reads the rows it keeps, not the whole pool
-        images = np.load(path / "images.npy", mmap_mode="r", allow_pickle=False)
         manifest = pd.read_parquet(path / "manifest.parquet")
         meta = json.loads((path / "meta.json").read_text())
+        # memory-mapped: a trial reads the rows it keeps, not the whole pool
+        if (path / "images.npy").is_file():  # one array (PoolStore.save)
+            images = np.load(path / "images.npy", mmap_mode="r", allow_pickle=False)
+        else:  # the actors' shards, in the manifest's order
+            images = ShardedImages([np.load(path / SHARDS / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                                    for name, _ in meta["shard_files"]])
+        if len(images) != len(manifest):
+            raise RuntimeError(f"pool {key}: {len(images)} images but {len(manifest)} manifest rows")
         return Pool(images, manifest, meta)
 
     def save(self, key: str, pool: Pool) -> Path:
@@ -128,27 +172,32 @@ class PoolStore:
 
         return self._commit(key, write, pool.meta)
 
-    def assemble(self, key: str, shards: list[Path], meta: dict) -> Path:
-        """Concatenate shards (``<stem>.npy`` + ``<stem>.parquet``, in order) into a pool,
-        streaming the images through a memory map (the pool need not fit in memory)."""
+    def finish(self, key: str, shards: list[str], meta: dict) -> Path:
+        """Make a pool of its written shards (names under :meth:`shard_dir`, in order): the
+        shards' manifests concatenated, then ``meta.json`` (and, in a remote home, the
+        published marker) last. Only the small manifests are read: the images stay where
+        the actors wrote them."""
+        remote = remote_twin(self.shard_dir(key))
+        parts = []
+        for name in shards:
+            location = join(remote, f"{name}.parquet") if remote else self.shard_dir(key) / f"{name}.parquet"
+            parts.append(read_parquet(location))
+        manifest = pd.concat(parts, ignore_index=True)
+        meta = {**meta, "shard_files": [[name, len(part)] for name, part in zip(shards, parts)]}
+        if remote is None:
+            from raysynth.atomic import atomic_file
 
-        def write(tmp: Path) -> None:
-            manifests = [pd.read_parquet(s.with_suffix(".parquet")) for s in shards]
-            first = np.load(shards[0].with_suffix(".npy"), mmap_mode="r", allow_pickle=False)
-            total = sum(len(m) for m in manifests)
-            out = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(total, *first.shape[1:]))
-            row = 0
-            for s, m in zip(shards, manifests):
-                part = np.load(s.with_suffix(".npy"), mmap_mode="r", allow_pickle=False)
-                if len(part) != len(m):
-                    raise RuntimeError(f"{s}: {len(part)} images but {len(m)} manifest rows")
-                out[row : row + len(part)] = part
-                row += len(part)
-            out.flush()
-            del out
-            pd.concat(manifests, ignore_index=True).to_parquet(tmp / "manifest.parquet", index=False)
-
-        return self._commit(key, write, meta)
+            atomic_file(self.path(key) / "manifest.parquet", lambda tmp: manifest.to_parquet(tmp, index=False))
+            # meta.json last: its presence marks a complete pool
+            atomic_file(self.path(key) / "meta.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2, sort_keys=True)))
+            return self.path(key)
+        pool_uri = remote_twin(self.path(key))
+        with tempfile.TemporaryDirectory() as tmp:  # not the node's cache: a reader there fetches the whole pool
+            manifest.to_parquet(Path(tmp) / "manifest.parquet", index=False)
+            upload(Path(tmp) / "manifest.parquet", join(pool_uri, "manifest.parquet"))
+        write_text(join(pool_uri, "meta.json"), json.dumps(meta, indent=2, sort_keys=True))
+        write_text(join(pool_uri, PUBLISHED), "")  # complete: nodes may fetch it now
+        return self.path(key)
 
     def _commit(self, key: str, write, meta: dict) -> Path:
         """Write a pool into a temporary directory, then rename it into place."""
@@ -158,3 +207,4 @@ class PoolStore:
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         publish(self.path(key))  # to a remote home's object store, for every other node
         return self.path(key)
+

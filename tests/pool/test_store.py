@@ -16,11 +16,11 @@ def test_pool_is_generated_once_then_cached(ray_session, tiny_config, tmp_path):
     assert np.bincount(pool.manifest["target_class"]).tolist() == [per_class] * split.num_classes
     # Diff-Mix: every reference comes from another class
     assert (pool.manifest["reference_class"] != pool.manifest["target_class"]).all()
-    mtime = (store.path(key) / "images.npy").stat().st_mtime_ns
+    mtime = (store.path(key) / "meta.json").stat().st_mtime_ns
 
     key2, generated2 = generate_pool(split, tiny_config.pool, store=store)
     assert key2 == key and not generated2
-    assert (store.path(key) / "images.npy").stat().st_mtime_ns == mtime
+    assert (store.path(key) / "meta.json").stat().st_mtime_ns == mtime
     assert not [p for p in store.root.iterdir() if p.name.startswith(".")]  # no temp dirs left
 
 

@@ -114,11 +114,13 @@ def _search_cmd(tmp_path: Path, *extra: str) -> list[str]:
 
 def test_a_killed_driver_resumes_without_rerunning_or_duplicating(ray_session, tmp_path):
     """The driver (attached to this session's Ray) is SIGKILLed once two trials have
-    finished; `--resume` finishes the search: the finished trials are neither re-run nor
-    logged twice, and the skopt searcher continues from its saved state."""
+    finished; the same command submitted again (`--resume auto`, as a RayJob retry runs
+    it) finishes the search: the finished trials are neither re-run nor logged twice,
+    and the skopt searcher continues from its saved state. The first run, with nothing
+    to resume, started the search."""
     # named, as a user attaches a driver to a running cluster (it never attaches by itself)
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
-    proc = subprocess.Popen(_search_cmd(tmp_path), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(_search_cmd(tmp_path, "--resume", "auto"), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     try:
         deadline = time.time() + 300
@@ -140,8 +142,9 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating(ray_session, t
     assert len(before) < 4 or any(r.info.status == "RUNNING" for r in before)
     done_before = {r.data.tags["raysynth.trial_id"]: r.info.run_id for r in finished}
 
-    out = subprocess.run(_search_cmd(tmp_path, "--resume"), cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    out = subprocess.run(_search_cmd(tmp_path, "--resume", "auto"), cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "--resume auto: resuming the search 'resumed'" in out.stdout + out.stderr
 
     client, children = _children(uri, "resume")
     ids = [r.data.tags["raysynth.trial_id"] for r in children]
