@@ -49,8 +49,12 @@ def test_a_search_with_home_and_storage_in_s3_finishes_and_resumes(ray_session, 
     home = [k.split("/", 1)[1] for k in s3_keys(s3_server, f"unit-{tmp_path.name}/")]
     assert any(k.startswith("weights/") and k.endswith(".pt") for k in home), home
     pools = {k.split("/")[1] for k in home if k.startswith("pools/") and k.endswith("/meta.json")}
-    assert len(pools) == 1 and f"pools/{pools.pop()}/.published" in home
-    assert not [k for k in home if "/.work-" in k]
+    assert len(pools) == 1
+    key = pools.pop()
+    assert f"pools/{key}/.published" in home and f"pools/{key}/manifest.parquet" in home
+    # the images stay in the shards the actors uploaded: no second, assembled copy
+    assert [k for k in home if k.startswith(f"pools/{key}/shards/") and k.endswith(".npy")]
+    assert not [k for k in home if k.startswith(f"pools/{key}/") and k.endswith("images.npy")]
     tune = {k.split("/", 2)[2] for k in s3_keys(s3_server, f"tune-{tmp_path.name}/s1/")}
     assert {"raysynth_config.json", "raysynth_parent_run.json"} <= tune and any(k.startswith("experiment_state") for k in tune)
 
