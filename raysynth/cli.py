@@ -211,7 +211,7 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from raysynth.cluster import connect_ray, with_resolved_resources
+    from raysynth.cluster import Capacity, connect_ray, with_resolved_resources
     from raysynth.data import cached_split
     from raysynth.pool import PoolStore
     from raysynth.pool.pipeline import generate_pools, pool_options
@@ -220,10 +220,11 @@ def cmd_generate(args) -> int:
     config = _config_from_args(args)
     setup_logging(verbose=args.verbose)
     connect_ray()
-    config = with_resolved_resources(config)  # `gpu: auto`, and resources.fake_gpus for the actors
+    capacity = Capacity.read()
+    config = with_resolved_resources(config, capacity)  # `gpu: auto`, and resources.fake_gpus for the actors
     split = cached_split(config)
     strengths = strengths_in(parse_space(config.search.space, config), config)
-    for s, (key, made) in generate_pools(split, config.pool, strengths, **pool_options(config)).items():
+    for s, (key, made) in generate_pools(split, config.pool, strengths, **pool_options(config, capacity.autoscales)).items():
         print(f"strength {s}: {'generated' if made else 'cached'} {PoolStore().path(key)}")
     return 0
 

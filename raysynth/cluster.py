@@ -150,6 +150,11 @@ class Capacity:
     def has_gpus(self) -> bool:
         return any(shape.get("GPU", 0) > 0 for shape, _ in self.shapes())
 
+    @property
+    def autoscales(self) -> bool:
+        """An autoscaler may add nodes: work that starts together need not wait for all."""
+        return any(t.max_workers > 0 for t in self.types or ())
+
 
 def cluster_has_gpus() -> bool:
     """A node alive now, or a node type the autoscaler can start, has a GPU."""
@@ -260,8 +265,10 @@ def check_cluster_fits(config: Config, capacity: Capacity | None = None) -> None
         return
     largest = {k: max(s.get(k, 0.0) for s, _ in shapes) for k in ("CPU", "GPU", "memory")}
     # (kind, units that start together, one unit): a multi-worker trial's workers ask for resources.trial each
+    # (generation on an autoscaling cluster is elastic: it needs one actor to start)
+    actors = 1 if capacity.autoscales else config.pool.actors
     work = [("trial", config.train.workers, resources_of(config, "trial")), ("final", config.train.workers, resources_of(config, "final")),
-            ("generation", config.pool.actors, resources_of(config, "generation"))]
+            ("generation", actors, resources_of(config, "generation"))]
     for kind, count, unit in work:
         if not any(_fits(unit, shape) for shape, _ in shapes):
             raise ConfigError(

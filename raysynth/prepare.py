@@ -50,10 +50,13 @@ class Prepared:
     generated: int  # pools generated now (0 on a warm cache)
 
 
-def prepare(config: Config, strengths: list[float] | None = None, clusters: list[float] | None = None) -> Prepared:
+def prepare(config: Config, strengths: list[float] | None = None, clusters: list[float] | None = None,
+            elastic: bool = False) -> Prepared:
     """Pretrain the backbone, generate the pools and compute the k-means partitions the
     search can ask for (each cached; a warm cache makes this a few file checks). The
-    heavy steps run as Ray tasks with ``resources.prepare`` (:func:`on_cluster`)."""
+    heavy steps run as Ray tasks with ``resources.prepare`` (:func:`on_cluster`).
+    ``elastic``: the cluster's autoscaler adds nodes, so generation starts with its
+    first actor and grows (:func:`raysynth.pool.pipeline.generate_pools`)."""
     split = cached_split(config)
     strengths = strengths or [config.pool.strength]
     # 1. backbone
@@ -62,7 +65,7 @@ def prepare(config: Config, strengths: list[float] | None = None, clusters: list
         path = pretrained_path(split, config.model)
         backbone = str(path) if published(path) else on_cluster(config, _pretrain, config)
     # 2. pools: every strength in one generation run (the actors start once)
-    pools = generate_pools(split, config.pool, strengths, **pool_options(config))
+    pools = generate_pools(split, config.pool, strengths, **pool_options(config, elastic))
     keys = {s: key for s, (key, _) in pools.items()}
     generated = sum(made for _, made in pools.values())
     # 3. partitions: loading a trial's data computes and caches its partition when missing

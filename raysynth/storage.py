@@ -171,6 +171,15 @@ def list_names(uri: str) -> list[str]:
     return sorted(e.base_name for e in fs.get_file_info(selector) if e.type == pyarrow.fs.FileType.File)
 
 
+def tree_bytes(uri: str) -> int:
+    """Bytes of every file under ``uri`` in an object store (0 when nothing is there)."""
+    import pyarrow.fs
+
+    fs, path = _split(uri)
+    selector = pyarrow.fs.FileSelector(path, recursive=True, allow_not_found=True)
+    return sum(e.size or 0 for e in fs.get_file_info(selector) if e.type == pyarrow.fs.FileType.File)
+
+
 def remove(uri: str) -> None:
     """Delete a directory tree in an object store (nothing when it is not there)."""
     fs, path = _split(uri)

@@ -143,9 +143,17 @@ def test_a_cold_cluster_is_checked_against_what_its_autoscaler_can_add(tiny_conf
     config = with_resolved_resources(tiny_config, cold)  # every kind says `auto`
     assert config.resources.trial.gpu == config.resources.generation.gpu == 1.0
     assert with_resolved_resources(tiny_config, static).resources.trial.gpu == 0.0
-    check_cluster_fits(dataclasses.replace(config, pool=dataclasses.replace(config.pool, actors=4)), cold)
-    with pytest.raises(ConfigError, match=r"pool.actors: 5 units of \{CPU: 1, GPU: 1\} must run at once, but this cluster can hold 4"):
-        check_cluster_fits(dataclasses.replace(config, pool=dataclasses.replace(config.pool, actors=5)), cold)
+    # generation there is elastic: it starts with one actor, so more actors than nodes is no error
+    check_cluster_fits(dataclasses.replace(config, pool=dataclasses.replace(config.pool, actors=9)), cold)
+    # train.workers start together: at most max_workers x 1 GPU of them
+    workers = dataclasses.replace(config, train=dataclasses.replace(config.train, workers=4))
+    check_cluster_fits(workers, cold)
+    with pytest.raises(ConfigError, match=r"train.workers: 5 units of \{CPU: 1, GPU: 1\} must run at once, but this cluster can hold 4"):
+        check_cluster_fits(dataclasses.replace(workers, train=dataclasses.replace(config.train, workers=5)), cold)
+    # a static cluster (no autoscaler): generation's actors start together
+    static_gpu = Capacity([head, {"CPU": 2.0, "GPU": 1.0, "memory": 8 * 2**30}], None)
+    with pytest.raises(ConfigError, match=r"pool.actors: 2 units of \{CPU: 1, GPU: 1\} must run at once, but this cluster can hold 1"):
+        check_cluster_fits(dataclasses.replace(config, pool=dataclasses.replace(config.pool, actors=2)), static_gpu)
     two_gpus = dataclasses.replace(config.resources, trial=dataclasses.replace(config.resources.trial, gpu=2.0))
     with pytest.raises(ConfigError, match=r"resources.trial: one unit asks for \{CPU: 1, GPU: 2\}, more than any node .* can add"):
         check_cluster_fits(dataclasses.replace(config, resources=two_gpus), cold)

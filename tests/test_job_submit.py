@@ -65,18 +65,27 @@ def test_ray_job_submit_lands_in_the_same_store(tmp_path, raysynth_home):
     env.pop("RAY_ADDRESS", None)
     gcs, dashboard = _free_port(), _free_port()
     temp_dir = Path(tempfile.mkdtemp(prefix="rsh-ray-", dir="/tmp"))  # Ray's socket paths must stay short
+    # a head with no GPU, and a second node (its own temp dir, as on another machine)
+    # declaring 2 GPUs the machine does not have: the search's GPU work goes there
     started = subprocess.run(
         [str(bin_dir / "ray"), "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={_free_port()}", "--num-cpus=2",
+         f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={_free_port()}", "--num-cpus=1", "--num-gpus=0",
          "--disable-usage-stats", f"--temp-dir={temp_dir}"],
         env=env, capture_output=True, text=True, timeout=120,
     )
+    worker_dir = Path(tempfile.mkdtemp(prefix="rsw-ray-", dir="/tmp"))
     address = f"http://127.0.0.1:{dashboard}"
     # one trial of one epoch each: the subject is where the runs land, not the search
     args = [f"--set={o}" for o in tiny_overrides()] + ["--set=train.epochs=1", "--set=search.trials=1", "--set=search.final_eval=false",
-                                                       "--experiment=submitted"]
+                                                       "--set=resources.fake_gpus=true", "--experiment=submitted"]
     try:
         assert started.returncode == 0, started.stderr[-2000:]
+        joined = subprocess.run(
+            [str(bin_dir / "ray"), "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=2", "--num-gpus=2",
+             f"--dashboard-agent-listen-port={_free_port()}", "--disable-usage-stats", f"--temp-dir={worker_dir}"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert joined.returncode == 0, joined.stderr[-2000:]
         deadline = time.time() + 90
         while True:  # wait for the job server to answer
             status = subprocess.run([str(bin_dir / "ray"), "job", "list", "--address", address], env=env, capture_output=True, text=True)
@@ -103,9 +112,15 @@ def test_ray_job_submit_lands_in_the_same_store(tmp_path, raysynth_home):
         assert chatter not in plain.stdout + plain.stderr and "trial " in plain.stdout
         kept = (temp_dir / "session_latest" / "logs").glob("raysynth-ray-*.log")
         assert any(chatter in f.read_text() for f in kept)
+        # what `--working-dir .` uploaded, as the job's node extracted it: no .git, no .venv
+        (package,) = {p.parent for p in temp_dir.glob("session_latest/runtime_resources/working_dir_files/*/jobs/search.py")}
+        assert (package / "raysynth" / "cli.py").is_file()
+        assert not (package / ".git").exists() and not (package / ".venv").exists()
     finally:
+        _stop_head(str(worker_dir))
         _stop_head(str(temp_dir))
         shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(worker_dir, ignore_errors=True)
 
     client = MlflowClient(f"sqlite:///{raysynth_home / 'mlflow.db'}")
     exp = client.get_experiment_by_name("submitted")
@@ -116,6 +131,11 @@ def test_ray_job_submit_lands_in_the_same_store(tmp_path, raysynth_home):
     # where each ran: the submitted job's id (and the head's dashboard) are tags; the plain run has no submission
     assert by_name["submitted-run"].data.tags["raysynth.ray_job_submission_id"].startswith("raysubmit_")
     assert "raysynth.ray_job_submission_id" not in by_name["plain-run"].data.tags
+    # the trials ran on the node with the GPUs, the parent's report downloads after the job
+    trials = client.search_runs([exp.experiment_id], filter_string="tags.`raysynth.kind` = 'trial'")
+    assert trials and all(r.data.tags["raysynth.gpu_ids"] for r in trials)
+    report = client.download_artifacts(by_name["submitted-run"].info.run_id, "report.html", str(tmp_path))
+    assert "<html" in Path(report).read_text().lower()
     assert by_name["plain-run"].data.tags["raysynth.ray_dashboard"].startswith("http://127.0.0.1:")
     # Tune's table of every trial, as an artifact of the parent run
     table = client.download_artifacts(by_name["submitted-run"].info.run_id, "trials.csv", str(tmp_path))

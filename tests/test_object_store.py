@@ -97,6 +97,51 @@ def test_a_pool_published_by_one_node_is_fetched_by_another(s3_home, s3_server):
     assert not store.exists("k2")
 
 
+def test_a_nodes_pool_cache_stays_under_its_bound_and_keeps_pools_in_use(s3_home, s3_server, monkeypatch):
+    """RAYSYNTH_CACHE_GB bounds a node's copies of a bucket home's pools: the least
+    recently used pool no process holds is evicted; a pool a trial still maps is kept.
+    Concurrent loads of one pool on one node fetch it safely (one copy, no temp left)."""
+    import gc
+    import threading
+
+    from raysynth.pool import PoolStore
+    from raysynth.pool.cache import directory_bytes
+    from raysynth.pool.store import Pool
+
+    images = np.arange(64 * 3 * 8 * 8, dtype=np.uint8).reshape(64, 3, 8, 8)
+    manifest = pd.DataFrame({"target_class": [0, 1] * 32, "reference_class": [1, 0] * 32, "strength": [0.5] * 64})
+    s3_home("writer")
+    for key in ("a", "b", "c"):
+        PoolStore().save(key, Pool(images, manifest, {"key": key}))
+
+    s3_home("node")
+    store = PoolStore()
+    loads = []
+    threads = [threading.Thread(target=lambda: loads.append(store.load("a"))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 4 and all(np.array_equal(p.images, images) for p in loads)
+    assert sorted(p.name for p in store.root.iterdir()) == ["a"]  # one copy, no temp directory
+    one = directory_bytes(store.path("a"))
+    monkeypatch.setenv("RAYSYNTH_CACHE_GB", str(1.5 * one / 1e9))  # room for one pool and a half
+    b = store.load("b")  # "a" is still mapped by the four loads: kept, over the bound
+    assert store.path("a").exists() and store.path("b").exists()
+    loads.clear()
+    gc.collect()  # the loads of "a" are gone: nothing holds it now
+    c = store.load("c")  # "a" (least recently used, unheld) goes; "b" is held
+    assert not store.path("a").exists() and store.path("b").exists() and store.path("c").exists()
+    assert np.array_equal(b.images, images) and np.array_equal(c.images, images)
+    assert np.array_equal(store.load("a").images, images)  # fetched again on demand
+    from raysynth.config import ConfigError
+    from raysynth.pool.cache import cache_limit_bytes
+
+    monkeypatch.setenv("RAYSYNTH_CACHE_GB", "0")
+    with pytest.raises(ConfigError, match="RAYSYNTH_CACHE_GB=0: must be a number of GB > 0"):
+        cache_limit_bytes()
+
+
 def test_a_missing_bucket_exits_2_with_one_line(tmp_path, s3_server, monkeypatch, capsys):
     from raysynth.cli import main
 

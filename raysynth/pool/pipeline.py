@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from raysynth.atomic import atomic_directory
-from raysynth.cluster import ray_options, resources_of, wait_for_resources, work_device
+from raysynth.cluster import ResourceWaitError, ray_options, resources_of, wait_for_resources, waiting_message, work_device
 from raysynth.config import Config, ConfigError, PoolConfig
 from raysynth.data.base import FewShotSplit, ImageSet
 from raysynth.generators import GENERATORS, create_generator
@@ -97,10 +97,11 @@ def actor_resources(config: Config) -> dict[str, float]:
     return ray_options(resources_of(config, "generation"))
 
 
-def pool_options(config: Config) -> dict:
+def pool_options(config: Config, elastic: bool = False) -> dict:
     """The keyword arguments of :func:`generate_pool` a whole config decides: what each
-    actor asks for, and how long the actors may wait for it."""
-    return {"resources": actor_resources(config), "wait_s": config.search.resource_wait_s}
+    actor asks for, how long the actors may wait for it, and whether the actors start
+    as nodes arrive (``elastic``: a cluster whose autoscaler adds nodes)."""
+    return {"resources": actor_resources(config), "wait_s": config.search.resource_wait_s, "elastic": elastic}
 
 
 def generate_pool(
@@ -110,11 +111,12 @@ def generate_pool(
     store: PoolStore | None = None,
     resources: dict[str, float] | None = None,
     wait_s: float = 0.0,
+    elastic: bool = False,
 ) -> tuple[str, bool]:
     """Make sure the pool for (split, config, strength) is in the store; returns (key,
     generated). See :func:`generate_pools`."""
     strength = config.strength if strength is None else strength
-    return generate_pools(split, config, [strength], store, resources, wait_s)[strength]
+    return generate_pools(split, config, [strength], store, resources, wait_s, elastic)[strength]
 
 
 @dataclass
@@ -162,6 +164,7 @@ def generate_pools(
     store: PoolStore | None = None,
     resources: dict[str, float] | None = None,
     wait_s: float = 0.0,
+    elastic: bool = False,
 ) -> dict[float, tuple[str, bool]]:
     """Make sure the pool of every strength in ``strengths`` is in the store.
 
@@ -170,7 +173,10 @@ def generate_pools(
     strengths pays the actors' start-up once, not three times).
 
     ``resources``: of one actor, as Ray options (default: ``resources.generation``'s
-    defaults); the actors wait at most ``wait_s`` seconds for them (0: forever).
+    defaults). All ``config.actors`` actors start together, waiting at most ``wait_s``
+    seconds for their resources (0: forever); ``elastic`` (a cluster whose autoscaler
+    adds nodes): generation starts with the first actor, waited for at most ``wait_s``,
+    and grows to ``config.actors`` as nodes arrive.
 
     Returns strength -> (key, generated): ``generated`` is False on a cache hit, when
     nothing runs. An interrupted earlier run's finished shards are kept and not
@@ -200,7 +206,7 @@ def generate_pools(
         fitted = None
         if GENERATORS[config.generator].trainable:
             fitted, _ = ensure_fitted(split, config, learned, store, resources["num_gpus"] > 0)
-        timing = _run_actors(jobs, config, split, learned, fitted, resources, wait_s)
+        timing = _run_actors(jobs, config, split, learned, fitted, resources, wait_s, elastic)
     seconds = time.perf_counter() - start
     meta = {
         "split": split.fingerprint,
@@ -260,14 +266,41 @@ def reserved(actors: int, resources: dict[str, float], wait_s: float = 0.0):
         remove_placement_group(pg)
 
 
-def _run_actors(jobs: list[_PoolJob], config, split, learned, fitted, resources, wait_s) -> dict:
+@contextlib.contextmanager
+def first_actor_within(wait_s: float, actors: int, resources: dict[str, float]):
+    """Elastic generation: Ray Data starts one actor, waits at most ``wait_s`` seconds
+    for it (a ResourceWaitError after that), and adds actors up to ``actors`` as the
+    autoscaler's nodes arrive."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.wait_for_min_actors_s
+    ctx.wait_for_min_actors_s = wait_s if wait_s > 0 else -1
+    log.info("generation: elastic, 1 to %d actor(s) as nodes arrive (the first waited for at most %s)",
+             actors, f"{wait_s:.0f} s" if wait_s > 0 else "ever")
+    try:
+        yield
+    except ray.exceptions.GetTimeoutError:
+        unit = {"CPU": resources["num_cpus"], "GPU": resources.get("num_gpus", 0.0), "memory": resources.get("memory", 0.0)}
+        raise ResourceWaitError(waiting_message("generation (first actor)", wait_s, unit)) from None
+    finally:
+        ctx.wait_for_min_actors_s = saved
+
+
+def _run_actors(jobs: list[_PoolJob], config, split, learned, fitted, resources, wait_s, elastic=False) -> dict:
+    import ray
+
     todo = sum(len(job.todo) for job in jobs)
     actors = max(1, min(config.actors, todo))
+    if elastic and actors > 1:
+        with first_actor_within(wait_s, actors, resources):
+            timing = _iterate(jobs, config, split, learned, fitted, resources, ray.data.ActorPoolStrategy(min_size=1, max_size=actors))
+        return {**timing, "elastic": True}
     with reserved(actors, resources, wait_s):
-        return _iterate(jobs, config, split, learned, fitted, resources, actors)
+        return {**_iterate(jobs, config, split, learned, fitted, resources, ray.data.ActorPoolStrategy(size=actors)), "elastic": False}
 
 
-def _iterate(jobs: list[_PoolJob], config, split, learned, fitted, resources, actors) -> dict:
+def _iterate(jobs: list[_PoolJob], config, split, learned, fitted, resources, compute) -> dict:
     import ray
 
     items = [{"pool": job.key, "shard": s} for job in jobs for s in job.todo]
@@ -287,12 +320,14 @@ def _iterate(jobs: list[_PoolJob], config, split, learned, fitted, resources, ac
         ),
         batch_size=1,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors),
+        compute=compute,
         **resources,
     )
     total = sum(int(job.plan["shard"].isin(job.todo).sum()) for job in jobs)
     what = jobs[0].key if len(jobs) == 1 else f"{len(jobs)} pools (strengths {[j.strength for j in jobs]})"
-    log.info("%s: %d shards (%d images) on %d actor(s) with %s each", what, len(items), total, actors, resources)
+    actors = compute.max_size
+    log.info("%s: %d shards (%d images) on %s actor(s) with %s each", what, len(items), total,
+             actors if compute.min_size == actors else f"1 to {actors}", resources)
     made, start, last = 0, time.perf_counter(), 0.0
     first = None  # (time, images) at the first finished shard: the rate excludes actor start-up
     placements = set()  # (node, GPU ids) of the actors that generated

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +28,10 @@ from raysynth.atomic import atomic_directory
 from raysynth.config import PoolConfig
 from raysynth.generators import GENERATORS
 from raysynth.home import PUBLISHED, fetch, fingerprint, publish, raysynth_home, remote_twin
+from raysynth.pool.cache import Lease, hold, make_room
 from raysynth.pool.filters import keep_mask
 from raysynth.pool.labels import diffmix_soft_labels
-from raysynth.storage import exists, join, read_parquet, upload, write_text
+from raysynth.storage import exists, join, read_parquet, tree_bytes, upload, write_text
 
 SHARDS = "shards"  # inside a pool's directory: the actors' shards (<name>.npy + <name>.parquet)
 
@@ -114,6 +115,8 @@ class Pool:
     images: np.ndarray | ShardedImages
     manifest: pd.DataFrame
     meta: dict
+    # a remote home's pool: this process's hold on the node's copy (not evicted meanwhile)
+    lease: Lease | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.manifest)
@@ -152,7 +155,7 @@ class PoolStore:
 
     def load(self, key: str) -> Pool:
         path = self.path(key)
-        fetch(path, directory=True)  # a remote home's pool: copied to this node once, then mapped
+        lease = self._fetch_and_hold(key) if remote_twin(path) is not None else None
         manifest = pd.read_parquet(path / "manifest.parquet")
         meta = json.loads((path / "meta.json").read_text())
         # memory-mapped: a trial reads the rows it keeps, not the whole pool
@@ -163,7 +166,21 @@ class PoolStore:
                                     for name, _ in meta["shard_files"]])
         if len(images) != len(manifest):
             raise RuntimeError(f"pool {key}: {len(images)} images but {len(manifest)} manifest rows")
-        return Pool(images, manifest, meta)
+        return Pool(images, manifest, meta, lease)
+
+    def _fetch_and_hold(self, key: str) -> Lease:
+        """A remote home's pool on this node: copied once into the node's cache (after
+        making room under RAYSYNTH_CACHE_GB), then held so that it is not evicted while
+        this process maps it."""
+        path = self.path(key)
+        for _ in range(3):  # another process may evict it between the fetch and the hold
+            if not path.exists():
+                make_room(self.root, tree_bytes(remote_twin(path)), keep=key)
+            fetch(path, directory=True)
+            lease = hold(path)
+            if lease is not None:
+                return lease
+        raise RuntimeError(f"pool {key}: evicted from this node's cache while loading it three times")
 
     def save(self, key: str, pool: Pool) -> Path:
         def write(tmp: Path) -> None:

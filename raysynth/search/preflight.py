@@ -13,7 +13,9 @@ from raysynth.generators.quality import check_quality_classes
 from raysynth.losses import parse_loss
 from raysynth.losses.partition import check_faiss
 from raysynth.search.options import CONFIG_RECORD, SearchOptions
-from raysynth.storage import check_writable, exists, join, read_text
+from raysynth.home import home_location
+from raysynth.pool.cache import cache_limit_bytes
+from raysynth.storage import check_writable, exists, is_uri, join, read_text
 from raysynth.tracking.mlflow_runs import artifact_location, check_artifact_client
 
 
@@ -27,6 +29,8 @@ def preflight(config: Config, options: SearchOptions) -> None:
     if config.partition.method == "static" and any(o.needs_partitions for o in parse_loss(config.loss)):
         check_faiss()
     check_writable(options.storage, "--storage")
+    if is_uri(home_location()):  # the nodes' pool caches are bounded by RAYSYNTH_CACHE_GB
+        cache_limit_bytes()
     uri = options.tracking_uri
     if uri.startswith(("http://", "https://")):
         try:

@@ -65,7 +65,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     write_text(join(options.directory, CONFIG_RECORD), config_record(given, options))
     try:
         # 4. what every trial shares, made once: backbone, pools, partitions, class quality
-        prepared = prepare(config, strengths_in(space, config), clusters_in(space, config))
+        prepared = prepare(config, strengths_in(space, config), clusters_in(space, config), elastic=capacity.autoscales)
         log.info("prepared: backbone %s, pools %s (%d generated now)", prepared.backbone_path, prepared.pool_keys, prepared.generated)
         context = on_cluster(config, space.weights.measure, config) if space.weights is not None and space.weights.measures else None
     except BaseException:

@@ -41,6 +41,66 @@ BASE_CONFIG = {
     "rsync_exclude": [], "rsync_filter": [],
 }
 FAKE_HEAD_NODE_ID = "fffffffffffffffffffffffffffffffffffffffffffffffffff00000"
+# the provider's defaults, which autoscaler v2 loads from beside the provider's module;
+# the wheel does not ship the file (Ray's repository does: this is its content)
+EXAMPLE_YAML = """\
+cluster_name: fake_multinode
+max_workers: 8
+provider:
+    type: fake_multinode
+    use_node_id_as_ip: True
+    disable_node_updaters: True
+    disable_launch_config_check: True
+available_node_types:
+    ray.head.default:
+        resources:
+            CPU: 8
+            GPU: 0
+        node_config: {}
+        max_workers: 0
+    ray.worker.cpu:
+        resources:
+            CPU: 1
+            object_store_memory: 1000000000
+        node_config: {}
+        min_workers: 2
+        max_workers: 4
+    ray.worker.gpu:
+        resources:
+            CPU: 4
+            GPU: 1
+            object_store_memory: 1000000000
+        node_config: {}
+        min_workers: 0
+        max_workers: 2
+head_node_type: ray.head.default
+auth: {}
+upscaling_speed: 1.0
+idle_timeout_minutes: 0.1
+docker: {}
+initialization_commands: []
+setup_commands: []
+head_setup_commands: []
+worker_setup_commands: []
+head_start_ray_commands: []
+worker_start_ray_commands: []
+file_mounts: {}
+cluster_synced_files: []
+file_mounts_sync_continuously: false
+rsync_exclude: []
+rsync_filter: []
+"""
+
+
+def ensure_provider_defaults() -> Path:
+    """Write Ray's ``fake_multi_node/example.yaml`` beside the installed provider when the
+    wheel lacks it (autoscaler v2 reads it); returns its path."""
+    import ray.autoscaler._private.fake_multi_node as provider
+
+    path = Path(provider.__file__).parent / "example.yaml"
+    if not path.exists():
+        path.write_text(EXAMPLE_YAML)
+    return path
 
 
 def free_port() -> int:
@@ -121,9 +181,13 @@ class FakeAutoscalingCluster:
         self.config["provider"] = {**self.config["provider"], "gcs_address": f"{get_node_ip_address()}:{gcs}"}
         config = self.temp_dir / "autoscaling.json"
         config.write_text(json.dumps(self.config))
-        env = {**os.environ, **(env or {}), "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+        # token auth off: `ray start` turns it on whenever ~/.ray/auth_token exists, and
+        # the test's clients (and the raylets the fake provider starts) hold no token
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {}), "RAY_FAKE_CLUSTER": "1",
+               "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
         env.pop("RAY_ADDRESS", None)
         if self.v2:
+            ensure_provider_defaults()
             env.update({"RAY_enable_autoscaler_v2": "1", "RAY_CLOUD_INSTANCE_ID": FAKE_HEAD_NODE_ID,
                         "RAY_OVERRIDE_NODE_ID_FOR_TESTING": FAKE_HEAD_NODE_ID})
         ray_bin = Path(sys.executable).parent / "ray"
