@@ -27,6 +27,8 @@ from raysynth.cli import main
          "search.space.pool.strength: pool.strengths draws every image's strength"),
         (["--set", "partition.clusters_per_class=0"], "partition.clusters_per_class: must be > 0"),
         (["--resume", "--name", "s1"], "--resume: no search named 's1'"),
+        (["--resume", "yes please", "--name", "s1"], "--resume: takes no value or 'auto', got 'yes please'"),
+        (["--resume", "auto"], "--resume auto needs --name of the search to resume"),
         # issue 14's list: each of these once started Ray, hung or ended in a traceback
         (["--set", "train.weight_decay=.nan"], "train.weight_decay: must be a finite number, got nan"),
         (["--set", "loss.ce.real=nan"], "loss.ce.real"),
@@ -258,7 +260,8 @@ def test_work_no_node_can_hold_exits_2(ray_session, tmp_path, monkeypatch, capsy
 
 
 def test_waiting_for_resources_is_bounded(ray_session, tmp_path, monkeypatch, capsys):
-    """Every CPU held elsewhere: a reservation (generation actors, preparation tasks) and
+    """Every CPU held elsewhere: a reservation (generation actors, preparation tasks), the
+    search's node check (one trial's unit, placed before anything is generated) and
     trials pending with none running each give up after search.resource_wait_s with one
     line naming what they asked for and what is free (exit 1)."""
     from conftest import tiny_overrides
@@ -283,4 +286,18 @@ def test_waiting_for_resources_is_bounded(ray_session, tmp_path, monkeypatch, ca
     # (an in-process run's log handlers may outlive an earlier test's captured stream:
     # "--- Logging error ---" is that, not the search)
     assert code == 1 and "ResourceWaitError" not in err, err[-2000:]
-    assert last.startswith("raysynth: error: trials: waited") and "search.resource_wait_s" in last and "free now {" in last
+    assert last.startswith("raysynth: error: node check (one trial's resources): waited") and "search.resource_wait_s" in last
+    assert "free now {" in last
+
+    # trials that lose their resources after the node check: Tune's callback gives up too
+    import time
+
+    from ray.tune.experiment import Trial
+
+    from raysynth.search.tuner import pending_timeout
+
+    waiting = pending_timeout(0.2, {"CPU": 1.0})
+    waiting.on_step_begin(0, [Trial("t", stub=True)])
+    time.sleep(0.3)
+    with pytest.raises(ResourceWaitError, match=r"trials: waited 0 s \(search.resource_wait_s\) for 1 x \{CPU: 1\}"):
+        waiting.on_step_begin(1, [Trial("t", stub=True)])

@@ -11,7 +11,6 @@ temporary working directory.
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,40 +20,8 @@ from pathlib import Path
 from conftest import REPO, run_job, tiny_overrides
 from mlflow.tracking import MlflowClient
 
-
-def _pids_of(marker: str) -> list[int]:
-    """PIDs whose command line mentions ``marker`` (the head's own temp dir)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if marker in (proc / "cmdline").read_bytes().decode(errors="ignore"):
-                    pids.append(int(proc.name))
-            except OSError:
-                pass
-    return pids
-
-
-def _stop_head(marker: str) -> None:
-    """End exactly the processes of the head this test started (not `ray stop`, which
-    would also end the test session's own Ray instance)."""
-    import signal
-
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in _pids_of(marker):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.time() + 20
-        while _pids_of(marker) and time.time() < deadline:
-            time.sleep(0.5)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from raysynth.testing.fake_cluster import free_port as _free_port
+from raysynth.testing.fake_cluster import stop_processes as _stop_head  # exactly this test's processes, not `ray stop`
 
 
 def test_ray_job_submit_lands_in_the_same_store(tmp_path, raysynth_home):
@@ -110,10 +77,12 @@ def test_ray_job_submit_lands_in_the_same_store(tmp_path, raysynth_home):
         chatter = "Checkpoint successfully created"
         assert chatter in submitted.stdout + submitted.stderr
         assert chatter not in plain.stdout + plain.stderr and "trial " in plain.stdout
-        kept = (temp_dir / "session_latest" / "logs").glob("raysynth-ray-*.log")
+        # (the trials ran on the GPU node: its own logs, as on another machine)
+        kept = [*(temp_dir / "session_latest" / "logs").glob("raysynth-ray-*.log"),
+                *(worker_dir / "session_latest" / "logs").glob("raysynth-ray-*.log")]
         assert any(chatter in f.read_text() for f in kept)
         # what `--working-dir .` uploaded, as the job's node extracted it: no .git, no .venv
-        (package,) = {p.parent for p in temp_dir.glob("session_latest/runtime_resources/working_dir_files/*/jobs/search.py")}
+        (package,) = {p.parents[1] for p in temp_dir.glob("session_latest/runtime_resources/working_dir_files/*/jobs/search.py")}
         assert (package / "raysynth" / "cli.py").is_file()
         assert not (package / ".git").exists() and not (package / ".venv").exists()
     finally:

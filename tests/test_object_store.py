@@ -150,6 +150,12 @@ def test_a_missing_bucket_exits_2_with_one_line(tmp_path, s3_server, monkeypatch
     assert main(["search", "--storage", "s3://no-such-bucket/tune"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "--storage: cannot write to s3://no-such-bucket/tune" in lines[0], lines
+    # a bucket home with MLflow's default store (sqlite on the head's disk): refused
+    monkeypatch.setenv("RAYSYNTH_HOME", f"s3://{S3_BUCKET}/no-tracking-{tmp_path.name}")
+    assert main(["search"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--tracking-uri: RAYSYNTH_HOME is a bucket" in lines[0] and "lost with the head" in lines[0], lines
+    assert not s3_keys(s3_server, f"no-tracking-{tmp_path.name}/")
     monkeypatch.setenv("RAYSYNTH_HOME", "s3://no-such-bucket/home")
     assert main(["search"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()

@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from raysynth.atomic import atomic_directory
-from raysynth.cluster import ResourceWaitError, ray_options, resources_of, wait_for_resources, waiting_message, work_device
+from raysynth.cluster import ray_options, resources_of, wait_for_resources, work_device
 from raysynth.config import Config, ConfigError, PoolConfig
 from raysynth.data.base import FewShotSplit, ImageSet
 from raysynth.generators import GENERATORS, create_generator
@@ -268,23 +268,17 @@ def reserved(actors: int, resources: dict[str, float], wait_s: float = 0.0):
 
 @contextlib.contextmanager
 def first_actor_within(wait_s: float, actors: int, resources: dict[str, float]):
-    """Elastic generation: Ray Data starts one actor, waits at most ``wait_s`` seconds
-    for it (a ResourceWaitError after that), and adds actors up to ``actors`` as the
-    autoscaler's nodes arrive."""
-    import ray
+    """Elastic generation: wait (at most ``wait_s``; a ResourceWaitError after that) until
+    one actor's resources exist, holding them in a one-bundle placement group that the
+    first actor then takes; Ray Data adds actors up to ``actors`` as the autoscaler's
+    nodes arrive. (Not Ray Data's own ``wait_for_min_actors_s``: its actor autoscaler
+    may cancel the pending actor it is waiting for.)"""
+    from ray.util.placement_group import remove_placement_group
 
-    ctx = ray.data.DataContext.get_current()
-    saved = ctx.wait_for_min_actors_s
-    ctx.wait_for_min_actors_s = wait_s if wait_s > 0 else -1
-    log.info("generation: elastic, 1 to %d actor(s) as nodes arrive (the first waited for at most %s)",
-             actors, f"{wait_s:.0f} s" if wait_s > 0 else "ever")
-    try:
-        yield
-    except ray.exceptions.GetTimeoutError:
-        unit = {"CPU": resources["num_cpus"], "GPU": resources.get("num_gpus", 0.0), "memory": resources.get("memory", 0.0)}
-        raise ResourceWaitError(waiting_message("generation (first actor)", wait_s, unit)) from None
-    finally:
-        ctx.wait_for_min_actors_s = saved
+    bundle = {"CPU": resources["num_cpus"], "GPU": resources.get("num_gpus", 0.0), "memory": resources.get("memory", 0.0)}
+    remove_placement_group(wait_for_resources([bundle], "generation (first actor)", wait_s))
+    log.info("generation: elastic, 1 to %d actor(s) as nodes arrive", actors)
+    yield
 
 
 def _run_actors(jobs: list[_PoolJob], config, split, learned, fitted, resources, wait_s, elastic=False) -> dict:

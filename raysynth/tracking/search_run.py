@@ -14,7 +14,7 @@ from typing import Any
 from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 
-from raysynth.config import Config, dump_yaml, flatten_params
+from raysynth.config import Config, ConfigError, dump_yaml, flatten_params
 from raysynth.storage import exists, read_text, write_text
 from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, get_or_create_experiment, git_commit, log_params, metric, mlflow_key
 from raysynth.tracking.report import SearchStory, write_search_report
@@ -30,6 +30,21 @@ def search_tags(config: Config, name: str) -> dict[str, str]:
         "raysynth.objective": "+".join(sorted(config.loss or {"ce": {}})),
         "raysynth.search": name,
     }
+
+
+def _read_back(client: MlflowClient, run_id: str, path: str, text: str, tracking_uri: str) -> None:
+    """The artifact just written, read back: an artifact store the driver can write but
+    not read (or that drops what it is given) fails now, not after the search."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            got = Path(client.download_artifacts(run_id, path, tmp)).read_text()
+        except Exception as exc:  # the store's own errors (boto, HTTP, OS)
+            client.set_terminated(run_id, status="FAILED")
+            raise ConfigError(f"--tracking-uri {tracking_uri}: an artifact written to the run cannot be read back "
+                              f"({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})") from None
+    if got != text:
+        client.set_terminated(run_id, status="FAILED")
+        raise ConfigError(f"--tracking-uri {tracking_uri}: the artifact store returned another {path} than was written")
 
 
 def log_dataset_input(client: MlflowClient, run_id: str, config: Config, dataset_fingerprint: str, num_classes: int) -> None:
@@ -72,6 +87,7 @@ class SearchRun:
         run_id = client.create_run(experiment_id, run_name=name, tags=parent_tags).info.run_id
         log_params(client, run_id, flatten_params(config.to_dict(), sep="."))
         client.log_text(run_id, dump_yaml(config), "resolved_config.yaml")
+        _read_back(client, run_id, "resolved_config.yaml", dump_yaml(config), tracking_uri)
         log_dataset_input(client, run_id, config, dataset_fingerprint, len(classes))
         # a class name MLflow refuses in a key appears under another key (tracking.mlflow_runs.mlflow_key)
         client.log_dict(run_id, [{"class": c, "mlflow_key": mlflow_key(c)} for c in classes], "class_names.json")
