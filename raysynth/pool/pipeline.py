@@ -207,6 +207,14 @@ def generate_pools(
         if GENERATORS[config.generator].trainable:
             fitted, _ = ensure_fitted(split, config, learned, store, resources["num_gpus"] > 0)
         timing = _run_actors(jobs, config, split, learned, fitted, resources, wait_s, elastic)
+        for _ in range(2):  # an elastic run that lost an actor Ray Data cancelled itself: resume it
+            if not timing.pop("cancelled_actor", False):
+                break
+            left = [_PoolJob.open(split, config, job.strength, job.key, store) for job in jobs]
+            if any(job.todo for job in left):
+                before = timing["actors"]
+                timing = _run_actors(left, config, split, learned, fitted, resources, wait_s, elastic)
+                timing["actors"] = [dict(t) for t in sorted({tuple(sorted(a.items())) for a in before + timing["actors"]})]
     seconds = time.perf_counter() - start
     meta = {
         "split": split.fingerprint,
@@ -288,13 +296,31 @@ def _run_actors(jobs: list[_PoolJob], config, split, learned, fitted, resources,
     actors = max(1, min(config.actors, todo))
     if elastic and actors > 1:
         with first_actor_within(wait_s, actors, resources):
-            timing = _iterate(jobs, config, split, learned, fitted, resources, ray.data.ActorPoolStrategy(min_size=1, max_size=actors))
+            placements = set()
+            try:
+                timing = _iterate(jobs, config, split, learned, fitted, resources,
+                                  ray.data.ActorPoolStrategy(min_size=1, max_size=actors), placements)
+            except ray.exceptions.ActorDiedError as exc:
+                # Ray Data 2.60: an elastic pool that cancels a still-pending actor (its
+                # inputs ran out before the actor's node arrived) can then fail the run on
+                # that actor's ready-ref. The shards written so far stay; the caller resumes.
+                if "cancelled before it started" not in str(exc):
+                    raise
+                log.warning("generation: Ray Data cancelled a pending actor and stopped the run; resuming from the written shards")
+                return {"cancelled_actor": True, "elastic": True, "actors": _placed(placements)}
         return {**timing, "elastic": True}
     with reserved(actors, resources, wait_s):
-        return {**_iterate(jobs, config, split, learned, fitted, resources, ray.data.ActorPoolStrategy(size=actors)), "elastic": False}
+        return {**_iterate(jobs, config, split, learned, fitted, resources, ray.data.ActorPoolStrategy(size=actors), set()),
+                "elastic": False}
 
 
-def _iterate(jobs: list[_PoolJob], config, split, learned, fitted, resources, compute) -> dict:
+def _placed(placements: set) -> list[dict[str, str]]:
+    return [{"node": n, "gpu_ids": g} for n, g in sorted(placements)]
+
+
+def _iterate(jobs: list[_PoolJob], config, split, learned, fitted, resources, compute, placements: set) -> dict:
+    """Run the shards on an actor pool; ``placements`` collects (node, GPU ids) of the
+    actors that generated, kept by the caller if the run fails part way."""
     import ray
 
     items = [{"pool": job.key, "shard": s} for job in jobs for s in job.todo]
@@ -324,7 +350,6 @@ def _iterate(jobs: list[_PoolJob], config, split, learned, fitted, resources, co
              actors if compute.min_size == actors else f"1 to {actors}", resources)
     made, start, last = 0, time.perf_counter(), 0.0
     first = None  # (time, images) at the first finished shard: the rate excludes actor start-up
-    placements = set()  # (node, GPU ids) of the actors that generated
     startup = {"actor_start_s": 0.0, "actor_load_s": 0.0}  # the slowest actor's
     for i, row in enumerate(ds.iter_rows(), 1):
         made += int(row["images"])
@@ -350,5 +375,5 @@ def _iterate(jobs: list[_PoolJob], config, split, learned, fitted, resources, co
         "first_shard_s": round(first[0], 2) if first else None,
         **startup,  # process start + imports, and loading the generator (seconds)
         "steady_images_per_s": steady,
-        "actors": [{"node": n, "gpu_ids": g} for n, g in sorted(placements)],
+        "actors": _placed(placements),
     }
