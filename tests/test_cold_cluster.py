@@ -148,7 +148,9 @@ def test_a_cold_autoscaling_cluster_adds_gpu_nodes_and_the_search_finishes_there
 
     # generation actors: recorded in the pool's meta.json, on added GPU nodes with GPU ids
     metas = [json.loads(p.read_text()) for p in (home / "pools").glob("*/meta.json")]
-    assert metas and all(m["actors"] and m["elastic"] for m in metas)  # started with the first actor
+    # elastic: started with the first actor (or, where Ray Data 2.60 cancelled a pending
+    # actor and stopped the run, the rest on actors started together)
+    assert metas and all(m["actors"] and m["elastic"] in (True, "fell back") for m in metas)
     for meta in metas:
         assert {a["node"] for a in meta["actors"]} <= added
         assert all(a["gpu_ids"] for a in meta["actors"])

@@ -207,13 +207,13 @@ def generate_pools(
         if GENERATORS[config.generator].trainable:
             fitted, _ = ensure_fitted(split, config, learned, store, resources["num_gpus"] > 0)
         timing = _run_actors(jobs, config, split, learned, fitted, resources, wait_s, elastic)
-        for _ in range(2):  # an elastic run that lost an actor Ray Data cancelled itself: resume it
-            if not timing.pop("cancelled_actor", False):
-                break
+        if timing.pop("cancelled_actor", False):
+            # an elastic run that Ray Data stopped on an actor it cancelled itself: the
+            # shards left run on actors that start together (a placement group)
             left = [_PoolJob.open(split, config, job.strength, job.key, store) for job in jobs]
             if any(job.todo for job in left):
                 before = timing["actors"]
-                timing = _run_actors(left, config, split, learned, fitted, resources, wait_s, elastic)
+                timing = {**_run_actors(left, config, split, learned, fitted, resources, wait_s, elastic=False), "elastic": "fell back"}
                 timing["actors"] = [dict(t) for t in sorted({tuple(sorted(a.items())) for a in before + timing["actors"]})]
     seconds = time.perf_counter() - start
     meta = {
@@ -301,12 +301,13 @@ def _run_actors(jobs: list[_PoolJob], config, split, learned, fitted, resources,
                 timing = _iterate(jobs, config, split, learned, fitted, resources,
                                   ray.data.ActorPoolStrategy(min_size=1, max_size=actors), placements)
             except ray.exceptions.ActorDiedError as exc:
-                # Ray Data 2.60: an elastic pool that cancels a still-pending actor (its
-                # inputs ran out before the actor's node arrived) can then fail the run on
-                # that actor's ready-ref. The shards written so far stay; the caller resumes.
+                # Ray Data 2.60: an elastic pool can cancel an actor still pending (seen for
+                # the first actor too, under load) and then fail the run on that actor's
+                # ready-ref. The shards written so far stay; the caller runs the rest.
                 if "cancelled before it started" not in str(exc):
                     raise
-                log.warning("generation: Ray Data cancelled a pending actor and stopped the run; resuming from the written shards")
+                log.warning("generation: Ray Data cancelled a pending actor and stopped the elastic run; the shards left "
+                            "run on actors that start together")
                 return {"cancelled_actor": True, "elastic": True, "actors": _placed(placements)}
         return {**timing, "elastic": True}
     with reserved(actors, resources, wait_s):
