@@ -104,7 +104,7 @@ def _tiny_checkpoint(path):
     return path
 
 
-# Passes run alone (5 of 5 here), fails in a full `make test` on 2 cores (3 of 3 fresh
+# Passes run alone (6 of 6 here), fails in a full `make test` on 2 cores (3 of 3 fresh
 # clones): a Ray Data generation actor on the fake nodes dies "cancelled before it started"
 # with the elastic pool and with the placement-group fall-back alike. Out of the default
 # run until that is understood: `pytest -m slow tests/test_cold_cluster.py`.
