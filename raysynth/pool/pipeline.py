@@ -237,6 +237,11 @@ def generate_pools(
     return result
 
 
+def _bundle(resources: dict[str, float]) -> dict[str, float]:
+    """One actor's Ray options as a placement-group bundle."""
+    return {"CPU": resources["num_cpus"], "GPU": resources.get("num_gpus", 0.0), "memory": resources.get("memory", 0.0)}
+
+
 @contextlib.contextmanager
 def reserved(actors: int, resources: dict[str, float], wait_s: float = 0.0):
     """Run Ray Data inside a placement group holding exactly the actors' resources,
@@ -252,7 +257,7 @@ def reserved(actors: int, resources: dict[str, float], wait_s: float = 0.0):
     from ray.util.placement_group import remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    bundle = {"CPU": resources["num_cpus"], "GPU": resources.get("num_gpus", 0.0), "memory": resources.get("memory", 0.0)}
+    bundle = _bundle(resources)
     pg = wait_for_resources([dict(bundle) for _ in range(actors)], f"generation ({actors} actor(s))", wait_s)
     ctx = ray.data.DataContext.get_current()
     strategy = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)
@@ -283,7 +288,7 @@ def first_actor_within(wait_s: float, actors: int, resources: dict[str, float]):
     may cancel the pending actor it is waiting for.)"""
     from ray.util.placement_group import remove_placement_group
 
-    bundle = {"CPU": resources["num_cpus"], "GPU": resources.get("num_gpus", 0.0), "memory": resources.get("memory", 0.0)}
+    bundle = _bundle(resources)
     remove_placement_group(wait_for_resources([bundle], "generation (first actor)", wait_s))
     log.info("generation: elastic, 1 to %d actor(s) as nodes arrive", actors)
     yield
