@@ -68,7 +68,7 @@ def test_search_story_read_back_through_the_rest_api(ray_session, tmp_path, mlfl
         tiny_overrides()
         + ["search.space.train.lr={type: choice, values: [0.01, 1.0e+30]}", "search.algorithm=random", "search.trials=4",
            "train.epochs=1",  # what is read back does not need a second epoch
-           "train.steps_per_epoch=6",  # ... but a model better than chance (its round trip below)
+           "train.steps_per_epoch=12",  # ... but a model better than chance (its round trip below)
            # a non-finite loss fails at once (retries are tests/search/test_faults.py's subject)
            "search.final_seeds=1", "search.max_failures=0"],
     )  # fmt: skip
