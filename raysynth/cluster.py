@@ -245,7 +245,7 @@ def _describe(resources: dict[str, float]) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-def _fits(unit: dict[str, float], shape: dict[str, float]) -> bool:
+def fits(unit: dict[str, float], shape: dict[str, float]) -> bool:
     """Whether one node of ``shape`` holds ``unit``. Memory a node type does not state
     (an autoscaler type) does not refuse: the node it starts has some."""
     return all(shape.get(k, 0.0) >= v for k, v in unit.items() if v > 0 and (k in shape or k != "memory"))
@@ -270,7 +270,7 @@ def check_cluster_fits(config: Config, capacity: Capacity | None = None) -> None
     work = [("trial", config.train.workers, resources_of(config, "trial")), ("final", config.train.workers, resources_of(config, "final")),
             ("generation", actors, resources_of(config, "generation"))]
     for kind, count, unit in work:
-        if not any(_fits(unit, shape) for shape, _ in shapes):
+        if not any(fits(unit, shape) for shape, _ in shapes):
             raise ConfigError(
                 f"resources.{kind}: one unit asks for {_describe(unit)}, more than any node of this cluster has or "
                 f"its autoscaler can add (largest: {_describe(largest)})"

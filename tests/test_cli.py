@@ -264,11 +264,15 @@ def test_waiting_for_resources_is_bounded(ray_session, tmp_path, monkeypatch, ca
     search's node check (one trial's unit, placed before anything is generated) and
     trials pending with none running each give up after search.resource_wait_s with one
     line naming what they asked for and what is free (exit 1)."""
+    import time
+
     from conftest import tiny_overrides
+    from ray.tune.experiment import Trial
     from ray.util.placement_group import placement_group, remove_placement_group
 
     from raysynth.cluster import ResourceWaitError, wait_for_resources
     from raysynth.prepare import prepare
+    from raysynth.search.tuner import pending_timeout
     from raysynth.validate import load_config
 
     sets = [*tiny_overrides(), "search.resource_wait_s=2"]
@@ -279,9 +283,16 @@ def test_waiting_for_resources_is_bounded(ray_session, tmp_path, monkeypatch, ca
         with pytest.raises(ResourceWaitError, match=r"generation: waited \d+ s \(search.resource_wait_s\) for 2 x \{CPU: 1\}"):
             wait_for_resources([{"CPU": 1}] * 2, "generation", 1)
         code = main(["search", *[a for s in sets for a in ("--set", s)]])
+        err = capsys.readouterr().err
+
+        # trials that lose their resources after the node check: Tune's callback gives up too
+        waiting = pending_timeout(0.2, {"CPU": 1.0})
+        waiting.on_step_begin(0, [Trial("t", stub=True)])
+        time.sleep(0.3)
+        with pytest.raises(ResourceWaitError, match=r"trials: waited 0 s \(search.resource_wait_s\) for 1 x \{CPU: 1\}"):
+            waiting.on_step_begin(1, [Trial("t", stub=True)])
     finally:
         remove_placement_group(held)
-    err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]  # after the search's own log lines: the one error line
     # (an in-process run's log handlers may outlive an earlier test's captured stream:
     # "--- Logging error ---" is that, not the search)
@@ -289,15 +300,12 @@ def test_waiting_for_resources_is_bounded(ray_session, tmp_path, monkeypatch, ca
     assert last.startswith("raysynth: error: node check (one trial's resources): waited") and "search.resource_wait_s" in last
     assert "free now {" in last
 
-    # trials that lose their resources after the node check: Tune's callback gives up too
-    import time
-
-    from ray.tune.experiment import Trial
-
-    from raysynth.search.tuner import pending_timeout
-
-    waiting = pending_timeout(0.2, {"CPU": 1.0})
-    waiting.on_step_begin(0, [Trial("t", stub=True)])
+    # with its resources free, a pending trial is starting (its actor importing torch on
+    # a busy node), not waiting: no error, and the clock starts again
+    deadline = time.time() + 30
+    while ray_session.available_resources().get("CPU", 0) < 1 and time.time() < deadline:
+        time.sleep(0.1)  # the group's CPUs return to the pool
+    starting = pending_timeout(0.2, {"CPU": 1.0})
+    starting.on_step_begin(0, [Trial("t", stub=True)])
     time.sleep(0.3)
-    with pytest.raises(ResourceWaitError, match=r"trials: waited 0 s \(search.resource_wait_s\) for 1 x \{CPU: 1\}"):
-        waiting.on_step_begin(1, [Trial("t", stub=True)])
+    starting.on_step_begin(1, [Trial("t", stub=True)])

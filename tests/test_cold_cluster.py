@@ -104,11 +104,6 @@ def _tiny_checkpoint(path):
     return path
 
 
-# Passes run alone (6 of 6 here), fails in a full `make test` on 2 cores (3 of 3 fresh
-# clones): a Ray Data generation actor on the fake nodes dies "cancelled before it started"
-# with the elastic pool and with the placement-group fall-back alike. Out of the default
-# run until that is understood: `pytest -m slow tests/test_cold_cluster.py`.
-@pytest.mark.slow
 def test_a_cold_autoscaling_cluster_adds_gpu_nodes_and_the_search_finishes_there(tmp_path):
     root = make_flowers(tmp_path / "flowers102", classes=12, per_split=(3, 2, 1))
     (root / "cat_to_name.json").write_text(json.dumps({str(i + 1): name for i, name in enumerate(NAMES)}))
@@ -154,9 +149,8 @@ def test_a_cold_autoscaling_cluster_adds_gpu_nodes_and_the_search_finishes_there
 
     # generation actors: recorded in the pool's meta.json, on added GPU nodes with GPU ids
     metas = [json.loads(p.read_text()) for p in (home / "pools").glob("*/meta.json")]
-    # elastic: started with the first actor (or, where Ray Data 2.60 cancelled a pending
-    # actor and stopped the run, the rest on actors started together)
-    assert metas and all(m["actors"] and m["elastic"] in (True, "fell back") for m in metas)
+    # elastic: started with the first actor, more as nodes arrived
+    assert metas and all(m["actors"] and m["elastic"] is True for m in metas)
     for meta in metas:
         assert {a["node"] for a in meta["actors"]} <= added
         assert all(a["gpu_ids"] for a in meta["actors"])

@@ -207,14 +207,6 @@ def generate_pools(
         if GENERATORS[config.generator].trainable:
             fitted, _ = ensure_fitted(split, config, learned, store, resources["num_gpus"] > 0)
         timing = _run_actors(jobs, config, split, learned, fitted, resources, wait_s, elastic)
-        if timing.pop("cancelled_actor", False):
-            # an elastic run that Ray Data stopped on an actor it cancelled itself: the
-            # shards left run on actors that start together (a placement group)
-            left = [_PoolJob.open(split, config, job.strength, job.key, store) for job in jobs]
-            if any(job.todo for job in left):
-                before = timing["actors"]
-                timing = {**_run_actors(left, config, split, learned, fitted, resources, wait_s, elastic=False), "elastic": "fell back"}
-                timing["actors"] = [dict(t) for t in sorted({tuple(sorted(a.items())) for a in before + timing["actors"]})]
     seconds = time.perf_counter() - start
     meta = {
         "split": split.fingerprint,
@@ -300,33 +292,38 @@ def _run_actors(jobs: list[_PoolJob], config, split, learned, fitted, resources,
     todo = sum(len(job.todo) for job in jobs)
     actors = max(1, min(config.actors, todo))
     if elastic and actors > 1:
-        with first_actor_within(wait_s, actors, resources):
-            placements = set()
-            try:
-                timing = _iterate(jobs, config, split, learned, fitted, resources,
-                                  ray.data.ActorPoolStrategy(min_size=1, max_size=actors), placements)
-            except ray.exceptions.ActorDiedError as exc:
-                # Ray Data 2.60: an elastic pool can cancel an actor still pending (seen for
-                # the first actor too, under load) and then fail the run on that actor's
-                # ready-ref. The shards written so far stay; the caller runs the rest.
-                if "cancelled before it started" not in str(exc):
-                    raise
-                log.warning("generation: Ray Data cancelled a pending actor and stopped the elastic run; the shards left "
-                            "run on actors that start together")
-                return {"cancelled_actor": True, "elastic": True, "actors": _placed(placements)}
-        return {**timing, "elastic": True}
-    with reserved(actors, resources, wait_s):
-        return {**_iterate(jobs, config, split, learned, fitted, resources, ray.data.ActorPoolStrategy(size=actors), set()),
+        with first_actor_within(wait_s, actors, resources), _replacing_dead_starters():
+            return {**_iterate(jobs, config, split, learned, fitted, resources,
+                               ray.data.ActorPoolStrategy(min_size=1, max_size=actors)), "elastic": True}
+    with reserved(actors, resources, wait_s), _replacing_dead_starters():
+        return {**_iterate(jobs, config, split, learned, fitted, resources, ray.data.ActorPoolStrategy(size=actors)),
                 "elastic": False}
 
 
-def _placed(placements: set) -> list[dict[str, str]]:
-    return [{"node": n, "gpu_ids": g} for n, g in sorted(placements)]
+# actors that may die while starting (a node lost before they ran, or one Ray cancelled
+# while it was still pending) and be replaced, per run, before the run fails. Ray Data's
+# default is 0: one such death ends the whole generation (seen on autoscaling clusters
+# under load as "The actor never ran - it was cancelled before it started running").
+ACTOR_START_DEATHS = 5
 
 
-def _iterate(jobs: list[_PoolJob], config, split, learned, fitted, resources, compute, placements: set) -> dict:
-    """Run the shards on an actor pool; ``placements`` collects (node, GPU ids) of the
-    actors that generated, kept by the caller if the run fails part way."""
+@contextlib.contextmanager
+def _replacing_dead_starters():
+    """Ray Data replaces up to :data:`ACTOR_START_DEATHS` actors in a row that die while
+    starting (``DataContext.max_consecutive_actor_init_deaths``) instead of failing."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.max_consecutive_actor_init_deaths
+    ctx.max_consecutive_actor_init_deaths = ACTOR_START_DEATHS
+    try:
+        yield
+    finally:
+        ctx.max_consecutive_actor_init_deaths = saved
+
+
+def _iterate(jobs: list[_PoolJob], config, split, learned, fitted, resources, compute) -> dict:
+    """Run the shards on an actor pool; returns timings and the actors' placements."""
     import ray
 
     items = [{"pool": job.key, "shard": s} for job in jobs for s in job.todo]
@@ -357,6 +354,7 @@ def _iterate(jobs: list[_PoolJob], config, split, learned, fitted, resources, co
     made, start, last = 0, time.perf_counter(), 0.0
     first = None  # (time, images) at the first finished shard: the rate excludes actor start-up
     startup = {"actor_start_s": 0.0, "actor_load_s": 0.0}  # the slowest actor's
+    placements = set()
     for i, row in enumerate(ds.iter_rows(), 1):
         made += int(row["images"])
         placements.add((str(row["node"]), str(row["gpu_ids"])))
@@ -381,5 +379,5 @@ def _iterate(jobs: list[_PoolJob], config, split, learned, fitted, resources, co
         "first_shard_s": round(first[0], 2) if first else None,
         **startup,  # process start + imports, and loading the generator (seconds)
         "steady_images_per_s": steady,
-        "actors": _placed(placements),
+        "actors": [{"node": n, "gpu_ids": g} for n, g in sorted(placements)],
     }

@@ -8,7 +8,7 @@ import logging
 import os
 from pathlib import Path
 
-from raysynth.cluster import ResourceWaitError, trial_resources, waiting_message
+from raysynth.cluster import ResourceWaitError, fits, trial_resources, waiting_message
 from raysynth.config import Config
 from raysynth.home import home_env
 from raysynth.search.objective import run_trial
@@ -23,9 +23,12 @@ log = logging.getLogger(__name__)
 def pending_timeout(wait_s: float, resources: dict[str, float]):
     """A Tune callback that ends the search when trials have waited ``wait_s`` seconds
     for resources with none running (a cluster that never gives them: an autoscaler
-    that cannot add the node, GPUs held by another job); 0: wait forever."""
+    that cannot add the node, GPUs held by another job); 0: wait forever. A trial whose
+    resources are free is starting (its actor importing torch on a busy node), not
+    waiting: the clock starts again."""
     import time
 
+    import ray
     from ray.tune import Callback
 
     class PendingTimeout(Callback):
@@ -39,6 +42,10 @@ def pending_timeout(wait_s: float, resources: dict[str, float]):
                 return
             self.since = self.since or time.monotonic()
             if time.monotonic() - self.since > wait_s:
+                if fits(resources, ray.available_resources()):
+                    log.info("trials: pending %.0f s with %s free; their actors are starting", wait_s, resources)
+                    self.since = time.monotonic()
+                    return
                 raise ResourceWaitError(waiting_message("trials", wait_s, resources))
 
     return PendingTimeout()
