@@ -34,6 +34,7 @@ def main() -> None:
 
     from raysynth.testing.fake_cluster import FakeAutoscalingCluster
 
+    os.environ.update(FakeAutoscalingCluster.client_env)  # this driver attaches to it: before Ray is imported
     scratch = Path(tempfile.mkdtemp(prefix="rs-cold-"))
     os.environ["RAYSYNTH_HOME"] = str(scratch / "home")
     cluster = FakeAutoscalingCluster({"gpu": {"resources": {"CPU": 2, "GPU": 1}, "max_workers": args.max_workers}},

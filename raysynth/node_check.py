@@ -9,6 +9,7 @@ written") and a driver/CUDA mismatch trains on CPU for hours.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -31,9 +32,21 @@ class NodeReport:
     seconds: float = 0.0  # from asking to the answer (a cold cluster: the first node's start)
 
 
-def _probe(home: dict[str, str], token: str) -> dict:
-    adopt_home(home)  # the driver's home, as every trial adopts it
-    return {**placement(), "sees_home": exists(token), "gpu_problem": gpu_problem()}
+class _Probe:
+    """An actor, as a trial is one: it must start where the search's own actors will."""
+
+    def report(self, home: dict[str, str], token: str) -> dict:
+        adopt_home(home)  # the driver's home, as every trial adopts it
+        return {**placement(), "sees_home": exists(token), "gpu_problem": gpu_problem()}
+
+
+def _never_started(exc: Exception) -> str:
+    """One line for an actor the cluster cancelled before it ran (Ray's reason kept)."""
+    reason = next((line.strip() for line in str(exc).splitlines() if "never ran" in line), type(exc).__name__)
+    mode = os.environ.get("RAY_AUTH_MODE")
+    hint = (f"; this driver runs with RAY_AUTH_MODE={mode}: a cluster started without token auth cancels the actors "
+            "of such a driver, so set RAY_AUTH_MODE to the cluster's mode") if mode and mode != "disabled" else ""
+    return f"node check: an actor of this search died before it started ({reason}){hint}"
 
 
 def check_nodes(config: Config) -> NodeReport:
@@ -47,15 +60,21 @@ def check_nodes(config: Config) -> NodeReport:
     write_text(token, "written by the search's driver; read by a worker node to check it sees the same home\n")
     unit = resources_of(config, "trial")  # one trial, or one worker of a multi-worker trial
     start = time.perf_counter()
+    probe = ray.remote(max_restarts=0, max_task_retries=0)(_Probe).options(**ray_options(unit)).remote()
     try:
-        ref = ray.remote(max_retries=0)(_probe).options(**ray_options(unit)).remote(home_env(), token)
+        ref = probe.report.remote(home_env(), token)
         wait_s = config.search.resource_wait_s
         ready, _ = ray.wait([ref], timeout=wait_s or None)
         if not ready:
-            ray.cancel(ref, force=True)
             raise ResourceWaitError(waiting_message("node check (one trial's resources)", wait_s, unit))
-        found = ray.get(ref)
+        try:
+            found = ray.get(ref)
+        except ray.exceptions.ActorDiedError as exc:
+            if "never ran" not in str(exc):
+                raise
+            raise ConfigError(_never_started(exc)) from None
     finally:
+        ray.kill(probe)
         remove_file(token)
     report = NodeReport(found["node"], found["gpu_ids"], found["sees_home"], found["gpu_problem"], time.perf_counter() - start)
     if report.gpu_problem:

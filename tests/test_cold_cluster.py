@@ -22,16 +22,15 @@ import os
 import subprocess
 import sys
 
-import pytest
 import torch
 from conftest import REPO, make_flowers
 
 from raysynth.data.flowers import NAMES
-from raysynth.testing.fake_cluster import hides_paths
+from raysynth.testing.fake_cluster import FakeAutoscalingCluster, hides_paths
 from raysynth.tracking.mlflow_runs import KIND_TAG, mlflow_key
 
 SCRIPT = r"""
-import json, os, sys, threading, time
+import json, os, subprocess, sys, threading, time
 from pathlib import Path
 
 import ray
@@ -89,10 +88,38 @@ try:
         report["no_fake_gpus"] = str(exc)
     report.update(head=head, parent=summary.parent_run_id, finals=[f.label for f in summary.finals],
                   gpu_nodes=[n["NodeID"] for n in ray.nodes() if n["Resources"].get("GPU")])
+    # a driver in token mode on this cluster without token auth (what `ray.init` leaves
+    # in the environment of a process that started a local instance): one line, not a
+    # generation whose actors are all cancelled before they start
+    token_driver = subprocess.run(
+        [sys.executable, str(out / "token_driver.py"), str(repo), *overrides], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0123456789abcdef" * 4})
+    report["token_driver"] = token_driver.stdout.strip().splitlines()[-1:] or token_driver.stderr[-2000:]
 finally:
     (out / "report.json").write_text(json.dumps(report))
     ray.shutdown()
     cluster.stop()
+"""
+
+
+TOKEN_DRIVER = r"""
+import sys
+from pathlib import Path
+
+import ray
+
+from raysynth.cluster import with_resolved_resources
+from raysynth.config import ConfigError
+from raysynth.node_check import check_nodes
+from raysynth.validate import load_config
+
+ray.init(log_to_driver=False)
+config = load_config(Path(sys.argv[1]) / "search_spaces" / "flowers.yaml", [*sys.argv[2:], "resources.fake_gpus=true"])
+try:
+    check_nodes(with_resolved_resources(config))
+    print("the check passed")
+except ConfigError as exc:
+    print(exc)
 """
 
 
@@ -125,10 +152,12 @@ def test_a_cold_autoscaling_cluster_adds_gpu_nodes_and_the_search_finishes_there
         *[f"resources.{kind}={{gpu: 1}}" for kind in ("trial", "generation", "final")],
         *[f"resources.{kind}={{}}" for kind in ("finetune", "prepare")],
     ]
+    (tmp_path / "token_driver.py").write_text(TOKEN_DRIVER)
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path), str(REPO), str(hidden) if hides_paths() else "", *overrides],
         cwd=REPO, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "PYTHONPATH": str(REPO), "RAYSYNTH_HOME": str(home)},
+        # (in the cluster's auth mode: the pytest process may be in token mode, from its own Ray)
+        env={**os.environ, **FakeAutoscalingCluster.client_env, "PYTHONPATH": str(REPO), "RAYSYNTH_HOME": str(home)},
     )
     report_file = tmp_path / "report.json"
     report = json.loads(report_file.read_text()) if report_file.exists() else {}
@@ -172,6 +201,11 @@ def test_a_cold_autoscaling_cluster_adds_gpu_nodes_and_the_search_finishes_there
     for kind in ("trial", "generation", "final", "finetune", "prepare"):
         assert parent.data.params[f"resources.{kind}.gpu"] == "1.0", kind
     assert parent.data.metrics["cluster_first_node_s"] > 0  # the first GPU node's start, waited for
+
+    # a driver in token mode (the cluster has no token auth): one line naming the mode
+    (line,) = report["token_driver"]
+    assert line.startswith("node check: an actor of this search died before it started"), line
+    assert "RAY_AUTH_MODE=token" in line
 
     # Flowers102's "colt's foot" is in the search under its MLflow key, its name kept
     assert mlflow_key("w/colt's foot") in trials[0].data.params

@@ -292,34 +292,12 @@ def _run_actors(jobs: list[_PoolJob], config, split, learned, fitted, resources,
     todo = sum(len(job.todo) for job in jobs)
     actors = max(1, min(config.actors, todo))
     if elastic and actors > 1:
-        with first_actor_within(wait_s, actors, resources), _replacing_dead_starters():
+        with first_actor_within(wait_s, actors, resources):
             return {**_iterate(jobs, config, split, learned, fitted, resources,
                                ray.data.ActorPoolStrategy(min_size=1, max_size=actors)), "elastic": True}
-    with reserved(actors, resources, wait_s), _replacing_dead_starters():
+    with reserved(actors, resources, wait_s):
         return {**_iterate(jobs, config, split, learned, fitted, resources, ray.data.ActorPoolStrategy(size=actors)),
                 "elastic": False}
-
-
-# actors that may die while starting (a node lost before they ran, or one Ray cancelled
-# while it was still pending) and be replaced, per run, before the run fails. Ray Data's
-# default is 0: one such death ends the whole generation (seen on autoscaling clusters
-# under load as "The actor never ran - it was cancelled before it started running").
-ACTOR_START_DEATHS = 5
-
-
-@contextlib.contextmanager
-def _replacing_dead_starters():
-    """Ray Data replaces up to :data:`ACTOR_START_DEATHS` actors in a row that die while
-    starting (``DataContext.max_consecutive_actor_init_deaths``) instead of failing."""
-    import ray
-
-    ctx = ray.data.DataContext.get_current()
-    saved = ctx.max_consecutive_actor_init_deaths
-    ctx.max_consecutive_actor_init_deaths = ACTOR_START_DEATHS
-    try:
-        yield
-    finally:
-        ctx.max_consecutive_actor_init_deaths = saved
 
 
 def _iterate(jobs: list[_PoolJob], config, split, learned, fitted, resources, compute) -> dict:

@@ -149,9 +149,16 @@ def hides_paths() -> bool:
 
 
 class FakeAutoscalingCluster:
+    # token auth off on the cluster, and so in each process that attaches to it (Ray reads
+    # the mode when it is imported: set it in the process's environment at its start)
+    client_env = {"RAY_AUTH_MODE": "disabled"}
+
     """``with FakeAutoscalingCluster({"gpu": {"resources": {"CPU": 2, "GPU": 1}, "max_workers": 4}}) as c:``
     a head with ``head_cpus`` CPUs and no GPU, every worker type at ``min_workers``
-    (default 0): cold. ``c.address`` is the GCS address (host:port).
+    (default 0): cold. ``c.address`` is the GCS address (host:port); a driver attaching
+    to it needs ``c.client_env`` in its environment from its start (token auth off, as on the
+    cluster: a driver in token mode, as ``ray.init`` leaves any process that started a
+    local instance, has every actor it creates cancelled before it starts).
 
     ``hidden``: a directory the cluster's processes do not see (an empty tmpfs over it,
     in a mount namespace of their own: ``unshare -m``, root only): what this machine
@@ -183,7 +190,7 @@ class FakeAutoscalingCluster:
         config.write_text(json.dumps(self.config))
         # token auth off: `ray start` turns it on whenever ~/.ray/auth_token exists, and
         # the test's clients (and the raylets the fake provider starts) hold no token
-        env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {}), "RAY_FAKE_CLUSTER": "1",
+        env = {**os.environ, **self.client_env, **(env or {}), "RAY_FAKE_CLUSTER": "1",
                "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
         env.pop("RAY_ADDRESS", None)
         if self.v2:
