@@ -123,7 +123,8 @@ class FeatureTask:
             for _ in range(t.epochs * t.steps_per_epoch):
                 r = torch.randint(len(self.real), (min(t.batch_real, len(self.real)),), generator=g)
                 s = torch.randint(len(self.syn), (t.batch_syn,), generator=g)
-                batch = LossBatch(head(self.real[r]), self.real_labels[r], w, head(self.syn[s]), self.soft_syn[s], self.syn_class[s])
+                batch = LossBatch(head(self.real[r]), self.real_labels[r], w, head(self.syn[s]), self.soft_syn[s], self.syn_class[s],
+                                  pool_images=len(self.syn))
                 loss = sum(v for o in self.objectives for v in o.terms(batch).values())
                 optimizer.zero_grad()
                 loss.backward()

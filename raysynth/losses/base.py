@@ -51,6 +51,7 @@ class LossBatch:
     memory: Any = None  # raysynth.losses.memory.OutputMemory
     real_index: torch.Tensor | None = None
     syn_index: torch.Tensor | None = None
+    pool_images: int = 0  # synthetic images the model trains on (the bound loss's official g)
 
     @property
     def real_targets(self) -> torch.Tensor:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from raysynth.losses.base import LossBatch, Objective, check_label_smoothing, check_non_negative, register_objective
 from raysynth.losses.ce import smooth_labels
-from raysynth.losses.memory import all_data_terms
+from raysynth.losses.memory import NORMALISATIONS, all_data_terms, normaliser
 
 OUTPUTS = ("softmax", "logits")
 DISTANCES = ("l2", "mse")
@@ -58,9 +58,14 @@ def _one_hot(part: torch.Tensor, k: int) -> torch.Tensor:
     return F.one_hot(part.long(), k).to(torch.float32)
 
 
-def _regions(part_real: torch.Tensor, part_syn: torch.Tensor):
+def _regions(part_real: torch.Tensor, part_syn: torch.Tensor, syn_weights: torch.Tensor | None = None):
+    """One-hot region membership of the real (r) and synthetic (s) rows, their counts per
+    region, and which regions hold both (T). ``syn_weights`` scale each synthetic row's
+    membership (UniCon's w_c): a row at weight 0 counts as absent."""
     k = int(max(part_real.max().item() if len(part_real) else 0, part_syn.max().item() if len(part_syn) else 0)) + 1
     r, s = _one_hot(part_real, k), _one_hot(part_syn, k)
+    if syn_weights is not None:
+        s = s * syn_weights.to(s.dtype)[:, None]
     n_i, g_i = r.sum(0), s.sum(0)
     in_t = (n_i > 0) & (g_i > 0)
     return r, s, n_i, g_i, in_t
@@ -72,21 +77,29 @@ def discrepancy_term(
     h_syn: torch.Tensor,
     part_syn: torch.Tensor,
     distance: str = "l2",
+    normalise: str = "batch",
+    pool_images: float = 0.0,
+    syn_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Σ_{i∈T} (g_i/g) · mean_{s∈S_i, u∈G_i} d(h(s), h(u)); 0 when T is empty.
+    """Σ_{i∈T} 1/(|S_i|·g) Σ_{s∈S_i, u∈G_i} w_u·d(h(s), h(u)); 0 when T is empty.
 
+    ``normalise="batch"`` (the paper's eq. 7): g = Σ_{i∈T} g_i, the batch's synthetic
+    rows in shared regions, i.e. Σ_i (g_i/g)·mean over S_i × G_i. ``"pool"`` (the official
+    code): g = ``pool_images``, the whole synthetic pool, a constant. ``syn_weights``: w_u,
+    the class weight of each synthetic row (1 when None), also in the counts g_i: a row at
+    w = 0 is as if absent, so a class the search trusts at 0 pulls nothing toward its
+    synthetic images.
     ``h_real``/``h_syn`` are model outputs already mapped by h (softmax or logits).
     """
     if len(h_real) == 0 or len(h_syn) == 0:
         return (h_real.sum() + h_syn.sum()) * 0.0
-    r, s, n_i, g_i, in_t = _regions(part_real, part_syn)
+    r, s, n_i, g_i, in_t = _regions(part_real, part_syn, syn_weights)
     if not in_t.any():
         return (h_real.sum() + h_syn.sum()) * 0.0
     d = pairwise_distance(h_real, h_syn, distance).to(torch.float32)
-    pair_sum = ((r.T @ d) * s.T).sum(1)  # Σ_{s∈S_i, u∈G_i} d, per partition i
-    g = g_i[in_t].sum()
-    per_region = pair_sum[in_t] / (n_i[in_t] * g_i[in_t])
-    return (g_i[in_t] / g * per_region).sum()
+    pair_sum = ((r.T @ d) * s.T).sum(1)  # Σ_{s∈S_i, u∈G_i} w_u·d, per partition i
+    g = normaliser(g_i[in_t].sum(), normalise, pool_images)
+    return (pair_sum[in_t] / n_i[in_t]).sum() / g
 
 
 def robustness_term(
@@ -94,17 +107,24 @@ def robustness_term(
     part_syn: torch.Tensor,
     part_real: torch.Tensor,
     distance: str = "l2",
+    normalise: str = "batch",
+    pool_images: float = 0.0,
+    syn_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(1/g) Σ_{i∈T} (1/g_i) Σ_{u1,u2∈G_i} d(h(u1), h(u2)); T needs real samples, hence
-    ``part_real``. Ordered pairs, u1 = u2 included (they add 0)."""
+    """(1/g) Σ_{i∈T} (1/g_i) Σ_{u1,u2∈G_i} w_u1·w_u2·d(h(u1), h(u2)); T needs real samples,
+    hence ``part_real``. ``"batch"`` (the paper): ordered pairs, u1 = u2 included (they add
+    0), g the batch's count; ``"pool"`` (the official code): unordered pairs u1 < u2, g =
+    ``pool_images``."""
     if len(h_syn) == 0 or len(part_real) == 0:
         return h_syn.sum() * 0.0
-    _, s, _, g_i, in_t = _regions(part_real, part_syn)
+    _, s, _, g_i, in_t = _regions(part_real, part_syn, syn_weights)
     if not in_t.any():
         return h_syn.sum() * 0.0
     d = pairwise_distance(h_syn, h_syn, distance).to(torch.float32)
-    pair_sum = ((s.T @ d) * s.T).sum(1)  # Σ_{u1,u2∈G_i} d, per partition i
-    g = g_i[in_t].sum()
+    pair_sum = ((s.T @ d) * s.T).sum(1)  # Σ_{u1,u2∈G_i} w_u1·w_u2·d (ordered), per partition i
+    if normalise == "pool":
+        pair_sum = pair_sum / 2  # d is symmetric with a zero diagonal: the unordered pairs
+    g = normaliser(g_i[in_t].sum(), normalise, pool_images)
     return (pair_sum[in_t] / g_i[in_t]).sum() / g
 
 
@@ -136,10 +156,14 @@ def bound_loss(
     sample_weights: torch.Tensor | None = None,
     return_terms: bool = False,
     label_smoothing: float = 0.0,
+    normalise: str = "batch",
+    pool_images: float = 0.0,
 ):
     """Eq. 7. ``out_*`` are logits; ``y_real`` class indices or (N, C) probabilities
-    (CutMix/Mixup); ``sample_weights`` (optional, per synthetic sample)
-    scale the synthetic cross-entropy (raysynth passes UniCon's per-class weights).
+    (CutMix/Mixup); ``sample_weights`` (optional, per synthetic sample: raysynth passes
+    UniCon's per-class weights) scale the synthetic cross-entropy and each synthetic
+    point's pairs in both regularisers. ``normalise``/``pool_images``: see
+    :func:`discrepancy_term`.
 
     Returns the total, or ``(total, terms)`` with the unweighted ``ce_real``, ``ce_syn``,
     ``discrepancy`` and ``robustness`` when ``return_terms``.
@@ -147,8 +171,8 @@ def bound_loss(
     ce_real = F.cross_entropy(out_real, y_real, label_smoothing=label_smoothing)
     ce_syn = synthetic_ce(out_syn, y_syn, sample_weights, label_smoothing) if len(out_syn) else out_real.sum() * 0.0
     h_real, h_syn = _h(out_real, output), _h(out_syn, output)
-    disc = discrepancy_term(h_real, part_real, h_syn, part_syn, distance)
-    rob = robustness_term(h_syn, part_syn, part_real, distance)
+    disc = discrepancy_term(h_real, part_real, h_syn, part_syn, distance, normalise, pool_images, sample_weights)
+    rob = robustness_term(h_syn, part_syn, part_real, distance, normalise, pool_images, sample_weights)
     total = lam * ce_real + ce_syn + lam1 * disc + lam2 * rob
     if return_terms:
         return total, {"ce_real": ce_real, "ce_syn": ce_syn, "discrepancy": disc, "robustness": rob}
@@ -167,6 +191,12 @@ class BoundParams:
     distance: str = field(default="l2", metadata={"help": "'l2' norm (paper) or 'mse' (official code)."})
     label_smoothing: float = field(
         default=0.0, metadata={"help": "ε of both cross-entropies: targets (1 − ε)·y + ε/C (Diff-Mix: 0.1)."}
+    )
+    normalise: str = field(
+        default="pool",
+        metadata={"help": "g of both regularisers: 'pool' (the official code: the synthetic pool's size, a constant; "
+                          "robustness over unordered pairs) or 'batch' (the paper's eq. 7: the batch's synthetic rows in "
+                          "shared regions; ordered pairs). The λ grids of the papers' settings are tuned on 'pool'."},
     )
 
     @property
@@ -192,6 +222,8 @@ class BoundLoss(Objective):
             raise ConfigError(f"{where}.output: must be one of {', '.join(OUTPUTS)}, got '{params.output}'")
         if params.distance not in DISTANCES:
             raise ConfigError(f"{where}.distance: must be one of {', '.join(DISTANCES)}, got '{params.distance}'")
+        if params.normalise not in NORMALISATIONS:
+            raise ConfigError(f"{where}.normalise: must be one of {', '.join(NORMALISATIONS)}, got '{params.normalise}'")
 
     def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
         p = self.params
@@ -203,11 +235,14 @@ class BoundLoss(Objective):
             output=p.output, distance=p.distance,
             sample_weights=batch.class_weights[batch.syn_class],
             return_terms=True, label_smoothing=p.label_smoothing,
+            normalise=p.normalise, pool_images=batch.pool_images,
         )  # fmt: skip
         if batch.memory is not None:  # the lightweight variant: regularisers over all data
             terms["discrepancy"], terms["robustness"] = all_data_terms(
                 batch.memory, (batch.real_index, batch.logits_real, batch.part_real),
                 (batch.syn_index, batch.logits_syn, batch.part_syn), lambda out: _h(out, p.output), p.distance,
+                p.normalise, batch.pool_images,
+                None if batch.memory.syn_class is None else batch.class_weights[batch.memory.syn_class],
             )  # fmt: skip
         return {
             "ce_real": p.lam * terms["ce_real"],

@@ -55,10 +55,11 @@ class CEParams:
     )
 
 
-def training_prior(class_weights: torch.Tensor, real: float, synthetic: float, batch_real: int, batch_syn: int) -> torch.Tensor:
-    """The share of each class in a step's loss mass: real rows spread evenly over the
-    classes (weight ``real``), synthetic rows evenly too, each scaled by its class's weight."""
-    mass = real * batch_real + synthetic * batch_syn * class_weights
+def training_prior(class_weights: torch.Tensor, real: float, synthetic: float) -> torch.Tensor:
+    """The share of each class in a step's loss mass. Each cross-entropy is a mean over its
+    rows, so the batch sizes cancel: the real term gives every class ``real``/C (rows
+    spread evenly over the classes), the synthetic term ``synthetic``·w_c/C."""
+    mass = real + synthetic * class_weights
     return mass / mass.sum()
 
 
@@ -78,7 +79,7 @@ class CrossEntropy(Objective):
         logits_real, logits_syn = batch.logits_real, batch.logits_syn
         if p.balance and batch.has_synthetic:
             # train on logits + log(prior): the raw logits then score a balanced prior
-            prior = training_prior(batch.class_weights, p.real, p.synthetic, len(logits_real), len(logits_syn))
+            prior = training_prior(batch.class_weights, p.real, p.synthetic)
             shift = torch.log(prior.clamp_min(1e-12))
             logits_real, logits_syn = logits_real + shift, logits_syn + shift
         out = {"ce_real": p.real * F.cross_entropy(logits_real, batch.real_targets, label_smoothing=eps)}

@@ -20,12 +20,27 @@ from typing import Callable
 import torch
 
 UNSEEN = -1  # region of a sample no batch has drawn yet
+NORMALISATIONS = ("pool", "batch")  # g of the bound loss's regularisers (raysynth.losses.bound)
+
+
+def normaliser(batch_g: torch.Tensor, normalise: str, pool_images: float) -> torch.Tensor | float:
+    """g of eq. 7's regularisers: the counted synthetic rows ('batch', the paper) or the
+    pool's size, a constant ('pool', the official code)."""
+    if normalise == "batch":
+        return batch_g
+    if normalise != "pool":
+        raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {normalise!r}")
+    if pool_images <= 0:
+        raise ValueError("normalise='pool' needs the pool's size (pool_images > 0)")
+    return float(pool_images)
 
 
 class OutputMemory:
     """Latest output (logits) and region of every real and synthetic sample."""
 
-    def __init__(self, n_real: int, n_syn: int, num_classes: int, device: torch.device | str = "cpu"):
+    def __init__(self, n_real: int, n_syn: int, num_classes: int, device: torch.device | str = "cpu",
+                 syn_class: torch.Tensor | None = None):
+        self.syn_class = syn_class.to(device) if syn_class is not None else None  # for per-class weights
         self.out = {
             "real": torch.zeros(n_real, num_classes, device=device),
             "syn": torch.zeros(n_syn, num_classes, device=device),
@@ -102,6 +117,9 @@ def all_data_terms(
     syn: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     h: Callable[[torch.Tensor], torch.Tensor] = lambda out: out.softmax(dim=-1),
     distance: str = "l2",
+    normalise: str = "batch",
+    pool_images: float = 0.0,
+    syn_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(discrepancy, robustness) of eq. 7 over every sample seen, the batch's rows live.
 
@@ -109,7 +127,8 @@ def all_data_terms(
     logits to the compared outputs (the bound loss's softmax or identity). Same
     normalisation as :func:`raysynth.losses.bound.discrepancy_term` and
     :func:`~raysynth.losses.bound.robustness_term`, with S_i, G_i, g_i and g counted over
-    all data instead of the batch.
+    all data instead of the batch; ``normalise``, ``pool_images`` and ``syn_weights`` (here
+    one weight per synthetic sample of the pool) as there.
     """
     out_real, part_real = memory.with_batch("real", *real)
     out_syn, part_syn = memory.with_batch("syn", *syn)
@@ -118,18 +137,23 @@ def all_data_terms(
     if k <= 0:
         return zero, zero
     real_table, n_i = region_table(part_real, k)
-    syn_table, g_i = region_table(part_syn, k)
+    syn_table, _ = region_table(part_syn, k)
+    w = (syn_table >= 0).to(out_syn.dtype)  # a synthetic row's weight: 0 for padding
+    if syn_weights is not None:
+        w = w * syn_weights.to(out_syn.dtype)[syn_table.clamp_min(0)]
+    g_i = w.sum(1)  # weighted counts: a row at weight 0 is as if absent
     in_t = (n_i > 0) & (g_i > 0)
     if not in_t.any():
         return zero, zero
-    real_table, syn_table, n_i, g_i = real_table[in_t], syn_table[in_t], n_i[in_t].float(), g_i[in_t].float()
+    real_table, syn_table, n_i, g_i, w = real_table[in_t], syn_table[in_t], n_i[in_t].float(), g_i[in_t], w[in_t]
     h_real = h(out_real)[real_table.clamp_min(0)]  # (|T| x width x C)
     h_syn = h(out_syn)[syn_table.clamp_min(0)]
-    real_ok, syn_ok = real_table >= 0, syn_table >= 0
-    g = g_i.sum()
-    cross = block_distances(h_real, h_syn, distance) * (real_ok[:, :, None] & syn_ok[:, None, :])
-    discrepancy = (cross.sum((1, 2)) / n_i).sum() / g  # Σ_i (g_i/g) · mean over S_i x G_i
+    real_ok = real_table >= 0
+    g = normaliser(g_i.sum(), normalise, pool_images)
+    cross = block_distances(h_real, h_syn, distance) * real_ok[:, :, None] * w[:, None, :]
+    discrepancy = (cross.sum((1, 2)) / n_i).sum() / g  # Σ_i 1/(|S_i|·g) Σ over S_i x G_i
     not_self = ~torch.eye(syn_table.shape[1], dtype=torch.bool, device=syn_table.device)  # u1 = u2 adds 0
-    within = block_distances(h_syn, h_syn, distance) * (syn_ok[:, :, None] & syn_ok[:, None, :] & not_self)
-    robustness = (within.sum((1, 2)) / g_i).sum() / g
+    within = block_distances(h_syn, h_syn, distance) * w[:, :, None] * w[:, None, :] * not_self
+    pairs = within.sum((1, 2)) / (2 if normalise == "pool" else 1)  # unordered pairs for 'pool'
+    robustness = (pairs / g_i).sum() / g
     return discrepancy, robustness

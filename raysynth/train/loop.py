@@ -197,6 +197,7 @@ def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, 
         memory=run.memory if sidx is not None else None,
         real_index=idx,
         syn_index=sidx,
+        pool_images=len(data.syn_images) if data.has_synthetic else 0,
     )
     terms: dict[str, torch.Tensor] = {}
     for objective in objectives:
@@ -259,7 +260,8 @@ def train_few_shot(
     regions = region_sampler(data, objectives, partition)
     if partition is not None and partition.over_all_data and data.has_synthetic and any(o.uses_output_memory for o in objectives):
         for run in runs:
-            run.memory = OutputMemory(len(data.real_labels), len(data.syn_images), data.num_classes, device)
+            run.memory = OutputMemory(len(data.real_labels), len(data.syn_images), data.num_classes, device,
+                                      syn_class=data.syn_class)
     first_epoch = _restore(runs, online, state)
     generators = [torch.Generator().manual_seed(run.seed + first_epoch) for run in runs]
 

@@ -113,3 +113,65 @@ def test_region_balanced_batches_make_the_regularisers_act_at_cub_scale():
         uidx, usidx = torch.randint(3200, (32,), generator=g), torch.randint(20000, (32,), generator=g)
         acting["uniform"] += bool(robustness_term(h_syn, syn_part[usidx], real_part[uidx]) > 0)
     assert acting["balanced"] == 100 and acting["uniform"] < 50, acting
+
+
+def _official_terms(logit_real, part_real, logit_syn, part_syn, g):
+    """The official full code's regularisers (Fsoft-AIC/ProtoAug, classify/main.py),
+    written again region by region: logit MSE, g the pool's size (a constant), the
+    discrepancy's pair sum over g·|S_i|, robustness over unordered pairs u1 < u2 of
+    regions holding real samples, over g·|G_i|."""
+    disc, rob = 0.0, 0.0
+    for region in sorted(set(part_real.tolist()) | set(part_syn.tolist())):
+        real = logit_real[part_real == region]
+        syn = logit_syn[part_syn == region]
+        if len(real) and len(syn):
+            pairwise = (real.unsqueeze(1) - syn.unsqueeze(0)).pow(2).mean(-1)  # F.mse_loss, broadcast
+            disc += pairwise.sum() * (1.0 / (g * len(real)))
+        if len(syn) > 1 and len(real):
+            pairwise = (syn.unsqueeze(1) - syn.unsqueeze(0)).pow(2).mean(-1)
+            upper = torch.triu_indices(len(syn), len(syn), offset=1)
+            rob += pairwise[upper[0], upper[1]].sum() * (1.0 / g) * (1.0 / len(syn))
+    return disc, rob
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pool_normalisation_is_the_official_code(seed):
+    g = torch.Generator().manual_seed(seed)
+    logit_real, logit_syn = torch.randn(32, 10, generator=g), torch.randn(32, 10, generator=g) * 2
+    part_real, part_syn = torch.randint(0, 6, (32,), generator=g), torch.randint(0, 7, (32,), generator=g)
+    pool = 200 * 500  # CUB: 500 images per class, 200 classes
+    disc, rob = _official_terms(logit_real, part_real, logit_syn, part_syn, pool)
+    _, terms = bound_loss(logit_real, torch.zeros(32, dtype=torch.long), part_real, logit_syn, torch.zeros(32, dtype=torch.long),
+                          part_syn, output="logits", distance="mse", normalise="pool", pool_images=pool, return_terms=True)
+    assert terms["discrepancy"].item() == pytest.approx(float(disc), rel=1e-6, abs=1e-12)
+    assert terms["robustness"].item() == pytest.approx(float(rob), rel=1e-6, abs=1e-12)
+    assert float(disc) > 0 and float(rob) > 0
+    # the paper's form normalises by the batch's synthetic rows: the same discrepancy
+    # times pool / (rows in shared regions), robustness twice that (ordered pairs)
+    in_t = sum(int((part_real == int(p)).any()) for p in part_syn)
+    _, paper = bound_loss(logit_real, torch.zeros(32, dtype=torch.long), part_real, logit_syn, torch.zeros(32, dtype=torch.long),
+                          part_syn, output="logits", distance="mse", normalise="batch", return_terms=True)
+    assert paper["discrepancy"].item() == pytest.approx(float(disc) * pool / in_t, rel=1e-5)
+    assert paper["robustness"].item() == pytest.approx(2 * float(rob) * pool / in_t, rel=1e-5)
+
+
+@pytest.mark.parametrize("normalise", ["pool", "batch"])
+def test_a_class_trusted_at_zero_adds_nothing_to_the_regularisers(normalise):
+    """UniCon's w_c gates the regularisers: class 2 at w = 0 is as if its synthetic rows
+    were not in the batch; at w = 1 it is the unweighted loss."""
+    g = torch.Generator().manual_seed(5)
+    out_real, out_syn = torch.randn(12, 3, generator=g), torch.randn(18, 3, generator=g)
+    part_real, part_syn = torch.arange(12) % 3, torch.arange(18) % 4
+    syn_class = (torch.arange(18) // 2) % 3
+    y_real, y_syn = torch.arange(12) % 3, syn_class
+    kwargs = dict(lam1=0.7, lam2=3.0, normalise=normalise, pool_images=90, return_terms=True)
+    weights = torch.tensor([1.0, 1.0, 0.0])
+    _, gated = bound_loss(out_real, y_real, part_real, out_syn, y_syn, part_syn, sample_weights=weights[syn_class], **kwargs)
+    keep = syn_class != 2
+    _, without = bound_loss(out_real, y_real, part_real, out_syn[keep], y_syn[keep], part_syn[keep], **kwargs)
+    for name in ("discrepancy", "robustness"):
+        assert gated[name].item() == pytest.approx(without[name].item(), rel=1e-6), name
+    _, plain = bound_loss(out_real, y_real, part_real, out_syn, y_syn, part_syn, **kwargs)
+    _, ones = bound_loss(out_real, y_real, part_real, out_syn, y_syn, part_syn, sample_weights=torch.ones(18), **kwargs)
+    assert all(plain[n].item() == pytest.approx(ones[n].item(), rel=1e-6) for n in ("discrepancy", "robustness"))
+    assert gated["discrepancy"].item() != pytest.approx(plain["discrepancy"].item(), rel=1e-3)

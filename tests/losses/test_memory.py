@@ -31,15 +31,22 @@ def _stored(real_out, real_part, syn_out, syn_part, real_rows=None, syn_rows=Non
     return memory
 
 
-@pytest.mark.parametrize("output, distance", [("softmax", "l2"), ("logits", "mse")])
-def test_all_data_terms_equal_eq7_terms_on_every_sample(output, distance):
+@pytest.mark.parametrize("output, distance, normalise", [("softmax", "l2", "batch"), ("logits", "mse", "batch"),
+                                                         ("logits", "mse", "pool")])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_all_data_terms_equal_eq7_terms_on_every_sample(output, distance, normalise, weighted):
     real_out, real_part, syn_out, syn_part = _samples()
     memory = _stored(real_out, real_part, syn_out, syn_part)
     idx, sidx = torch.tensor([1, 4]), torch.tensor([5, 9, 20])
     h = (lambda x: x.softmax(-1)) if output == "softmax" else (lambda x: x)
-    disc, rob = all_data_terms(memory, (idx, real_out[idx], real_part[idx]), (sidx, syn_out[sidx], syn_part[sidx]), h, distance)
-    assert disc.item() == pytest.approx(discrepancy_term(h(real_out), real_part, h(syn_out), syn_part, distance).item(), rel=1e-5)
-    assert rob.item() == pytest.approx(robustness_term(h(syn_out), syn_part, real_part, distance).item(), rel=1e-5)
+    # per-sample weights (UniCon's w_c of each synthetic sample's class), one at 0
+    w = torch.linspace(0.0, 1.0, N_SYN) if weighted else None
+    same = dict(normalise=normalise, pool_images=N_SYN * 3, syn_weights=w)
+    disc, rob = all_data_terms(memory, (idx, real_out[idx], real_part[idx]), (sidx, syn_out[sidx], syn_part[sidx]), h,
+                               distance, **same)
+    assert disc.item() == pytest.approx(discrepancy_term(h(real_out), real_part, h(syn_out), syn_part, distance, **same).item(),
+                                        rel=1e-5)
+    assert rob.item() == pytest.approx(robustness_term(h(syn_out), syn_part, real_part, distance, **same).item(), rel=1e-5)
     assert disc.item() > 0 and rob.item() > 0
 
 

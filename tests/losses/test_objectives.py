@@ -187,7 +187,8 @@ def test_label_smoothing_moves_both_cross_entropies_toward_uniform_targets(loss)
     y_real, syn_class = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 1, 2, 1, 0])
     soft = torch.softmax(torch.randn(5, 3, generator=g), -1)
     batch = LossBatch(logits_real=logits_real, y_real=y_real, class_weights=torch.ones(3), logits_syn=logits_syn,
-                      soft_syn=soft, syn_class=syn_class, part_real=torch.zeros(4, dtype=torch.long), part_syn=torch.zeros(5, dtype=torch.long))
+                      soft_syn=soft, syn_class=syn_class, part_real=torch.zeros(4, dtype=torch.long), part_syn=torch.zeros(5, dtype=torch.long),
+                      pool_images=5)
     (objective,) = parse_loss(loss)
     terms = objective.terms(batch)
     smoothed_real = torch.nn.functional.one_hot(y_real, 3) * 0.9 + 0.1 / 3
@@ -221,8 +222,17 @@ def test_balanced_ce_trains_toward_a_balanced_prior_when_a_class_is_distrusted()
     class 2's raw logit where the plain loss leaves it under-predicted."""
     from raysynth.losses.ce import training_prior
 
-    prior = training_prior(torch.tensor([1.0, 1.0, 0.0]), 1.0, 1.0, 6, 12)
-    torch.testing.assert_close(prior, torch.tensor([18.0, 18.0, 6.0]) / 42)
+    prior = training_prior(torch.tensor([1.0, 1.0, 0.0]), 1.0, 1.0)
+    torch.testing.assert_close(prior, torch.tensor([2.0, 2.0, 1.0]) / 5)
+    # the loss's own mass: with every logit 0, the gradient of each class's offset is
+    # (its share of the targets' mass) - 1/C, times the total mass (here 1 + 2/3)
+    batch = _ce_batch([1.0, 1.0, 0.0])
+    batch.logits_real, batch.logits_syn = torch.zeros(6, 3), torch.zeros(12, 3)
+    bias = torch.zeros(3, requires_grad=True)
+    batch.logits_real, batch.logits_syn = batch.logits_real + bias, batch.logits_syn + bias
+    sum(parse_loss({"ce": {}})[0].terms(batch).values()).backward()
+    total = 1.0 + 2.0 / 3.0  # the real mean, and the synthetic mean over 12 rows of which 8 count
+    torch.testing.assert_close(1 / 3 - bias.grad / total, prior)
     batch = _ce_batch([1.0, 1.0, 0.0])
     plain, balanced = parse_loss({"ce": {}})[0], parse_loss({"ce": {"balance": True}})[0]
     bias_grads = []
