@@ -1,25 +1,29 @@
-"""How often the bound loss's regularisers act: the fraction of training steps whose
-discrepancy and robustness terms are non-zero, with uniform batches, with
-region-balanced batches (``partition.batch_regions``; raysynth/train/regions.py) and,
-for the lightweight variant, with the terms over all data (``partition.scope: all``;
-raysynth/losses/memory.py: every sample's latest output, the batch's rows live).
+"""What the bound loss's regularisers see, and how large they are.
+
+1. **Coverage.** Training draws its images as passes over the real shots and over the pool
+   (raysynth/train/draws.py, as the papers' shuffled loaders). Printed per setting: the
+   fraction of steps whose discrepancy and robustness terms are non-zero, with the batch's
+   terms and (the lightweight variant) over all data seen (``partition.scope: all``), and
+   the fraction of the pool, and of the least-drawn class, that the steps drew (goal:
+   1.000 once the steps make a pass).
+2. **Scale.** At CUB scale, the regularisers λ1·discrepancy + λ2·robustness of cub.yaml's
+   λ1 grid {0.1, 2, 20, 50} (λ2 = 10·λ1) over λ·CE_real, with the official code's outputs
+   (logit MSE) and g: the pool's size (``normalise: pool``, the default) against the
+   paper's batch count (``normalise: batch``). The logits are a partly trained model's,
+   simulated: 3 on the image's class plus N(0, 1) noise.
 
 Two settings:
 
 * **CUB scale** (simulated regions): 200 classes, K = 400, 16 real shots and 500
   synthetic images per class (64 for the lightweight variant, as the paper's),
-  batches of 32 + 32 (search_spaces/cub.yaml). Each image
-  lies in one of its class's two regions with probability 0.8, else in any region —
-  roughly what k-means on CLIP features gives for well-separated classes.
+  batches of 32 + 32 (search_spaces/cub.yaml). Each image lies in one of its class's two
+  regions with probability 0.8, else in any region — roughly what k-means on CLIP
+  features gives for well-separated classes.
 * **The embedded task** (real regions): search_spaces/digits.yaml with the bound loss,
   its real k-means partitions of the real shots and the generated pool (made, or read
   from the cache, in a temporary RAYSYNTH_HOME unless one is set).
 
-A term counts as acting in a step when it is non-zero for random model outputs: it is
-zero exactly when no region holds real and synthetic images of the batch (discrepancy)
-or none holds two synthetic images besides (robustness). Goal: >= 0.9 for both terms.
-
-    python benchmarks/bound_coverage.py [--steps 2000]
+    python benchmarks/bound_coverage.py [--steps 3200]
 """
 
 from __future__ import annotations
@@ -34,23 +38,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from raysynth.losses.bound import discrepancy_term, robustness_term  # noqa: E402
+from raysynth.losses.bound import bound_loss, discrepancy_term, robustness_term  # noqa: E402
 from raysynth.losses.memory import OutputMemory, all_data_terms  # noqa: E402
-from raysynth.train.regions import RegionSampler  # noqa: E402
+from raysynth.train.draws import EpochDraws  # noqa: E402
 
 
-def coverage(real_part, syn_part, batch_real, batch_syn, regions, steps, seed=0, over_all=False) -> tuple[float, float]:
-    """(fraction of steps with a non-zero discrepancy, ... robustness term)."""
+def coverage(real_part, syn_part, syn_class, batch_real, batch_syn, steps, seed=0, over_all=False) -> dict[str, float]:
+    """Fractions of steps with a non-zero discrepancy / robustness term, and of the pool
+    (and of its least-drawn class) drawn, over ``steps`` steps drawn as training draws."""
     g = torch.Generator().manual_seed(seed)
-    sampler = RegionSampler(real_part, syn_part, regions) if regions else None
+    real_draws, syn_draws = EpochDraws(len(real_part), seed, "real"), EpochDraws(len(syn_part), seed, "syn")
     memory = OutputMemory(len(real_part), len(syn_part), 8) if over_all else None
+    drawn = torch.zeros(len(syn_part), dtype=torch.bool)
     disc = rob = 0
-    for _ in range(steps):
-        if sampler is not None:
-            idx, sidx = sampler.draw(batch_real, batch_syn, g)
-        else:
-            idx = torch.randint(len(real_part), (batch_real,), generator=g)
-            sidx = torch.randint(len(syn_part), (batch_syn,), generator=g)
+    for step in range(steps):
+        idx, sidx = real_draws.take(step, batch_real), syn_draws.take(step, batch_syn)
+        drawn[sidx] = True
         if memory is not None:  # random logits; the terms over every sample seen so far
             out_real, out_syn = torch.rand(len(idx), 8, generator=g), torch.rand(len(sidx), 8, generator=g)
             real, syn = (idx, out_real, real_part[idx]), (sidx, out_syn, syn_part[sidx])
@@ -63,10 +66,34 @@ def coverage(real_part, syn_part, batch_real, batch_syn, regions, steps, seed=0,
         h_syn = torch.rand(len(sidx), 8, generator=g).softmax(-1)
         disc += bool(discrepancy_term(h_real, real_part[idx], h_syn, syn_part[sidx]) > 0)
         rob += bool(robustness_term(h_syn, syn_part[sidx], real_part[idx]) > 0)
-    return disc / steps, rob / steps
+    per_class = torch.zeros(int(syn_class.max()) + 1).index_add_(0, syn_class, drawn.float())
+    per_class /= torch.bincount(syn_class).float()
+    return {"disc": disc / steps, "rob": rob / steps, "pool": drawn.float().mean().item(), "class_min": per_class.min().item()}
+
+
+def lambda_grid_ratios(lam=4.0, grid=(0.1, 2.0, 20.0, 50.0), batches=20, seed=0) -> list[tuple[float, float, float]]:
+    """(λ1, pool-normalised regulariser / λ·CE_real, batch-normalised / λ·CE_real) at CUB
+    scale, averaged over ``batches`` batches of 32 + 32 drawn as training draws."""
+    g = torch.Generator().manual_seed(seed)
+    classes, pool = 200, 200 * 500
+    real_part, syn_part = cub_like_regions()
+    real_y, syn_y = torch.arange(classes).repeat_interleave(16), torch.arange(classes).repeat_interleave(500)
+    real_draws, syn_draws = EpochDraws(len(real_part), seed, "real"), EpochDraws(len(syn_part), seed, "syn")
+    sums = {(lam1, norm): 0.0 for lam1 in grid for norm in ("pool", "batch")}
+    for step in range(batches):
+        idx, sidx = real_draws.take(step, 32), syn_draws.take(step, 32)
+        logits = [3.0 * torch.nn.functional.one_hot(y, classes) + torch.randn(len(y), classes, generator=g)
+                  for y in (real_y[idx], syn_y[sidx])]
+        for norm in ("pool", "batch"):
+            _, t = bound_loss(logits[0], real_y[idx], real_part[idx], logits[1], syn_y[sidx], syn_part[sidx], output="logits",
+                              distance="mse", normalise=norm, pool_images=pool, return_terms=True)
+            for lam1 in grid:
+                sums[lam1, norm] += float((lam1 * t["discrepancy"] + 10 * lam1 * t["robustness"]) / (lam * t["ce_real"]))
+    return [(lam1, sums[lam1, "pool"] / batches, sums[lam1, "batch"] / batches) for lam1 in grid]
 
 
 def cub_like_regions(classes=200, k=400, shots=16, per_class=500, faithful=0.8, seed=0):
+    """(real, synthetic) regions of CUB-shaped data, each class's images in order."""
     g = torch.Generator().manual_seed(seed)
 
     def assign(n_per_class):
@@ -91,31 +118,35 @@ def embedded_regions():
     connect_ray()
     prepare(config)
     data = train_data(config)
-    return data.real_part, data.syn_part, config.train.batch_real, config.train.batch_syn, data.num_partitions
+    return data.real_part, data.syn_part, data.syn_class, config.train.batch_real, config.train.batch_syn, data.num_partitions
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--regions", type=int, default=4, help="partition.batch_regions of the balanced draws")
+    parser.add_argument("--steps", type=int, default=3200, help="steps per setting (CUB: 3125 make one pass)")
     args = parser.parse_args()
 
     rows = []
-    kinds = (("uniform", 0, False), (f"balanced ({args.regions} regions)", args.regions, False), ("uniform, over all data", 0, True))
     real, syn = cub_like_regions()
+    syn_class = torch.arange(200).repeat_interleave(500)
     light_real, light_syn = cub_like_regions(per_class=64)
-    for label, r, over_all in kinds:
-        pools = (light_real, light_syn) if over_all else (real, syn)
-        rows.append(("CUB scale: K=400, 200 classes, 32+32", label, *coverage(*pools, 32, 32, r, args.steps, over_all=over_all)))
-    real, syn, batch_real, batch_syn, k = embedded_regions()
-    for label, r, over_all in kinds:
-        setting = f"embedded digits: K={k}, 5 classes, {batch_real}+{batch_syn}"
-        rows.append((setting, label, *coverage(real, syn, batch_real, batch_syn, r, args.steps, over_all=over_all)))
+    rows.append(("CUB scale: K=400, 200 classes, 32+32", "batch terms", coverage(real, syn, syn_class, 32, 32, args.steps)))
+    rows.append(("CUB scale, 64/class (lightweight)", "over all data",
+                 coverage(light_real, light_syn, torch.arange(200).repeat_interleave(64), 32, 32, args.steps, over_all=True)))
+    real, syn, syn_class, batch_real, batch_syn, k = embedded_regions()
+    setting = f"embedded digits: K={k}, 5 classes, {batch_real}+{batch_syn}"
+    for label, over_all in (("batch terms", False), ("over all data", True)):
+        rows.append((setting, label, coverage(real, syn, syn_class, batch_real, batch_syn, args.steps, over_all=over_all)))
 
-    print(f"\nsteps with a non-zero term ({args.steps} steps each; goal >= 0.9)")
-    print(f"{'setting':<40} {'batches':<24} {'discrepancy':>11} {'robustness':>11}")
-    for setting, label, disc, rob in rows:
-        print(f"{setting:<40} {label:<24} {disc:>11.3f} {rob:>11.3f}")
+    print(f"\nbatches drawn as passes over the data ({args.steps} steps each; goal: terms >= 0.9, drawn 1.000)")
+    print(f"{'setting':<40} {'terms':<14} {'discrepancy':>11} {'robustness':>11} {'pool drawn':>11} {'least class':>11}")
+    for setting, label, c in rows:
+        print(f"{setting:<40} {label:<14} {c['disc']:>11.3f} {c['rob']:>11.3f} {c['pool']:>11.3f} {c['class_min']:>11.3f}")
+
+    print("\nCUB scale, cub.yaml's λ grid (λ = 4, λ2 = 10·λ1, logit MSE): (λ1·disc + λ2·rob) / (λ·CE_real)")
+    print(f"{'λ1':>6} {'normalise: pool':>16} {'normalise: batch':>17}")
+    for lam1, pool, batch in lambda_grid_ratios():
+        print(f"{lam1:>6g} {pool:>16.4f} {batch:>17.2f}")
     return 0
 
 

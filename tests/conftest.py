@@ -184,3 +184,20 @@ def make_flowers(root, classes=3, per_split=(6, 2, 3)):
     return root
 
 
+def make_flowers_coop(root, classes=3, per_split=(17, 2, 1)):
+    """Flowers102 as CoOp ships it: jpg/ and split_zhou_OxfordFlowers.json, no .mat files."""
+    import json
+
+    from raysynth.data.flowers import NAMES
+
+    split, n = {"train": [], "val": [], "test": []}, 0
+    for c in range(classes):
+        for key, count in zip(split, per_split):
+            for i in range(count):
+                n += 1
+                _jpeg(root / "jpg" / f"image_{n:05d}.jpg", (60 * c + 30, 7 * i % 255, 90 * c % 255))
+                split[key].append([f"image_{n:05d}.jpg", c, NAMES[c]])
+    (root / "split_zhou_OxfordFlowers.json").write_text(json.dumps(split))
+    return root
+
+

@@ -26,6 +26,8 @@ from raysynth.cli import main
         (["--set", "pool.strengths=[0.5, 0.9]", "--set", "search.space.pool.strength={type: choice, values: [0.5, 0.9]}"],
          "search.space.pool.strength: pool.strengths draws every image's strength"),
         (["--set", "partition.clusters_per_class=0"], "partition.clusters_per_class: must be > 0"),
+        (["--set", "train.steps_per_epoch=once"], "train.steps_per_epoch: must be an integer >= 1 or 'pass', got 'once'"),
+        (["--set", "train.mix_p=1.5"], "train.mix_p: must be in [0, 1], got 1.5"),
         (["--resume", "--name", "s1"], "--resume: no search named 's1'"),
         (["--resume", "yes please", "--name", "s1"], "--resume: takes no value or 'auto', got 'yes please'"),
         (["--resume", "auto"], "--resume auto needs --name of the search to resume"),

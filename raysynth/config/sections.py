@@ -107,7 +107,9 @@ class PoolConfig:
 @dataclass
 class TrainConfig:
     epochs: int = _help("Epochs of few-shot training; ASHA's max_t.", 6, ge=1)
-    steps_per_epoch: int = _help("Optimiser steps per epoch.", 20, ge=1)
+    steps_per_epoch: int | str = _help(
+        "Optimiser steps per epoch, or 'pass': one pass over the synthetic pool (over the real "
+        "shots without one), as the papers' epochs over the pooled real + synthetic set.", 20)
     batch_real: int = _help("Real images per step (the few shots, cycled).", 16, ge=1)
     batch_syn: int = _help("Synthetic images per step.", 32, ge=1)
     lr: float = _help("Learning rate of LoRA + head (AdamW).", 2e-3, gt=0.0)
@@ -122,11 +124,13 @@ class TrainConfig:
         "blur, solarization: DataDream's and the ICML 2025 paper's), 'none'.",
         "affine", choices=("affine", "datadream", "none"))
     mix: str = _help(
-        "CutMix/Mixup of the real images of each step (ICML 2025 trains with both): 'none', "
-        "'mixup', 'cutmix', or 'both' (one of the two per step). The synthetic images are "
-        "already inter-class mixtures with soft labels (Diff-Mix) and are left as they are. "
+        "CutMix/Mixup (ICML 2025's official code): 'none', 'mixup', 'cutmix', or 'both' (one "
+        "of the two per mixed step). Real and synthetic rows are each mixed among themselves; "
+        "a mixed synthetic row keeps its class for the UniCon weights and its k-means region. "
         "Needs objectives with a cross-entropy on real images (ce, bound).",
         "none", choices=("none", "mixup", "cutmix", "both"))
+    mix_p: float = _help("Probability that a step is mixed (the official code: 0.2).", 0.2, ge=0.0, le=1.0)
+    mix_synthetic: bool = _help("Mix the synthetic rows too (the official code does), not only the real ones.", True)
     mix_alpha: float = _help("Mixing ratio λ ~ Beta(α, α).", 1.0, gt=0.0)
     seed: int = _help("Seed of initialisation and batch order.", 0)
     protocol: str = _help(
@@ -146,31 +150,33 @@ class PartitionConfig:
     clusters_per_class: float = _help(
         "K = round(clusters_per_class x classes) regions (paper: 2; search {0.5, 1, 2, 4}).", 2.0, gt=0.0
     )
-    batch_regions: int = _help(
-        "Static partitions: each step draws its real and synthetic images from this many regions "
-        "holding both kinds, so the discrepancy and robustness terms see real-synthetic pairs "
-        "(uniform draws from K = 400 regions share almost none); 0: uniform draws.", 4, ge=0)
     space: str = _help(
-        "What is clustered: 'pixels' (as the official code; images at most 32x32) or "
+        "What is clustered: 'pixels' (as the official code; see pixel_side) or "
         "'features' (the frozen pretrained backbone's image features).",
         "pixels", choices=("pixels", "features"))
+    pixel_side: int = _help(
+        "space 'pixels': images are area-resized to at most this side before k-means. The "
+        "official code uses 224 (150,528 dimensions: 62 GB of float32 for CUB's 103,200 "
+        "images, FAISS on a GPU); 32 (3,072 dimensions, 1.3 GB) fits a head node.", 32, ge=1)
     method: str = _help(
         "'static': FAISS k-means once per K, cached (full method); 'online': mini-batch "
         "k-means updated with every batch's synthetic images (lightweight variant).",
         "static", choices=("static", "online"))
     scope: str = _help(
         "Where the bound loss's discrepancy and robustness terms are computed: 'batch' (the "
-        "step's pairs; the full method), 'all' (every real and synthetic sample at its most "
-        "recent output, the batch's rows live: the lightweight variant, ICML 2025 App. C), "
-        "'auto' (all for method online, batch for static).",
-        "auto", choices=("auto", "batch", "all"))
+        "step's pairs, as both official codes compute them, the full method's and the "
+        "lightweight variant's); 'all' (ICML 2025 App. C's wording: every real and synthetic "
+        "sample at its most recent output; the value is over all data, but only the batch's "
+        "rows carry gradient, about batch/pool of 'batch''s regulariser gradient at CUB "
+        "scale, so λ1/λ2 tuned for 'batch' barely act).",
+        "batch", choices=("batch", "all"))
     niter: int = _help("k-means iterations (paper: 300).", 300, ge=1)
     seed: int = _help("k-means seed.", 0)
 
     @property
     def over_all_data(self) -> bool:
-        """Whether the regional terms run over all data (scope, 'auto' resolved)."""
-        return self.scope == "all" or (self.scope == "auto" and self.method == "online")
+        """Whether the regional terms run over all data (partition.scope 'all')."""
+        return self.scope == "all"
 
 
 @dataclass

@@ -186,10 +186,10 @@ def split_from_files(
 ) -> FewShotSplit:
     """A few-shot split of a dataset given as files: (paths, labels 0..C-1) per split.
 
-    Validation is the dataset's own when it has one, else ``val_per_class`` images per
-    class carved from train with a fixed seed (never the k-shot seed, so selection is
-    comparable across searches); the k shots are sampled from the rest of train with
-    ``data.seed``. ``test_per_class`` <= 0 keeps the whole official test split.
+    Validation: ``val_per_class`` images per class, taken with a fixed seed (never the
+    k-shot seed, so selection is comparable across searches) from the dataset's own
+    validation split when it has one (<= 0: all of it), else carved from train; the k
+    shots are sampled from the rest of train with ``data.seed``. ``test_per_class`` <= 0 keeps the whole official test split.
     Only the images a split uses are decoded.
     """
     from raysynth.data.images import load_images
@@ -200,6 +200,9 @@ def split_from_files(
         val = ([train_paths[i] for i in val_i], train_labels[val_i])
     else:
         rest_i = np.arange(len(train_labels))
+        if config.val_per_class > 0:
+            (keep,) = stratified_holdout(val[1], [config.val_per_class], holdout_seed)[:1]
+            val = ([val[0][i] for i in keep], val[1][keep])
     shot_i = rest_i[sample_shots(train_labels[rest_i], config.shots, config.seed)]
     test_paths, test_labels = test
     if config.test_per_class > 0:

@@ -16,15 +16,16 @@ Two protocols:
   :mod:`raysynth.train.two_stage`. The trained classifiers come back in the
   :class:`TrainResult`.
 
-An epoch is ``steps_per_epoch`` steps (the real set is tiny, so "a pass over the data"
-would not be comparable between real-only and mixed training).
+An epoch is ``steps_per_epoch`` steps, or with ``'pass'`` one pass over the synthetic
+pool (the papers' epoch over the pooled set, in which the few real shots repeat; over the
+real shots without a pool).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -32,11 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from raysynth.config import PartitionConfig, TrainConfig
-from raysynth.data.augment import augment, mix_batch
+from raysynth.data.augment import augment, mix_step
 from raysynth.losses import LossBatch, Objective, OnlineKMeans, parse_loss
 from raysynth.losses.memory import OutputMemory
 from raysynth.train.evaluate import Probes, as_input, device_of, encode, evaluate
-from raysynth.train.regions import region_sampler
+from raysynth.train.draws import EpochDraws
 from raysynth.train.two_stage import evaluate_two_stage
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class _Run:
         self.seed = config.seed * SEED_STRIDE + rank * RANK_STRIDE + index * REPEAT_STRIDE
         self.probes: list[dict] = []  # two-stage: this encoder's frozen-feature classifiers
         self.memory: OutputMemory | None = None  # partition.scope 'all': every sample's latest output
+        self.draws: tuple[EpochDraws, EpochDraws | None] | None = None  # (real, synthetic), made at the first step
 
     def state_dict(self) -> dict:
         return {
@@ -157,25 +159,33 @@ def _partitions(data: TrainData, idx, sidx, online: OnlineKMeans | None):
     return data.real_part[idx], (data.syn_part[sidx] if sidx is not None else None)
 
 
-def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, g, online, regions=None) -> dict[str, torch.Tensor]:
-    # indices are drawn on the CPU generator; the batch becomes float on the model's device
+def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, g, online, step: int) -> dict[str, torch.Tensor]:
+    """Optimiser step number ``step`` of the run (counted from its start, over epochs)."""
+    # the images: passes over the real shots and over the pool (raysynth.train.draws);
+    # augmentation draws on the CPU generator; the batch becomes float on the model's device
     device = weights.device
     # every w_c = 0 still draws synthetic rows for an objective that uses them unweighted
     # or as negatives (UniCon): only the class-weighted terms of those classes vanish
     with_syn = data.has_synthetic and any(o.uses_synthetic(weights) for o in objectives)
-    if with_syn and regions is not None:  # real and synthetic from the same regions
-        idx, sidx = regions.draw(config.batch_real, config.batch_syn, g)
-    else:
-        idx, sidx = torch.randint(0, len(data.real_labels), (config.batch_real,), generator=g), None
+    if run.draws is None:
+        run.draws = (EpochDraws(len(data.real_labels), run.seed, "real"),
+                     EpochDraws(len(data.syn_images), run.seed, "syn") if data.has_synthetic else None)
+    idx, sidx = run.draws[0].take(step, config.batch_real), None
     images = augment(config.augment, as_input(data.real_images[idx], device), g)
     labels = data.real_labels[idx].to(device)
-    soft_real = None
-    if config.mix != "none":  # CutMix/Mixup of the real rows (soft targets for the cross-entropies)
-        images, soft_real = mix_batch(config.mix, config.mix_alpha, images, F.one_hot(labels, data.num_classes).float(), g)
+    syn_images = soft_syn = None
     if with_syn:
-        if sidx is None:
-            sidx = torch.randint(0, len(data.syn_images), (config.batch_syn,), generator=g)
-        images = torch.cat([images, augment(config.augment, as_input(data.syn_images[sidx], device), g)])
+        sidx = run.draws[1].take(step, config.batch_syn)
+        syn_images = augment(config.augment, as_input(data.syn_images[sidx], device), g)
+        soft_syn = data.syn_soft_labels[sidx].to(device)
+    # CutMix/Mixup on a fraction of the steps: soft targets for the cross-entropies
+    images, soft_real, mixed_syn, mixed_soft = mix_step(
+        config.mix, config.mix_alpha, config.mix_p, images, F.one_hot(labels, data.num_classes).float(),
+        syn_images if config.mix_synthetic else None, soft_syn if config.mix_synthetic else None, g)
+    if mixed_syn is not None:
+        syn_images, soft_syn = mixed_syn, mixed_soft
+    if syn_images is not None:
+        images = torch.cat([images, syn_images])
     n = len(labels)
     if any(o.needs_projection for o in objectives):
         logits, proj = run.model(images, return_projection=True)
@@ -187,7 +197,7 @@ def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, 
         y_real=labels,
         class_weights=weights,
         logits_syn=logits[n:] if sidx is not None else None,
-        soft_syn=data.syn_soft_labels[sidx].to(device) if sidx is not None else None,
+        soft_syn=soft_syn,
         syn_class=data.syn_class[sidx].to(device) if sidx is not None else None,
         proj_real=proj[:n] if proj is not None else None,
         proj_syn=proj[n:] if proj is not None and sidx is not None else None,
@@ -225,6 +235,16 @@ class TrainResult:
     probes: Probes = field(default_factory=list)
 
 
+def epoch_steps(config: TrainConfig, data: TrainData) -> int:
+    """``train.steps_per_epoch`` as a number: 'pass' is one pass over the synthetic pool
+    (over the real shots when there is none), ``batch_syn`` (``batch_real``) per step."""
+    if config.steps_per_epoch != "pass":
+        return int(config.steps_per_epoch)
+    if data.has_synthetic:
+        return -(-len(data.syn_images) // config.batch_syn)
+    return -(-len(data.real_labels) // config.batch_real)
+
+
 def train_few_shot(
     model: nn.Module | list[nn.Module],
     data: TrainData,
@@ -246,6 +266,7 @@ def train_few_shot(
     workers; ``eval_model`` is the unwrapped model (DDP). ``objectives`` defaults to
     ``ce``; ``partition`` is needed for the online k-means.
     """
+    config = replace(config, steps_per_epoch=epoch_steps(config, data))
     models = model if isinstance(model, list) else [model]
     eval_models = eval_model if isinstance(eval_model, list) else [eval_model or m for m in models]
     objectives = objectives if objectives is not None else parse_loss(None)
@@ -257,7 +278,6 @@ def train_few_shot(
     online = None
     if data.real_vectors is not None and data.has_synthetic:
         online = OnlineKMeans.from_data(data.syn_vectors, data.num_partitions, partition.seed if partition else 0)
-    regions = region_sampler(data, objectives, partition)
     if partition is not None and partition.over_all_data and data.has_synthetic and any(o.uses_output_memory for o in objectives):
         for run in runs:
             run.memory = OutputMemory(len(data.real_labels), len(data.syn_images), data.num_classes, device,
@@ -270,7 +290,7 @@ def train_few_shot(
         m.train()
     for epoch in range(first_epoch, config.epochs):
         start = time.perf_counter()
-        totals = _train_epoch(runs, generators, data, config, objectives, weights, online, regions, epoch)
+        totals = _train_epoch(runs, generators, data, config, objectives, weights, online, epoch)
         loss = totals.pop("loss")
         if protocol == "two_stage":
             val_acc, std, probes = evaluate_two_stage([r.eval_model for r in runs], data, config, epoch + 1 == config.epochs)
@@ -304,14 +324,14 @@ def _restore(runs: list[_Run], online: OnlineKMeans | None, state: dict | None) 
     return state["epoch"]
 
 
-def _train_epoch(runs, generators, data, config, objectives, weights, online, regions, epoch: int) -> dict[str, float]:
+def _train_epoch(runs, generators, data, config, objectives, weights, online, epoch: int) -> dict[str, float]:
     """One epoch of every run; the mean of the loss and of each term over steps and runs."""
     totals: dict[str, float] = {}
     for run, g in zip(runs, generators):
         refresh_prototypes(run.eval_model, data)
         for step in range(config.steps_per_epoch):
             try:
-                values = _step(run, data, config, objectives, weights, g, online, regions)
+                values = _step(run, data, config, objectives, weights, g, online, epoch * config.steps_per_epoch + step)
             except FloatingPointError as exc:
                 # found at the step it appears, not at the end of the run
                 raise FloatingPointError(f"epoch {epoch + 1}, step {step + 1}: {exc}") from None

@@ -24,7 +24,6 @@ from raysynth.train.evaluate import as_input, encode
 from raysynth.train.model import build_model
 
 log = logging.getLogger(__name__)
-MAX_PIXEL_SIDE = 32  # pixel-space clustering of 224 px images would need GBs per 1k images
 
 
 def num_clusters(config: PartitionConfig, num_classes: int, num_points: int | None = None) -> int:
@@ -33,22 +32,23 @@ def num_clusters(config: PartitionConfig, num_classes: int, num_points: int | No
     return min(k, num_points) if num_points else k
 
 
-def pixel_vectors(images, chunk: int = 1024) -> torch.Tensor:
-    """Flattened pixels (at most MAX_PIXEL_SIDE a side) of float or uint8 images, or of a
-    memory-mapped pool, read a chunk at a time."""
+def pixel_vectors(images, side: int = 32, chunk: int = 1024) -> torch.Tensor:
+    """Flattened pixels (area-resized to at most ``side`` a side) of float or uint8 images,
+    or of a memory-mapped pool, read a chunk at a time."""
     out = []
     for i in range(0, len(images), chunk):
         x = as_input(images[i : i + chunk], torch.device("cpu"))
-        if x.shape[-1] > MAX_PIXEL_SIDE:
-            x = F.interpolate(x, size=(MAX_PIXEL_SIDE, MAX_PIXEL_SIDE), mode="area")
+        if x.shape[-1] > side:
+            x = F.interpolate(x, size=(side, side), mode="area")
         out.append(x.reshape(len(x), -1).to(torch.float32))
-    return torch.cat(out) if out else torch.empty(0, 3 * MAX_PIXEL_SIDE**2)
+    return torch.cat(out) if out else torch.empty(0, 3 * side**2)
 
 
 def partition_vectors(config: Config, real: torch.Tensor, synthetic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """What k-means clusters: raw pixels, or frozen pretrained-backbone features."""
     if config.partition.space == "pixels":
-        return pixel_vectors(real), pixel_vectors(synthetic)
+        side = config.partition.pixel_side
+        return pixel_vectors(real, side), pixel_vectors(synthetic, side)
     model = build_model(config, 1, with_objectives=False)  # the frozen backbone; the head is unused
     return encode(model, real), encode(model, synthetic)
 
@@ -56,7 +56,8 @@ def partition_vectors(config: Config, real: torch.Tensor, synthetic: torch.Tenso
 def partition_path(config: Config, split_fingerprint: str, pool: str, k: int, home: Path | None = None) -> Path:
     p = config.partition
     backbone = (config.model.name, config.model.pretrained, vars(config.model.pretrain)) if p.space == "features" else None
-    key = fingerprint("partition-v1", split_fingerprint, pool, k, p.space, p.niter, p.seed, backbone)
+    pixels = p.pixel_side if p.space == "pixels" else None
+    key = fingerprint("partition-v1", split_fingerprint, pool, k, p.space, p.niter, p.seed, backbone, pixels)
     return (home or raysynth_home()) / "partitions" / f"{key}.npz"
 
 

@@ -2,9 +2,12 @@
 
 import pytest
 import torch
-from conftest import _jpeg, make_cub, make_flowers
+import json
+
+from conftest import REPO, _jpeg, make_cub, make_flowers, make_flowers_coop
 
 from raysynth.config import ConfigError, DataConfig
+from raysynth.validate import load_config
 from raysynth.data import DATASETS, load_split
 
 
@@ -38,6 +41,41 @@ def test_flowers_official_splits(tmp_path):
     assert split.classes == ["pink primrose", "hard-leaved pocket orchid", "canterbury bells"]
     assert split.metaclass == "flower"
     assert (len(split.train), len(split.val), len(split.test)) == (6, 3 * 2, 3 * 3)
+    # data.val_per_class takes that many per class from the official validation split
+    assert len(load_split("flowers", _config(root, val=1)).val) == 3
+
+
+def _flowers_yaml(root):
+    """flowers.yaml as shipped, on a miniature tree (small images, the whole test split)."""
+    return load_config(REPO / "search_spaces" / "flowers.yaml", [f"data.root={root}", "data.image_size=16"]).data
+
+
+def test_flowers_yaml_loads_coops_split_the_papers_use(tmp_path):
+    root = make_flowers_coop(tmp_path / "flowers102", per_split=(17, 3, 2))
+    data = _flowers_yaml(root)
+    assert data.shots == 16  # the papers' 16 shots: CoOp's train list holds more than 10 per class
+    DATASETS["flowers"].check(data)
+    split = load_split("flowers", data)
+    assert split.classes == ["pink primrose", "hard-leaved pocket orchid", "canterbury bells"]
+    assert (len(split.train), len(split.val), len(split.test)) == (3 * 16, 3 * data.val_per_class, 3 * 2)
+    assert sorted(split.train.labels.tolist()) == sorted([0, 1, 2] * 16)
+    # validation comes from CoOp's val list, never from its train list (the colours differ by list)
+    listed = json.loads((root / "split_zhou_OxfordFlowers.json").read_text())
+    assert {f for f, _, _ in listed["val"]}.isdisjoint(f for f, _, _ in listed["train"])
+    (root / "split_zhou_OxfordFlowers.json").write_text(json.dumps({"train": listed["train"], "test": []}))
+    with pytest.raises(ConfigError, match="has no 'val' list") as info:
+        DATASETS["flowers"].check(data)
+    assert "\n" not in str(info.value)
+
+
+def test_flowers_yaml_on_the_official_split_is_refused_before_anything_starts(tmp_path):
+    root = make_flowers(tmp_path / "flowers102", per_split=(10, 2, 1))  # trnid: 10 per class, as released
+    with pytest.raises(ConfigError, match=r"data.shots: 16 shots, but Flowers102's official train split .* holds 10 images per class") as info:
+        DATASETS["flowers"].check(_flowers_yaml(root))
+    assert "\n" not in str(info.value) and "split_zhou_OxfordFlowers.json" in str(info.value)
+    ten = load_config(REPO / "search_spaces" / "flowers.yaml", [f"data.root={root}", "data.image_size=16", "data.shots=10"]).data
+    DATASETS["flowers"].check(ten)
+    assert len(load_split("flowers", ten).train) == 3 * 10
 
 
 def test_folder_dataset(tmp_path):

@@ -79,7 +79,7 @@ def test_samples_no_batch_has_drawn_are_left_out():
 
 
 @pytest.mark.parametrize("method, scope, over_all", [
-    ("online", "auto", True), ("static", "auto", False), ("static", "all", True), ("online", "batch", False),
+    ("online", "batch", False), ("static", "batch", False), ("static", "all", True), ("online", "all", True),
 ])
 def test_partition_scope_resolves_and_the_loop_keeps_a_memory_only_over_all_data(method, scope, over_all):
     partition = PartitionConfig(method=method, scope=scope)

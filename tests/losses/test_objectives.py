@@ -160,21 +160,39 @@ def test_protocol_auto_follows_the_objectives():
     assert protocol("{bound: {}}") == "joint"
 
 
-@pytest.mark.parametrize("batch_regions, drawn_by_regions", [(2, True), (0, False)])
-def test_bound_loss_batches_are_drawn_from_shared_regions(monkeypatch, batch_regions, drawn_by_regions):
-    """The training loop draws a partition-needing objective's batches through the region
-    sampler (partition.batch_regions > 0), and uniformly when it is 0."""
+def test_each_epoch_of_a_pass_draws_every_real_and_synthetic_image_once(monkeypatch):
+    """No silent data loss: with the bound loss (regions, per-class weights), an epoch of
+    N / batch steps draws each of the 12 real shots and the 24 synthetic images exactly
+    once (a pass, as the papers' shuffled loaders), the next epoch all of them again."""
     from raysynth.config import PartitionConfig
-    from raysynth.train import regions
+    from raysynth.train import draws
 
-    calls = []
-    draw = regions.RegionSampler.draw
-    monkeypatch.setattr(regions.RegionSampler, "draw", lambda self, *a: calls.append(a) or draw(self, *a))
+    drawn = {"real": [], "syn": []}
+    take = draws.EpochDraws.take
+    monkeypatch.setattr(draws.EpochDraws, "take", lambda self, *a: drawn[self.kind].append(out := take(self, *a)) or out)
     objectives = parse_loss({"bound": {}})
-    config = TrainConfig(epochs=1, steps_per_epoch=3, batch_real=6, batch_syn=6, lr=1e-2)
-    last = train_few_shot(_model(objectives), _data(), config, objectives=objectives, partition=PartitionConfig(batch_regions=batch_regions)).metrics
-    assert (len(calls) == 3) == drawn_by_regions and (not calls) != drawn_by_regions
-    assert last.terms["discrepancy"] > 0 and last.terms["robustness"] > 0
+    config = TrainConfig(epochs=2, steps_per_epoch=4, batch_real=3, batch_syn=6, lr=1e-2)
+    train_few_shot(_model(objectives), _data(), config, objectives=objectives, partition=PartitionConfig(),
+                   class_weights=torch.tensor([1.0, 0.5, 0.0]))
+    for kind, n in (("real", 12), ("syn", 24)):
+        steps = torch.stack(drawn[kind])  # (8 steps x batch)
+        for epoch in (steps[:4], steps[4:]):
+            assert sorted(epoch.flatten().tolist()) == list(range(n)), kind
+        assert not torch.equal(steps[:4], steps[4:])  # each pass its own order
+
+
+def test_a_steps_draws_depend_only_on_the_seed_and_the_step():
+    """What makes an epoch-checkpoint resume draw what an uninterrupted run draws."""
+    from raysynth.train.draws import EpochDraws
+
+    walked = EpochDraws(10, seed=3, kind="syn")
+    sequence = [walked.take(step, 4) for step in range(7)]  # 28 draws: passes 0, 1, 2 and part of 3
+    fresh = [EpochDraws(10, seed=3, kind="syn").take(step, 4) for step in range(7)]
+    assert all(torch.equal(a, b) for a, b in zip(sequence, fresh))
+    flat = torch.cat(sequence).tolist()
+    assert all(sorted(flat[k * 10:(k + 1) * 10]) == list(range(10)) for k in range(2))
+    assert not torch.equal(EpochDraws(10, seed=4, kind="syn").take(0, 10), sequence[0].new_tensor(flat[:10]))
+    assert not torch.equal(EpochDraws(10, seed=3, kind="real").take(0, 10), sequence[0].new_tensor(flat[:10]))
 
 
 @pytest.mark.parametrize("loss", [{"ce": {"label_smoothing": 0.1}}, {"bound": {"label_smoothing": 0.1, "lam": 1.0, "lam1": 0.0, "lam2": 0.0}}])

@@ -83,6 +83,19 @@ def test_nested_objective_is_the_mean_over_seeds_with_its_spread():
     assert "val_acc_std" in last.as_dict()
 
 
+def test_the_hue_jitter_is_torchvisions_adjust_hue():
+    """DataDream's ColorJitter shifts hue (0.1); ours, batched per image, equals torchvision's."""
+    from torchvision.transforms.v2 import functional as TF
+
+    from raysynth.data.augment import shift_hue
+
+    x = torch.rand(5, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    shifts = torch.tensor([0.1, -0.1, 0.05, 0.3, -0.45])
+    expected = torch.stack([TF.adjust_hue(image, float(s)) for image, s in zip(x, shifts)])
+    assert torch.allclose(shift_hue(x, shifts), expected, atol=1e-5)
+    assert not torch.allclose(shift_hue(x, shifts), x, atol=1e-2)
+
+
 def test_datadream_augmentation_is_per_image_reproducible_and_trains():
     """train.augment=datadream: every image of a batch gets its own crop, flip, jitter,
     blur...; the same generator seed gives the same batch; the loop trains with it."""
@@ -93,6 +106,10 @@ def test_datadream_augmentation_is_per_image_reproducible_and_trains():
     assert torch.equal(a, datadream_augment(x, torch.Generator().manual_seed(3)))
     assert a.min() >= 0 and a.max() <= 1 and a.shape == x.shape
     assert len({tuple(img.flatten()[:20].tolist()) for img in a}) == 6  # no two copies alike
+    # and the global torch RNG is left alone (RandAugment's own draws are seeded from the generator)
+    state = torch.random.get_rng_state()
+    datadream_augment(x, torch.Generator().manual_seed(4))
+    assert torch.equal(state, torch.random.get_rng_state())
 
     g = torch.Generator().manual_seed(0)
     x, y = _blobs(16, g)
@@ -140,3 +157,45 @@ def test_the_loop_trains_on_mixed_real_images():
     last = train_few_shot(model, data, config).metrics
     assert torch.isfinite(torch.tensor(last.loss)) and any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
 
+
+
+def test_a_fraction_of_steps_mixes_real_and_synthetic_rows_each_among_themselves():
+    """train.mix_p, as the official code: with p = 0.2 about a fifth of the steps are mixed,
+    and a mixed step mixes the real rows among themselves and the synthetic rows among
+    themselves (their soft targets too), never one with the other."""
+    from raysynth.data.augment import mix_step
+
+    g = torch.Generator().manual_seed(0)
+    real, syn = torch.zeros(8, 3, 8, 8), torch.ones(8, 3, 8, 8)  # real black, synthetic white
+    real_t = torch.nn.functional.one_hot(torch.arange(8) % 4, 8).float()
+    syn_t = torch.nn.functional.one_hot(torch.arange(8) % 4 + 4, 8).float()  # classes 4..7
+    mixed = 0
+    for _ in range(1000):
+        r, rt, s, st = mix_step("both", 1.0, 0.2, real, real_t, syn, syn_t, g)
+        if rt is None:
+            assert s is None and st is None and r is real
+            continue
+        mixed += 1
+        assert torch.all(r == 0) and torch.all(s == 1)  # never real with synthetic
+        assert torch.allclose(st.sum(1), torch.ones(8)) and torch.all(st[:, :4] == 0) and torch.all(rt[:, 4:] == 0)
+    assert 150 <= mixed <= 250
+    r, rt, s, st = mix_step("mixup", 1.0, 1.0, real, real_t, None, None, g)
+    assert rt is not None and s is None  # train.mix_synthetic: false mixes the real rows only
+    assert mix_step("none", 1.0, 1.0, real, real_t, syn, syn_t, g)[1] is None
+
+
+def test_an_epoch_can_be_a_pass_over_the_pool():
+    """train.steps_per_epoch: 'pass' is one pass over the synthetic pool (the papers' epoch)."""
+    from raysynth.train.loop import epoch_steps
+
+    g = torch.Generator().manual_seed(0)
+    x, y = _blobs(10, g)
+    sx, sy = _blobs(37, g)
+    with_pool = TrainData(x, y, x, y, 2, sx, torch.nn.functional.one_hot(sy, 2).float(), sy)
+    config = TrainConfig(epochs=2, steps_per_epoch="pass", batch_real=4, batch_syn=8, lr=1e-2)
+    assert epoch_steps(config, with_pool) == 5  # ceil(37 / 8)
+    assert epoch_steps(config, TrainData(x, y, x, y, 2)) == 3  # ceil(10 / 4): the real shots
+    assert epoch_steps(TrainConfig(steps_per_epoch=7), with_pool) == 7
+    drawn = []
+    train_few_shot(_Tiny(), with_pool, config, on_epoch_end=lambda m, s: drawn.append(m.epoch))
+    assert drawn == [1, 2]
