@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,60 @@ class FinalResult:
 
 
 @dataclass
+class WeightEffect:
+    """What the finished trials say about one class's weight: ``effect`` is the change in
+    validation accuracy from w_c = 0 to w_c = 1 (the other weights held), ``se`` its
+    standard error; ``identified`` when the effect is at least ``IDENTIFIED_Z`` standard
+    errors from zero, i.e. the search could tell whether the class's pool helps."""
+
+    effect: float
+    se: float
+    identified: bool
+
+
+# |effect| >= 2 standard errors: the search learned something about the weight
+IDENTIFIED_Z = 2.0
+RIDGE = 1e-2  # on standardised weights: keeps the fit defined when trials cluster
+
+
+def weight_effects(results, epochs: int, classes: list[str], space: Space, context=None) -> dict[str, WeightEffect]:
+    """A ridge fit of validation accuracy on the per-class weights over the finished
+    trials, with the coefficients' standard errors (the sandwich form of ridge's
+    covariance). Empty when there are fewer trials than classes + 3: too few to say."""
+    import numpy as np
+
+    full = _full(results, epochs)
+    rows = [(space.class_weights(r.config, classes, context), float(r.metrics["val_acc"])) for r in full]
+    rows = [(w, y) for w, y in rows if w is not None]
+    n, c = len(rows), len(classes)
+    if n < c + 3:
+        return {}
+    w = np.array([w for w, _ in rows], dtype=np.float64)
+    y = np.array([y for _, y in rows], dtype=np.float64)
+    scale = w.std(0)
+    varied = scale > 1e-9
+    z = np.zeros_like(w)
+    z[:, varied] = (w[:, varied] - w[:, varied].mean(0)) / scale[varied]
+    x = np.column_stack([np.ones(n), z])
+    penalty = RIDGE * n * np.eye(c + 1)
+    penalty[0, 0] = 0.0  # the intercept is not shrunk
+    inverse = np.linalg.inv(x.T @ x + penalty)
+    beta = inverse @ x.T @ y
+    residual = y - x @ beta
+    dof = max(n - c - 1, 1)
+    sigma2 = float(residual @ residual) / dof
+    cov = sigma2 * inverse @ (x.T @ x) @ inverse
+    out = {}
+    for i, name in enumerate(classes):
+        if not varied[i]:  # a weight the search never moved says nothing
+            out[name] = WeightEffect(0.0, float("inf"), False)
+            continue
+        effect, se = beta[i + 1] / scale[i], float(np.sqrt(max(cov[i + 1, i + 1], 0.0))) / scale[i]
+        out[name] = WeightEffect(float(effect), se, bool(abs(effect) >= IDENTIFIED_Z * se and se > 0))
+    return out
+
+
+@dataclass
 class SearchSummary:
     parent_run_id: str
     best_params: dict[str, Any]
@@ -50,6 +105,7 @@ class SearchSummary:
     finals: list[FinalResult] = field(default_factory=list)
     model_uri: str | None = None  # the best config's classifier as an MLflow model
     top_weights: dict[str, float] = field(default_factory=dict)
+    effects: dict[str, WeightEffect] = field(default_factory=dict)
     best_weights: list[float] | None = None
     trials: int = 0
     seconds: float = 0.0
@@ -64,6 +120,9 @@ class SearchSummary:
                 out["model_test_acc"] = f.model_test_acc  # the logged model's own (first seed)
         out.update({f"best_w/{c}": w for c, w in zip(self.classes, self.best_weights or [])})
         out.update({f"top_quartile_w/{c}": w for c, w in self.top_weights.items()})
+        for c, e in self.effects.items():
+            out[f"weight_effect/{c}"] = e.effect
+            out[f"weight_identified/{c}"] = float(e.identified)
         return out
 
 
@@ -109,12 +168,13 @@ def format_summary(summary: SearchSummary) -> str:
     if others:
         lines.append("best config: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in others.items()))
     if summary.best_weights is not None:
-        lines.append("learned per-class weights of the synthetic data (best trial; mean of the top quarter of trials):")
+        lines.append("learned per-class weights of the synthetic data (best trial; mean of the top quarter of trials;")
+        lines.append("  effect: validation accuracy from w=0 to w=1 over the finished trials, ± its standard error):")
         for c, w in zip(summary.classes, summary.best_weights):
             q = summary.quality.get(c, "faithful")
             top = summary.top_weights.get(c)
             top_s = f"  top-quarter mean {top:.3f}" if top is not None else ""
-            lines.append(f"  {c:>10s}  w={w:.3f}{top_s}  ({q})")
+            lines.append(f"  {c:>10s}  w={w:.3f}{top_s}  {_effect_text(summary.effects.get(c))}  ({q})")
     lines.append("test accuracy, mean ± std over seeds (retrained with Ray Train after the search, test split touched once):")
     for f in summary.finals:
         lines.append(f"  {f.label:<14s} {f.test_acc:.4f} ± {f.test_acc_std:.4f}")
@@ -123,6 +183,15 @@ def format_summary(summary: SearchSummary) -> str:
         acc = f", test accuracy {best.model_test_acc:.4f}" if best is not None and best.model_test_acc is not None else ""
         lines.append(f"model (best config, first seed{acc}): {summary.model_uri}  ->  raysynth predict --model-uri {summary.model_uri} IMAGES...")
     return "\n".join(lines)
+
+
+def _effect_text(effect: WeightEffect | None) -> str:
+    if effect is None:
+        return "effect: too few trials to say"
+    if not math.isfinite(effect.se):
+        return "not identified (never varied)"
+    verdict = "identified" if effect.identified else "not identified"
+    return f"effect {effect.effect:+.3f} ± {effect.se:.3f}, {verdict}"
 
 
 def search_story(summary: SearchSummary, results, config: Config, best_config: Config, context, title: str) -> SearchStory:

@@ -19,7 +19,14 @@ from raysynth.prepare import on_cluster, prepare
 from raysynth.search.finals import run_finals
 from raysynth.search.options import CONFIG_RECORD, PARENT_RECORD, SearchOptions
 from raysynth.search.preflight import config_record, preflight
-from raysynth.search.results import SearchSummary, best_trial, parameter_importances, search_story, top_quartile_weights
+from raysynth.search.results import (
+    SearchSummary,
+    best_trial,
+    parameter_importances,
+    search_story,
+    top_quartile_weights,
+    weight_effects,
+)
 from raysynth.search.space import apply_params, clusters_in, parse_space, strengths_in
 from raysynth.search.tuner import build_tuner
 from raysynth.search.warm_start import earlier_trials
@@ -89,6 +96,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         summary = SearchSummary(parent.run_id, params, val_acc, split.classes, config.pool.quality, trials=n_trials)
         summary.best_weights = weights
         summary.top_weights = top_quartile_weights(results, config.train.epochs, split.classes, space, context)
+        summary.effects = weight_effects(results, config.train.epochs, split.classes, space, context)
         log.info("best trial: val_acc %.4f params %s", val_acc, flatten_params(params))
         audit_event("search_finished", search=options.name)  # from here on the test split may be read
         # 7. finals: the winner and two baselines retrained, tested once

@@ -88,3 +88,39 @@ def test_tie_keeps_lambda2_at_ten_lambda1():
 def test_weight_and_tie_mistakes_name_the_field(entry, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(").replace("[", r"\[")):
         _config(f"search.space.{entry}")
+
+
+class _Trial:
+    """What a finished Ray Tune trial gives weight_effects: its config and last metrics."""
+
+    def __init__(self, weights, val_acc, epochs=2):
+        self.config, self.metrics, self.error = {"w": dict(zip(CLASSES, weights))}, {"val_acc": val_acc, "epoch": epochs}, None
+
+
+def test_the_summary_says_which_weights_the_search_identified():
+    """Validation accuracy that rises with five's weight and falls with eight's, and does not
+    depend on the other three: five and eight are identified (with the right signs), the
+    rest are 'not identified', in the summary and the parent run's metrics."""
+    from raysynth.search.results import SearchSummary, format_summary, weight_effects
+
+    config = _config("search.space.class_weights={type: per_class, low: 0.0, high: 1.0}")
+    space = parse_space(config.search.space, config)
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(32, 5, generator=g)
+    acc = 0.8 + 0.06 * w[:, 0] - 0.08 * w[:, 3] + 0.01 * torch.randn(32, generator=g)
+    trials = [_Trial(row.tolist(), float(a)) for row, a in zip(w, acc)]
+    trials.append(_Trial([1.0] * 5, 0.99, epochs=1))  # stopped early (ASHA): not counted
+    effects = weight_effects(trials, 2, CLASSES, space)
+    assert effects["five"].identified and effects["five"].effect == pytest.approx(0.06, abs=0.02)
+    assert effects["eight"].identified and effects["eight"].effect == pytest.approx(-0.08, abs=0.02)
+    assert not any(effects[c].identified for c in ("six", "seven", "nine"))
+    summary = SearchSummary("run", {"w": dict(zip(CLASSES, [1.0, 0.5, 0.5, 0.0, 0.5]))}, 0.9, CLASSES, {}, trials=32)
+    summary.best_weights, summary.effects = [1.0, 0.5, 0.5, 0.0, 0.5], effects
+    text = format_summary(summary)
+    assert sum("not identified" in line for line in text.splitlines()) == 3
+    eight = next(line for line in text.splitlines() if line.strip().startswith("eight"))
+    assert f"effect {effects['eight'].effect:+.3f}" in eight and eight.endswith("identified  (faithful)") and "not" not in eight
+    metrics = summary.metrics()
+    assert metrics["weight_identified/five"] == 1.0 and metrics["weight_identified/six"] == 0.0
+    assert metrics["weight_effect/eight"] < 0
+    assert weight_effects(trials[:6], 2, CLASSES, space) == {}  # fewer trials than classes + 3: too few to say
