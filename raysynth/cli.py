@@ -214,8 +214,8 @@ def cmd_generate(args) -> int:
     from raysynth.cluster import Capacity, connect_ray, with_resolved_resources
     from raysynth.data import cached_split
     from raysynth.pool import PoolStore
-    from raysynth.pool.pipeline import generate_pools, pool_options
-    from raysynth.search.space import parse_space, strengths_in
+    from raysynth.pool.pipeline import generate_variants, pool_options
+    from raysynth.search.space import parse_space, pool_variants
 
     config = _config_from_args(args)
     setup_logging(verbose=args.verbose)
@@ -223,9 +223,9 @@ def cmd_generate(args) -> int:
     capacity = Capacity.read()
     config = with_resolved_resources(config, capacity)  # `gpu: auto`, and resources.fake_gpus for the actors
     split = cached_split(config)
-    strengths = strengths_in(parse_space(config.search.space, config), config)
-    for s, (key, made) in generate_pools(split, config.pool, strengths, **pool_options(config, capacity.autoscales)).items():
-        print(f"strength {s}: {'generated' if made else 'cached'} {PoolStore().path(key)}")
+    pools = pool_variants(parse_space(config.search.space, config), config)
+    for label, (key, made) in generate_variants(split, pools, **pool_options(config, capacity.autoscales)).items():
+        print(f"strength {label}: {'generated' if made else 'cached'} {PoolStore().path(key)}")
     return 0
 
 

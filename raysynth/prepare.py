@@ -27,12 +27,12 @@ import torch
 import torch.nn.functional as F
 
 from raysynth.cluster import ray_options, resources_of, wait_for_resources, work_device
-from raysynth.config import Config
+from raysynth.config import Config, PoolConfig
 from raysynth.data import cached_split
 from raysynth.home import adopt_home, home_env, published
 from raysynth.losses import kmeans_partition, parse_loss
 from raysynth.losses.bound import pairwise_distance
-from raysynth.pool.pipeline import generate_pools, pool_options
+from raysynth.pool.pipeline import generate_variants, pool_options
 from raysynth.train.data import train_data
 from raysynth.train.evaluate import encode
 from raysynth.train.model import build_model
@@ -46,37 +46,35 @@ class Prepared:
     """What the driver made sure exists before the first trial."""
 
     backbone_path: str | None  # raysynth's own pretrained backbone (None: model.pretrained)
-    pool_keys: dict[float, str]  # strength -> pool key
+    pool_keys: dict[str, str]  # pool label (its strength or strength set) -> pool key
     generated: int  # pools generated now (0 on a warm cache)
 
 
-def prepare(config: Config, strengths: list[float] | None = None, clusters: list[float] | None = None,
+def prepare(config: Config, pools: list[PoolConfig] | None = None, clusters: list[float] | None = None,
             elastic: bool = False) -> Prepared:
     """Pretrain the backbone, generate the pools and compute the k-means partitions the
     search can ask for (each cached; a warm cache makes this a few file checks). The
     heavy steps run as Ray tasks with ``resources.prepare`` (:func:`on_cluster`).
-    ``elastic``: the cluster's autoscaler adds nodes, so generation starts with its
-    first actor and grows (:func:`raysynth.pool.pipeline.generate_pools`)."""
+    ``pools``: the pool variants trials may ask for (default: the config's own; see
+    :func:`raysynth.search.space.pool_variants`). ``elastic``: the cluster's autoscaler
+    adds nodes, so generation starts with its first actor and grows
+    (:func:`raysynth.pool.pipeline.generate_pools`)."""
     split = cached_split(config)
-    strengths = strengths or [config.pool.strength]
+    pools = pools or [config.pool]
     # 1. backbone
     backbone = None
     if not config.model.pretrained:
         path = pretrained_path(split, config.model)
         backbone = str(path) if published(path) else on_cluster(config, _pretrain, config)
-    # 2. pools: every strength in one generation run (the actors start once)
-    pools = generate_pools(split, config.pool, strengths, **pool_options(config, elastic))
-    keys = {s: key for s, (key, _) in pools.items()}
-    generated = sum(made for _, made in pools.values())
+    # 2. pools: one generation run per strength set (its strengths share the actors)
+    made = generate_variants(split, pools, **pool_options(config, elastic))
+    keys = {label: key for label, (key, _) in made.items()}
+    generated = sum(now for _, now in made.values())
     # 3. partitions: loading a trial's data computes and caches its partition when missing
     if any(o.needs_partitions for o in parse_loss(config.loss)) and config.partition.method == "static":
         trials = [
-            dataclasses.replace(
-                config,
-                pool=dataclasses.replace(config.pool, strength=s),
-                partition=dataclasses.replace(config.partition, clusters_per_class=m),
-            )
-            for s in strengths
+            dataclasses.replace(config, pool=pool, partition=dataclasses.replace(config.partition, clusters_per_class=m))
+            for pool in pools
             for m in clusters or [config.partition.clusters_per_class]
         ]
         on_cluster(config, _partitions, trials)
@@ -143,9 +141,30 @@ class WeightContext:
     quality: list[float] = field(default_factory=list)  # q_c per class (classes order)
     discrepancy: list[float] = field(default_factory=list)  # d_c per class
     groups: list[int] = field(default_factory=list)  # group of each class (grouped weighting)
+    # a search over pools (pool.strength or pool.strengths searched): each pool's own
+    # measurement, keyed by the searched dimension's value (``pool_value``)
+    pool_param: str = ""
+    by_pool: dict[str, "WeightContext"] = field(default_factory=dict)
+
+    def for_params(self, params: dict[str, Any]) -> "WeightContext":
+        """The measurement of the pool a trial's params select (this one without pools)."""
+        if not self.by_pool:
+            return self
+        return self.by_pool[pool_value(params[self.pool_param])]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"quality": self.quality, "discrepancy": self.discrepancy, "groups": self.groups}
+        return {"quality": self.quality, "discrepancy": self.discrepancy, "groups": self.groups,
+                "pool_param": self.pool_param, "by_pool": {k: v.to_dict() for k, v in self.by_pool.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "WeightContext":
+        by_pool = {k: cls.from_dict(v) for k, v in data.get("by_pool", {}).items()}
+        return cls(data["quality"], data["discrepancy"], data["groups"], data.get("pool_param", ""), by_pool)
+
+
+def pool_value(value: Any) -> str:
+    """A searched pool dimension's value as a key: a strength or a strength set's name."""
+    return value if isinstance(value, str) else f"{float(value):g}"
 
 
 def measure_class_quality(config: Config, groups: int = 0, by: str = "quality") -> WeightContext:

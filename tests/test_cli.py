@@ -28,6 +28,8 @@ from raysynth.cli import main
         (["--set", "partition.clusters_per_class=0"], "partition.clusters_per_class: must be > 0"),
         (["--set", "train.steps_per_epoch=once"], "train.steps_per_epoch: must be an integer >= 1 or 'pass', got 'once'"),
         (["--set", "train.mix_p=1.5"], "train.mix_p: must be in [0, 1], got 1.5"),
+        (["--set", "search.space.pool.strengths={type: choice, values: [nope]}"],
+         "search.space.pool.strengths.values[0]: 'nope' is not a name in pool.strength_sets (known: none)"),
         (["--resume", "--name", "s1"], "--resume: no search named 's1'"),
         (["--resume", "yes please", "--name", "s1"], "--resume: takes no value or 'auto', got 'yes please'"),
         (["--resume", "auto"], "--resume auto needs --name of the search to resume"),

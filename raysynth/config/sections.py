@@ -79,6 +79,11 @@ class PoolConfig:
     strengths: list[float] = _help(
         "Diff-Mix's randomised strength: each image's s drawn from this set (e.g. [0.5, 0.7, "
         "0.9]), its soft label from its own s; empty: every image uses `strength`.", factory=list)
+    strength_sets: dict[str, list[float]] = _help(
+        "Named strength sets a search can choose between: search.space.pool.strengths: "
+        "{type: choice, values: [<name>, ...]} gives each trial the pool whose images draw "
+        "their strengths from the named set (a one-value set is a fixed strength), e.g. "
+        "{diffmix: [0.5, 0.7, 0.9], strong: [0.9]}.", factory=dict)
     gamma: float = _help("Diff-Mix label non-linearity: target class gets s**gamma.", 0.5, gt=0.0)
     quality: dict[str, str] = _help(
         "Per-class quality control (UniCon protocol): class name -> 'faithful', "

@@ -26,6 +26,12 @@ def check(pool: PoolConfig) -> None:
     for i, s in enumerate(pool.strengths):
         if not (isinstance(s, (int, float)) and 0.0 < s <= 1.0):
             raise ConfigError(f"pool.strengths[{i}]: must be in (0, 1], got {s!r}")
+    for name, values in pool.strength_sets.items():
+        if not values:
+            raise ConfigError(f"pool.strength_sets.{name}: an empty set")
+        for i, s in enumerate(values):
+            if not (isinstance(s, (int, float)) and 0.0 < s <= 1.0):
+                raise ConfigError(f"pool.strength_sets.{name}[{i}]: must be in (0, 1], got {s!r}")
 
 
 __all__ = ["Pool", "PoolStore", "check", "pool_key"]

@@ -43,7 +43,7 @@ from raysynth.generators.quality import quality_controlled_shots
 from raysynth.home import adopt_home, fingerprint, home_env, publish, published, remote_twin
 from raysynth.logs import setup_logging
 from raysynth.pool.shards import GenerateShards, ShardWork, finished_shards, plan_pool, shard_name, to_uint8
-from raysynth.pool.store import PoolStore, pool_key
+from raysynth.pool.store import PoolStore, pool_key, pool_label
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +227,20 @@ def generate_pools(
     n = sum(int(job.plan["shard"].isin(job.todo).sum()) for job in jobs)
     log.info("pools %s: %d images generated in %.1f s (%.1f images/s)", [j.key for j in jobs], n, seconds, n / max(seconds, 1e-9))
     return result
+
+
+def generate_variants(split: FewShotSplit, pools: list[PoolConfig], **options) -> dict[str, tuple[str, bool]]:
+    """:func:`generate_pools` for pool variants (see raysynth.search.space.pool_variants):
+    the strengths of one strength set in one generation run, each set a run of its own.
+    Returns pool label (:func:`raysynth.pool.store.pool_label`) -> (key, generated)."""
+    by_set: dict[tuple, list[PoolConfig]] = {}
+    for pool in pools:
+        by_set.setdefault(tuple(pool.strengths), []).append(pool)
+    out = {}
+    for variants in by_set.values():
+        made = generate_pools(split, variants[0], [v.strength for v in variants], **options)
+        out.update({pool_label(v): made[v.strength] for v in variants})
+    return out
 
 
 def _bundle(resources: dict[str, float]) -> dict[str, float]:

@@ -36,6 +36,13 @@ from raysynth.storage import exists, join, read_parquet, tree_bytes, upload, wri
 SHARDS = "shards"  # inside a pool's directory: the actors' shards (<name>.npy + <name>.parquet)
 
 
+def pool_label(pool: PoolConfig) -> str:
+    """A pool variant as people read it: its strength, or its per-image strength set."""
+    if pool.strengths:
+        return "{" + ", ".join(f"{s:g}" for s in sorted(pool.strengths)) + "}"
+    return f"{pool.strength:g}"
+
+
 def pool_key(split_fingerprint: str, config: PoolConfig, strength: float | None = None) -> str:
     return fingerprint(
         "pool-v2",

@@ -30,7 +30,7 @@ def run_trial(
 
     adopt_home(home)  # the driver's RAYSYNTH_HOME, whatever the environment of the cluster's workers
     base_config = from_dict(Config, base)
-    context = WeightContext(**weight_context) if weight_context else None
+    context = WeightContext.from_dict(weight_context) if weight_context else None
     config, weights = apply_params(base_config, params, cached_split(base_config).classes, context)
     every = config.search.checkpoint_every
     where = placement()  # node and GPU ids of the trial (MLflow tags, placement tests)

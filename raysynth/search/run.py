@@ -27,7 +27,7 @@ from raysynth.search.results import (
     top_quartile_weights,
     weight_effects,
 )
-from raysynth.search.space import apply_params, clusters_in, parse_space, strengths_in
+from raysynth.search.space import apply_params, clusters_in, measure_weight_context, parse_space, pool_variants
 from raysynth.search.tuner import build_tuner
 from raysynth.search.warm_start import earlier_trials
 from raysynth.storage import join, write_text
@@ -72,9 +72,11 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     write_text(join(options.directory, CONFIG_RECORD), config_record(given, options))
     try:
         # 4. what every trial shares, made once: backbone, pools, partitions, class quality
-        prepared = prepare(config, strengths_in(space, config), clusters_in(space, config), elastic=capacity.autoscales)
+        prepared = prepare(config, pool_variants(space, config), clusters_in(space, config), elastic=capacity.autoscales)
         log.info("prepared: backbone %s, pools %s (%d generated now)", prepared.backbone_path, prepared.pool_keys, prepared.generated)
-        context = on_cluster(config, space.weights.measure, config) if space.weights is not None and space.weights.measures else None
+        context = None
+        if space.weights is not None and space.weights.measures:  # on every pool a trial may train on
+            context = measure_weight_context(space, config, lambda c: on_cluster(c, space.weights.measure, c))
     except BaseException:
         parent.finish(ok=False)
         raise

@@ -25,7 +25,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from raysynth.config import Config, ConfigError, check_rules, coerce, from_dict
+from raysynth.config import Config, ConfigError, PoolConfig, check_rules, coerce, from_dict
 from raysynth.losses import OBJECTIVES
 from raysynth.search.weightings import WEIGHTS_KEY, Weighting, parse_weighting, weight_param_keys
 from raysynth.search.weightings.base import number as _number
@@ -39,6 +39,8 @@ TUNE_DOMAINS = {
     "fixed": lambda d, tune: d.values[0],
 }
 KINDS = (*TUNE_DOMAINS, "tie")
+# pool.strengths is searched over names in pool.strength_sets (a trial resolves its name)
+SETS_DIMENSION = "pool.strengths"
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,9 @@ class Space:
 
     def class_weights(self, params: dict[str, Any], classes: list[str], context=None) -> list[float] | None:
         """A trial's per-class weights in ``classes`` order (None: no weights searched)."""
-        return self.weights.weights(params, classes, context) if self.weights is not None else None
+        if self.weights is None:
+            return None
+        return self.weights.weights(params, classes, context.for_params(params) if context is not None else None)
 
 
 def _objective_field(dotted: str, config: Config | None) -> tuple[Any, Any]:
@@ -128,6 +132,8 @@ def parse_space(raw: dict[str, Any], config: Config | None = None) -> Space:
         if extra:
             raise ConfigError(f"{where}: unknown key '{sorted(extra)[0]}'")
         _field(name, config)
+        if name == SETS_DIMENSION and kind != "choice":
+            raise ConfigError(f"{where}.type: pool.strengths is searched as a 'choice' of pool.strength_sets names")
         if kind not in KINDS:
             raise ConfigError(f"{where}.type: expected one of {', '.join(KINDS)}, got '{kind}'")
         if kind in ("uniform", "loguniform", "int"):
@@ -144,6 +150,17 @@ def parse_space(raw: dict[str, Any], config: Config | None = None) -> Space:
                 raise ConfigError(f"{where}.to: expected the dotted name of the field this one follows")
             _field(to, config)
             dims.append(Dimension(name, kind, values=(to, _number(spec, "factor", where))))
+        elif kind == "choice" and name == SETS_DIMENSION:
+            values = spec.get("values")
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{where}.values: expected a non-empty list of pool.strength_sets names")
+            known = config.pool.strength_sets if config is not None else None
+            for i, v in enumerate(values):
+                if not isinstance(v, str) or (known is not None and v not in known):
+                    raise ConfigError(
+                        f"{where}.values[{i}]: '{v}' is not a name in pool.strength_sets "
+                        f"(known: {', '.join(sorted(known)) if known else 'none'})")
+            dims.append(Dimension(name, kind, values=tuple(values)))
         elif kind == "choice":
             values = spec.get("values")
             if not isinstance(values, list) or not values:
@@ -162,16 +179,41 @@ def parse_space(raw: dict[str, Any], config: Config | None = None) -> Space:
     return Space(tuple(dims), weights)
 
 
-def strengths_in(space: Space, config: Config) -> list[float]:
-    """Every pool strength a trial may ask for (pools are generated before the search)."""
-    for d in space.dimensions:
-        if d.name == "pool.strength" and config.pool.strengths:
-            raise ConfigError("search.space.pool.strength: pool.strengths draws every image's strength; search one or the other")
-        if d.name == "pool.strength":
-            if d.kind in ("choice", "fixed"):
-                return sorted({float(v) for v in d.values})
+def pool_variants(space: Space, config: Config) -> list[PoolConfig]:
+    """Every pool a trial may ask for (pools are generated before the search): one per
+    searched strength, or one per searched strength set (pool.strength_sets), or the
+    config's own."""
+    names = {d.name: d for d in space.dimensions}
+    strength, sets = names.get("pool.strength"), names.get(SETS_DIMENSION)
+    if strength is not None and (config.pool.strengths or sets is not None):
+        raise ConfigError(
+            "search.space.pool.strength: pool.strengths draws every image's strength; to search strengths beside "
+            "sets, name them in pool.strength_sets (a one-value set is a fixed strength) and search pool.strengths")
+    if strength is not None:
+        if strength.kind not in ("choice", "fixed"):
             raise ConfigError("search.space.pool.strength: must be a 'choice' (each value is a pre-generated pool)")
-    return [config.pool.strength]
+        return [dataclasses.replace(config.pool, strength=float(v)) for v in sorted({float(v) for v in strength.values})]
+    if sets is not None:
+        return [dataclasses.replace(config.pool, strengths=list(config.pool.strength_sets[v])) for v in dict.fromkeys(sets.values)]
+    return [config.pool]
+
+
+def measure_weight_context(space: Space, config: Config, measure) -> Any:
+    """The per-class quality (and groups) the weighting needs, measured on every pool a
+    trial may train on: ``measure(config)`` (run by the caller's ``measure``, e.g. as a
+    Ray task) once per pool variant. With one pool, its measurement; with several, the
+    first pool's, carrying each pool's own under the searched value (WeightContext.by_pool)."""
+    pools = pool_variants(space, config)
+    names = {d.name: d for d in space.dimensions}
+    param = SETS_DIMENSION if SETS_DIMENSION in names else "pool.strength" if "pool.strength" in names else ""
+    if not param or len(pools) == 1:
+        return measure(dataclasses.replace(config, pool=pools[0]))
+    from raysynth.prepare import pool_value
+
+    values = names[param].values if param == SETS_DIMENSION else sorted({float(v) for v in names[param].values})
+    by_pool = {pool_value(v): measure(dataclasses.replace(config, pool=pool)) for v, pool in zip(dict.fromkeys(values), pools)}
+    first = next(iter(by_pool.values()))
+    return dataclasses.replace(first, pool_param=param, by_pool=by_pool)
 
 
 def clusters_in(space: Space, config: Config) -> list[float]:
@@ -211,7 +253,9 @@ def apply_params(
         node[parts[-1]] = value
 
     for key, value in params.items():
-        if key not in weight_param_keys():
+        if key == SETS_DIMENSION and isinstance(value, str):  # a name in pool.strength_sets
+            put(key, list(config.pool.strength_sets[value]))
+        elif key not in weight_param_keys():
             put(key, value)
     space = parse_space(config.search.space) if config.search.space else Space((), None)
     for d in space.dimensions:
