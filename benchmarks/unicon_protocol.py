@@ -39,14 +39,6 @@ REPO = Path(__file__).resolve().parents[1]
 SPACE = REPO / "search_spaces" / "digits-unicon.yaml"
 
 
-def oracle_weights(classes: list[str], quality: dict[str, str]) -> list[float]:
-    """Each class's quality as its weight: the share of its own images in what the
-    generator learned it from (faithful 1, counter 0, morph:rho rho)."""
-    from raysynth.generators.quality import parse_quality
-
-    return [parse_quality(quality.get(c, "faithful"))[1] for c in classes]
-
-
 def fmt(xs: list[float], scale: float = 100.0, digits: int = 1) -> str:
     sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
     return f"{scale * statistics.mean(xs):.{digits}f} ± {scale * sd:.{digits}f}"
@@ -79,6 +71,7 @@ def main() -> int:
     from raysynth.home import raysynth_home
     from raysynth.prepare import prepare
     from raysynth.search.options import SearchOptions
+    from raysynth.reproduce import oracle_weights
     from raysynth.search.run import run_search
     from raysynth.validate import load_config
 

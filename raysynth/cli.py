@@ -1,4 +1,4 @@
-"""The ``raysynth`` command: search | pretrain | generate | finetune-generator | leaderboard | ui | dashboard.
+"""The ``raysynth`` command: search | pretrain | generate | finetune-generator | leaderboard | ui | dashboard | predict | reproduce.
 
 Exit codes: 0 success; 2 bad input (one line on stderr, nothing started or written);
 1 anything else.
@@ -135,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders (their images, recursively)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--tracking-uri", help="MLflow store the URI refers to (default sqlite:///$RAYSYNTH_HOME/mlflow.db)")
+
+    p = sub.add_parser("reproduce", help="one published table: the paper's protocol, its numbers beside this run's")
+    p.add_argument("table", nargs="?", help="a table (see --list), e.g. unicon-mnist, icml25-flowers-16shot")
+    p.add_argument("--list", action="store_true", help="the tables, with their sources")
+    p.add_argument("--data-root", help="where the real dataset lives (the real-data tables)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--seeds", type=int, default=3, help="train seeds of every row (default 3)")
+    p.add_argument("--verbose", action="store_true")
 
     p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for the project's store")
     p.add_argument("--port", type=int, default=5000)
@@ -351,6 +359,33 @@ def cmd_ui(args) -> int:
     return subprocess.call(ui_command(args, uri))
 
 
+def cmd_reproduce(args) -> int:
+    from raysynth.cluster import connect_ray
+    from raysynth.reproduce import PROTOCOLS, format_reproduction, protocol, protocol_config, reproduce
+    from raysynth.tracking import default_tracking_uri
+
+    if args.list:
+        for name, p in sorted(PROTOCOLS.items()):
+            print(f"{name:<26s} {p.source}")
+        return 0
+    if not args.table:
+        raise ConfigError(f"reproduce: name a table ({', '.join(sorted(PROTOCOLS))}) or pass --list")
+    p = protocol(args.table)
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds: must be >= 1, got {args.seeds}")
+    if p.needs_data and not args.data_root:
+        raise ConfigError(f"reproduce {p.name}: needs --data-root (its dataset, {p.space.removesuffix('.yaml')}, in the official layout)")
+    overrides = [*([f"data.root={args.data_root}"] if args.data_root else []), *(args.set or [])]
+    space_dir = Path(str(_space_path(argparse.Namespace(space=None, dataset=p.space.removesuffix(".yaml"))))).parent
+    for row in p.rows:  # every row's config is valid before anything starts
+        protocol_config(p, space_dir, overrides, row, args.seeds)
+    setup_logging(verbose=args.verbose)
+    connect_ray()
+    result = reproduce(p, space_dir, overrides, args.seeds, join(home_location(), "tune"), default_tracking_uri())
+    print(format_reproduction(result))
+    return 0
+
+
 COMMANDS = {
     "search": cmd_search,
     "pretrain": cmd_pretrain,
@@ -360,6 +395,7 @@ COMMANDS = {
     "ui": cmd_ui,
     "predict": cmd_predict,
     "dashboard": cmd_dashboard,
+    "reproduce": cmd_reproduce,
 }
 
 
