@@ -1,7 +1,6 @@
 """The mission's joint search: per-class (grouped) weights, lambda1 (lambda2 tied), K, Diff-Mix
 strength (named strength sets) and gamma in one space (search_spaces/digits-joint.yaml)."""
 
-import pytest
 from conftest import REPO, tiny_overrides
 from mlflow.tracking import MlflowClient
 
