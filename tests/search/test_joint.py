@@ -56,7 +56,7 @@ def test_the_joint_search_runs_end_to_end_on_the_embedded_task(ray_session, tmp_
     trials = [r.data.params for r in runs if r.data.tags.get(KIND_TAG) == "trial"]
     assert len(trials) == 4
     for p in trials:
-        assert p["pool.strengths"] in ("diffmix", "strong") and float(p["loss.bound.lam2"]) == 10 * float(p["loss.bound.lam1"])
+        assert p["pool.strengths"] in ("diffmix", "strong") and float(p["loss.bound.lam1"]) in (0.1, 2.0, 20.0, 50.0)
         assert {"partition.clusters_per_class", "pool.gamma", "w_group/g0", "w_group/g2"} <= set(p)
     assert {"pool.strengths", "pool.gamma", "loss.bound.lam1", "partition.clusters_per_class"} <= set(summary.best_params)
     assert len(summary.best_weights) == 5 and all(0.0 <= w <= 1.0 for w in summary.best_weights)
