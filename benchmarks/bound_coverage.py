@@ -16,14 +16,14 @@ Two settings:
 
 * **CUB scale** (simulated regions): 200 classes, K = 400, 16 real shots and 500
   synthetic images per class (64 for the lightweight variant, as the paper's),
-  batches of 32 + 32 (search_spaces/cub.yaml). Each image lies in one of its class's two
+  batches of 64 + 64 (search_spaces/cub.yaml: the official pooled batch of 128). Each image lies in one of its class's two
   regions with probability 0.8, else in any region — roughly what k-means on CLIP
   features gives for well-separated classes.
 * **The embedded task** (real regions): search_spaces/digits.yaml with the bound loss,
   its real k-means partitions of the real shots and the generated pool (made, or read
   from the cache, in a temporary RAYSYNTH_HOME unless one is set).
 
-    python benchmarks/bound_coverage.py [--steps 3200]
+    python benchmarks/bound_coverage.py [--steps 1600]
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def coverage(real_part, syn_part, syn_class, batch_real, batch_syn, steps, seed=
 
 def lambda_grid_ratios(lam=4.0, grid=(0.1, 2.0, 20.0, 50.0), batches=20, seed=0) -> list[tuple[float, float, float]]:
     """(λ1, pool-normalised regulariser / λ·CE_real, batch-normalised / λ·CE_real) at CUB
-    scale, averaged over ``batches`` batches of 32 + 32 drawn as training draws."""
+    scale, averaged over ``batches`` batches of 64 + 64 drawn as training draws."""
     g = torch.Generator().manual_seed(seed)
     classes, pool = 200, 200 * 500
     real_part, syn_part = cub_like_regions()
@@ -81,7 +81,7 @@ def lambda_grid_ratios(lam=4.0, grid=(0.1, 2.0, 20.0, 50.0), batches=20, seed=0)
     real_draws, syn_draws = EpochDraws(len(real_part), seed, "real"), EpochDraws(len(syn_part), seed, "syn")
     sums = {(lam1, norm): 0.0 for lam1 in grid for norm in ("pool", "batch")}
     for step in range(batches):
-        idx, sidx = real_draws.take(step, 32), syn_draws.take(step, 32)
+        idx, sidx = real_draws.take(step, 64), syn_draws.take(step, 64)
         logits = [3.0 * torch.nn.functional.one_hot(y, classes) + torch.randn(len(y), classes, generator=g)
                   for y in (real_y[idx], syn_y[sidx])]
         for norm in ("pool", "batch"):
@@ -123,16 +123,16 @@ def embedded_regions():
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3200, help="steps per setting (CUB: 3125 make one pass)")
+    parser.add_argument("--steps", type=int, default=1600, help="steps per setting (CUB: 1563 of 64 make one pass)")
     args = parser.parse_args()
 
     rows = []
     real, syn = cub_like_regions()
     syn_class = torch.arange(200).repeat_interleave(500)
     light_real, light_syn = cub_like_regions(per_class=64)
-    rows.append(("CUB scale: K=400, 200 classes, 32+32", "batch terms", coverage(real, syn, syn_class, 32, 32, args.steps)))
+    rows.append(("CUB scale: K=400, 200 classes, 64+64", "batch terms", coverage(real, syn, syn_class, 64, 64, args.steps)))
     rows.append(("CUB scale, 64/class (lightweight)", "over all data",
-                 coverage(light_real, light_syn, torch.arange(200).repeat_interleave(64), 32, 32, args.steps, over_all=True)))
+                 coverage(light_real, light_syn, torch.arange(200).repeat_interleave(64), 64, 64, args.steps, over_all=True)))
     real, syn, syn_class, batch_real, batch_syn, k = embedded_regions()
     setting = f"embedded digits: K={k}, 5 classes, {batch_real}+{batch_syn}"
     for label, over_all in (("batch terms", False), ("over all data", True)):
@@ -146,7 +146,7 @@ def main() -> int:
     print("\nCUB scale, cub.yaml's λ grid (λ = 4, λ2 = 10·λ1, logit MSE): (λ1·disc + λ2·rob) / (λ·CE_real)")
     print(f"{'λ1':>6} {'normalise: pool':>16} {'normalise: batch':>17}")
     for lam1, pool, batch in lambda_grid_ratios():
-        print(f"{lam1:>6g} {pool:>16.4f} {batch:>17.2f}")
+        print(f"{lam1:>6g} {pool:>16.2e} {batch:>17.2f}")
     return 0
 
 
