@@ -88,3 +88,29 @@ def test_reproduce_refuses_bad_input_with_one_line(tmp_path, monkeypatch, capsys
     assert main(["reproduce", "--list"]) == 0
     listed = capsys.readouterr().out
     assert all(name in listed for name in PROTOCOLS) and "59.41" in listed
+
+
+def test_every_real_data_table_is_a_valid_config_on_its_miniature_tree(tmp_path):
+    """Each real-data protocol's rows load and check on a miniature tree of their dataset
+    (the full run, down to the table, is the flowers test above)."""
+    from conftest import REPO, make_cub
+
+    from raysynth.data import DATASETS
+    from raysynth.reproduce import protocol_config
+
+    roots = {"cub.yaml": make_cub(tmp_path / "cub", train_per_class=8, test_per_class=1),
+             "flowers.yaml": make_flowers_coop(tmp_path / "flowers", per_split=(17, 2, 1))}
+    for name, p in PROTOCOLS.items():
+        if not p.needs_data:
+            continue
+        for row in p.rows:
+            # (a tiny generator: the papers' Stable Diffusion weights are not on this machine)
+            config = protocol_config(p, REPO / "search_spaces", [f"data.root={roots[p.space]}", "pool.generator=morph", "pool.options={}"], row, 3)
+            DATASETS[config.dataset].check(config.data)
+            assert config.search.space == {} and config.search.final_seeds == 3
+            if name == "diffmix-cub-5shot":
+                assert config.data.shots == 5 and config.pool.per_class == 25
+            if name.startswith("datadream"):
+                assert config.pool.mode == "gen" and config.loss == ({"ce": {"real": 0.8, "synthetic": 0.2}} if row.use_synthetic else config.loss)
+            if not row.use_synthetic:
+                assert "bound" not in config.loss
