@@ -377,7 +377,8 @@ def cmd_reproduce(args) -> int:
         raise ConfigError(f"reproduce {p.name}: needs --data-root (its dataset, {p.space.removesuffix('.yaml')}, in the official layout)")
     overrides = [*([f"data.root={args.data_root}"] if args.data_root else []), *(args.set or [])]
     space_dir = Path(str(_space_path(argparse.Namespace(space=None, dataset=p.space.removesuffix(".yaml"))))).parent
-    for row in p.rows:  # every row's config is valid before anything starts
+    protocol_config(p, space_dir, overrides)  # every config is valid before anything starts
+    for row in p.rows:
         protocol_config(p, space_dir, overrides, row, args.seeds)
     setup_logging(verbose=args.verbose)
     connect_ray()

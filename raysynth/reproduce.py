@@ -178,12 +178,15 @@ def oracle_weights(classes: list[str], quality: dict[str, str]) -> list[float]:
 
 def protocol_config(p: Protocol, space_dir: Path, overrides: list[str], row: Row | None = None, seeds: int = 1) -> Config:
     """The config a row trains: the protocol's YAML, its overrides, the user's, the row's;
-    no search space (the paper's fixed setting), ``seeds`` final seeds."""
+    no search space (the paper's fixed setting), ``seeds`` final seeds. Without a row: the
+    protocol's base config (with its search space when its method learns weights)."""
     from raysynth.validate import load_config
 
-    extra = [*p.overrides, *overrides, "search.final_eval=false"]
+    # the paper's fixed setting: no search space, except for the search a learning method runs
+    extra = [] if p.searches and row is None else ["search.space={}"]
+    extra += [*p.overrides, *overrides, "search.final_eval=false"]
     if row is not None:
-        extra += ["search.space={}", *row.overrides, f"search.final_seeds={seeds}"]
+        extra += [*row.overrides, f"search.final_seeds={seeds}"]
     return load_config(space_dir / p.space, extra)
 
 

@@ -52,9 +52,10 @@ def _tiny_checkpoint(path):
     return path
 
 
-def test_a_real_data_table_on_a_miniature_flowers_tree(ray_session, tmp_path, monkeypatch, capsys):
-    """icml25-flowers-16shot (flowers.yaml, the bound loss) on CoOp's split format, tiny model
-    and generator: both rows train and the table prints the paper's 98.7 and 99.3."""
+def test_the_real_data_tables_on_a_miniature_flowers_tree(ray_session, tmp_path, monkeypatch, capsys):
+    """icml25-flowers-16shot (flowers.yaml, the bound loss) and datadream-flowers-16shot on
+    CoOp's split format, tiny model and generator: every row trains and each table prints
+    the paper's numbers (98.7 / 99.3; 98.7 / 99.4) beside the run's."""
     root = make_flowers_coop(tmp_path / "flowers102", classes=3, per_split=(4, 2, 2))
     ckpt = _tiny_checkpoint(tmp_path / "tiny.pt")
     monkeypatch.setenv("RAYSYNTH_HOME", str(tmp_path / "home"))
@@ -71,6 +72,14 @@ def test_a_real_data_table_on_a_miniature_flowers_tree(ray_session, tmp_path, mo
     rows = _rows(capsys.readouterr().out)
     assert list(rows) == ["Real-finetune", "Ours (full): bound loss"]
     assert rows["Real-finetune"][0] == "98.70" and rows["Ours (full): bound loss"][0] == "99.30"
+    # DataDream's table on the same tree (its pool and backbone are cached by now)
+    assert main(["reproduce", "datadream-flowers-16shot", "--seeds", "1", "--data-root", str(root),
+                 *[a for kv in sets for a in ("--set", kv)]]) == 0
+    out = capsys.readouterr().out
+    rows = _rows(out)
+    assert list(rows) == ["Real-finetune", "DataDream (dataset-level LoRA)"] and rows["DataDream (dataset-level LoRA)"][0] == "99.40"
+    assert all(re.match(r"[\d.]+ ± [\d.]+ \(1 seed\)", ours) for _, ours, _ in rows.values())
+    assert "differences that remain:" in out and "SD 2.1" in out
 
 
 def test_reproduce_refuses_bad_input_with_one_line(tmp_path, monkeypatch, capsys):
@@ -103,6 +112,8 @@ def test_every_real_data_table_is_a_valid_config_on_its_miniature_tree(tmp_path)
     for name, p in PROTOCOLS.items():
         if not p.needs_data:
             continue
+        base = protocol_config(p, REPO / "search_spaces", [f"data.root={roots[p.space]}", "pool.generator=morph", "pool.options={}"])
+        assert base.search.space == {}  # the papers' fixed settings: nothing searched
         for row in p.rows:
             # (a tiny generator: the papers' Stable Diffusion weights are not on this machine)
             config = protocol_config(p, REPO / "search_spaces", [f"data.root={roots[p.space]}", "pool.generator=morph", "pool.options={}"], row, 3)

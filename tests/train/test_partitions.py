@@ -46,3 +46,16 @@ def test_online_method_hands_the_loop_vectors_instead_of_regions(ray_session, ti
     pixels = data.syn_images[:].float() / 255.0
     assert data.syn_images[:].dtype == torch.uint8 and len(data.syn_images) == len(data.syn_class)
     assert torch.equal(data.syn_vectors, pixels.reshape(len(pixels), -1))
+
+
+def test_pixel_k_means_reads_images_at_partition_pixel_side(tiny_config):
+    """partition.pixel_side: what pixel-space k-means clusters (the official code's 224 costs
+    150,528 dimensions per image); a different side is a different cached partition."""
+    from raysynth.train.partitions import pixel_vectors
+
+    images = torch.rand(3, 3, 32, 32)
+    assert pixel_vectors(images, 8).shape == (3, 3 * 8 * 8)
+    assert pixel_vectors(images, 64).shape == (3, 3 * 32 * 32)  # never upsampled
+    assert torch.allclose(pixel_vectors(images, 8)[0].view(3, 8, 8)[0, 0, 0], images[0, 0, :4, :4].mean())  # area-averaged
+    other = dataclasses.replace(tiny_config, partition=dataclasses.replace(tiny_config.partition, pixel_side=16))
+    assert partition_path(tiny_config, "split", "pool", 4) != partition_path(other, "split", "pool", 4)
