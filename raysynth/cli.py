@@ -136,13 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--tracking-uri", help="MLflow store the URI refers to (default sqlite:///$RAYSYNTH_HOME/mlflow.db)")
 
-    p = sub.add_parser("reproduce", help="one published table: the paper's protocol, its numbers beside this run's")
-    p.add_argument("table", nargs="?", help="a table (see --list), e.g. unicon-mnist, icml25-flowers-16shot")
-    p.add_argument("--list", action="store_true", help="the tables, with their sources")
-    p.add_argument("--data-root", help="where the real dataset lives (the real-data tables)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
-    p.add_argument("--seeds", type=int, default=3, help="train seeds of every row (default 3)")
-    p.add_argument("--verbose", action="store_true")
+    from raysynth.reproduce import add_arguments
+
+    add_arguments(sub.add_parser("reproduce", help="one published table: the paper's protocol, its numbers beside this run's"))
 
     p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for the project's store")
     p.add_argument("--port", type=int, default=5000)
@@ -219,22 +215,11 @@ def cmd_pretrain(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from raysynth.cluster import Capacity, connect_ray, with_resolved_resources
-    from raysynth.data import cached_split
-    from raysynth.pool import PoolStore
-    from raysynth.pool.pipeline import generate_variants, pool_options
-    from raysynth.search.space import parse_space, pool_variants
+    from raysynth.pool.pipeline import generate_command
 
     config = _config_from_args(args)
     setup_logging(verbose=args.verbose)
-    connect_ray()
-    capacity = Capacity.read()
-    config = with_resolved_resources(config, capacity)  # `gpu: auto`, and resources.fake_gpus for the actors
-    split = cached_split(config)
-    pools = pool_variants(parse_space(config.search.space, config), config)
-    for label, (key, made) in generate_variants(split, pools, **pool_options(config, capacity.autoscales)).items():
-        print(f"strength {label}: {'generated' if made else 'cached'} {PoolStore().path(key)}")
-    return 0
+    return generate_command(config)
 
 
 def cmd_finetune_generator(args) -> int:
@@ -360,31 +345,10 @@ def cmd_ui(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from raysynth.cluster import connect_ray
-    from raysynth.reproduce import PROTOCOLS, format_reproduction, protocol, protocol_config, reproduce
-    from raysynth.tracking import default_tracking_uri
+    from raysynth.reproduce import run_command
 
-    if args.list:
-        for name, p in sorted(PROTOCOLS.items()):
-            print(f"{name:<26s} {p.source}")
-        return 0
-    if not args.table:
-        raise ConfigError(f"reproduce: name a table ({', '.join(sorted(PROTOCOLS))}) or pass --list")
-    p = protocol(args.table)
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds: must be >= 1, got {args.seeds}")
-    if p.needs_data and not args.data_root:
-        raise ConfigError(f"reproduce {p.name}: needs --data-root (its dataset, {p.space.removesuffix('.yaml')}, in the official layout)")
-    overrides = [*([f"data.root={args.data_root}"] if args.data_root else []), *(args.set or [])]
-    space_dir = Path(str(_space_path(argparse.Namespace(space=None, dataset=p.space.removesuffix(".yaml"))))).parent
-    protocol_config(p, space_dir, overrides)  # every config is valid before anything starts
-    for row in p.rows:
-        protocol_config(p, space_dir, overrides, row, args.seeds)
-    setup_logging(verbose=args.verbose)
-    connect_ray()
-    result = reproduce(p, space_dir, overrides, args.seeds, join(home_location(), "tune"), default_tracking_uri())
-    print(format_reproduction(result))
-    return 0
+    space = _space_path(argparse.Namespace(space=None, dataset="digits"))  # the search spaces' folder
+    return run_command(args, Path(str(space)).parent)
 
 
 COMMANDS = {

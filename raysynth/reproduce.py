@@ -240,3 +240,43 @@ def format_reproduction(r: Reproduction) -> str:
     lines += [f"- {d}" for d in r.protocol.differences]
     return "\n".join(lines)
 
+
+
+def add_arguments(p) -> None:
+    """The ``raysynth reproduce`` command's arguments."""
+    p.add_argument("table", nargs="?", help="a table (see --list), e.g. unicon-mnist, icml25-flowers-16shot")
+    p.add_argument("--list", action="store_true", help="the tables, with their sources")
+    p.add_argument("--data-root", help="where the real dataset lives (the real-data tables)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--seeds", type=int, default=3, help="train seeds of every row (default 3)")
+    p.add_argument("--verbose", action="store_true")
+
+
+def run_command(args, space_dir: Path) -> int:
+    """``raysynth reproduce``: every config checked before Ray starts, then the table."""
+    from raysynth.cluster import connect_ray
+    from raysynth.home import home_location
+    from raysynth.logs import setup_logging
+    from raysynth.storage import join
+    from raysynth.tracking import default_tracking_uri
+
+    if args.list:
+        for name, p in sorted(PROTOCOLS.items()):
+            print(f"{name:<26s} {p.source}")
+        return 0
+    if not args.table:
+        raise ConfigError(f"reproduce: name a table ({', '.join(sorted(PROTOCOLS))}) or pass --list")
+    p = protocol(args.table)
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds: must be >= 1, got {args.seeds}")
+    if p.needs_data and not args.data_root:
+        raise ConfigError(f"reproduce {p.name}: needs --data-root (its dataset, {p.space.removesuffix('.yaml')}, in the official layout)")
+    overrides = [*([f"data.root={args.data_root}"] if args.data_root else []), *(args.set or [])]
+    protocol_config(p, space_dir, overrides)
+    for row in p.rows:
+        protocol_config(p, space_dir, overrides, row, args.seeds)
+    setup_logging(verbose=args.verbose)
+    connect_ray()
+    result = reproduce(p, space_dir, overrides, args.seeds, join(home_location(), "tune"), default_tracking_uri())
+    print(format_reproduction(result))
+    return 0

@@ -243,6 +243,22 @@ def generate_variants(split: FewShotSplit, pools: list[PoolConfig], **options) -
     return out
 
 
+def generate_command(config: Config) -> int:
+    """``raysynth generate``: every pool the config's search may ask for, on the cluster."""
+    from raysynth.cluster import Capacity, connect_ray, with_resolved_resources
+    from raysynth.data import cached_split
+    from raysynth.search.space import parse_space, pool_variants
+
+    connect_ray()
+    capacity = Capacity.read()
+    config = with_resolved_resources(config, capacity)  # `gpu: auto`, and resources.fake_gpus for the actors
+    pools = pool_variants(parse_space(config.search.space, config), config)
+    made = generate_variants(cached_split(config), pools, **pool_options(config, capacity.autoscales))
+    for label, (key, now) in made.items():
+        print(f"strength {label}: {'generated' if now else 'cached'} {PoolStore().path(key)}")
+    return 0
+
+
 def _bundle(resources: dict[str, float]) -> dict[str, float]:
     """One actor's Ray options as a placement-group bundle."""
     return {"CPU": resources["num_cpus"], "GPU": resources.get("num_gpus", 0.0), "memory": resources.get("memory", 0.0)}

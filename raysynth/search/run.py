@@ -74,9 +74,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         # 4. what every trial shares, made once: backbone, pools, partitions, class quality
         prepared = prepare(config, pool_variants(space, config), clusters_in(space, config), elastic=capacity.autoscales)
         log.info("prepared: backbone %s, pools %s (%d generated now)", prepared.backbone_path, prepared.pool_keys, prepared.generated)
-        context = None
-        if space.weights is not None and space.weights.measures:  # on every pool a trial may train on
-            context = measure_weight_context(space, config, lambda c: on_cluster(c, space.weights.measure, c))
+        context = measure_weight_context(space, config, lambda c: on_cluster(c, space.weights.measure, c))
     except BaseException:
         parent.finish(ok=False)
         raise

@@ -202,7 +202,10 @@ def measure_weight_context(space: Space, config: Config, measure) -> Any:
     """The per-class quality (and groups) the weighting needs, measured on every pool a
     trial may train on: ``measure(config)`` (run by the caller's ``measure``, e.g. as a
     Ray task) once per pool variant. With one pool, its measurement; with several, the
-    first pool's, carrying each pool's own under the searched value (WeightContext.by_pool)."""
+    first pool's, carrying each pool's own under the searched value (WeightContext.by_pool).
+    None when the weighting measures nothing."""
+    if space.weights is None or not space.weights.measures:
+        return None
     pools = pool_variants(space, config)
     names = {d.name: d for d in space.dimensions}
     param = SETS_DIMENSION if SETS_DIMENSION in names else "pool.strength" if "pool.strength" in names else ""
