@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
-    from raysynth.data import cached_split
+    from raysynth.context import split_of
     from raysynth.prepare import prepare
     from raysynth.train.evaluate import model_accuracy
     from raysynth.train.session import train_in_process
@@ -91,10 +91,10 @@ def main() -> None:
             if args.quick:
                 overrides.append("train.epochs=1")
             config = load_config(REPO / "search_spaces" / "digits.yaml", overrides)
-            prepare(config)  # cached: backbone, pool, partitions
-            result, models = train_in_process(config, row.weights)
+            context = prepare(config)  # cached: backbone, pool, partitions
+            result, models = train_in_process(config, row.weights, context)
             metrics = result.metrics
-            split = cached_split(config)
+            split = split_of(config)
             test = model_accuracy(models, split.test.images, split.test.labels, result.probes)
             results.setdefault(row.label, []).append((metrics.val_acc, test))
             print(

@@ -109,6 +109,7 @@ def embedded_regions():
     """The digits task's real partitions (bound loss, the config's K), made through the
     real pipeline: pretrained backbone, generated pool, k-means."""
     from raysynth.cluster import connect_ray
+    from raysynth.losses import parse_loss
     from raysynth.prepare import prepare
     from raysynth.train.data import train_data
     from raysynth.validate import load_config
@@ -116,8 +117,8 @@ def embedded_regions():
     os.environ.setdefault("RAYSYNTH_HOME", tempfile.mkdtemp(prefix="raysynth-coverage-"))
     config = load_config(Path(__file__).resolve().parents[1] / "search_spaces" / "digits.yaml", ["loss={bound: {}}", "search.space={}"])
     connect_ray()
-    prepare(config)
-    data = train_data(config)
+    context = prepare(config)
+    data = train_data(config, context, parse_loss(config.loss))
     return data.real_part, data.syn_part, data.syn_class, config.train.batch_real, config.train.batch_syn, data.num_partitions
 
 

@@ -75,7 +75,7 @@ def main() -> None:
     import ray
     from ray.tune import ExperimentAnalysis
 
-    from raysynth.search.space import clusters_in, parse_space, pool_variants
+    from raysynth.search.space import parse_space
     from raysynth.tracking.mlflow_runs import KIND_TAG
     from raysynth.validate import load_config
 
@@ -85,7 +85,7 @@ def main() -> None:
     space = parse_space(config.search.space, config)
     from raysynth.prepare import prepare
 
-    prepare(config, pool_variants(space, config), clusters_in(space, config))  # cached; not the subject here
+    prepare(config, space.plan(config), space=space)  # cached; not the subject here
 
     uri, name = f"sqlite:///{home / 'mlflow.db'}", "chaos"
     cmd = [sys.executable, str(REPO / "jobs" / "search.py"), "--storage", str(home / "tune"), "--name", name,

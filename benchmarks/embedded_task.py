@@ -45,26 +45,26 @@ VARIANTS = {
 
 
 def test_accuracy(config, use_synthetic: bool) -> float:
-    from raysynth.data import cached_split
+    from raysynth.context import split_of
     from raysynth.prepare import prepare
     from raysynth.train.evaluate import model_accuracy
     from raysynth.train.session import train_in_process
 
-    prepare(config)  # the backbone (and the pool, cached: real only shares the faithful one's)
-    result, models = train_in_process(config, [1.0] * 5, use_synthetic=use_synthetic)
-    test = cached_split(config).test
+    context = prepare(config)  # the backbone (and the pool, cached: real only shares the faithful one's)
+    result, models = train_in_process(config, [1.0] * 5, context, use_synthetic=use_synthetic)
+    test = split_of(config).test
     return model_accuracy(models, test.images, test.labels, result.probes)
 
 
 def leave_one_out(seeds: int, overrides: list[str]) -> None:
-    from raysynth.data import cached_split
+    from raysynth.context import split_of
     from raysynth.prepare import prepare
     from raysynth.train.evaluate import model_accuracy
     from raysynth.train.session import train_in_process
     from raysynth.validate import load_config
 
     base = [*overrides, "search.space={}", "pool.quality={}"]
-    classes = cached_split(load_config(REPO / "search_spaces" / "digits.yaml", base)).classes
+    classes = split_of(load_config(REPO / "search_spaces" / "digits.yaml", base)).classes
     rows = [("every pool", [1.0] * len(classes))]
     rows += [(f"without {c}'s pool", [0.0 if i == j else 1.0 for i in range(len(classes))]) for j, c in enumerate(classes)]
     rows += [("no pool (all weights 0)", [0.0] * len(classes))]
@@ -73,9 +73,9 @@ def leave_one_out(seeds: int, overrides: list[str]) -> None:
         val, test = [], []
         for seed in range(seeds):
             config = load_config(REPO / "search_spaces" / "digits.yaml", [*base, f"train.seed={seed}"])
-            prepare(config)
-            result, models = train_in_process(config, weights)
-            split = cached_split(config)
+            context = prepare(config)
+            result, models = train_in_process(config, weights, context)
+            split = split_of(config)
             val.append(result.metrics.val_acc)
             test.append(model_accuracy(models, split.test.images, split.test.labels, result.probes))
         print(f"  {label:<26} val {statistics.mean(val):.3f}   test {statistics.mean(test):.3f}", flush=True)

@@ -65,7 +65,7 @@ def main() -> None:
 
     import ray
 
-    from raysynth.data import cached_split
+    from raysynth.context import split_of
     from raysynth.logs import setup_logging
     from raysynth.pool import PoolStore
     from raysynth.pool.pipeline import generate_pool
@@ -84,10 +84,10 @@ def main() -> None:
     ]
     store = PoolStore(home / "pools")
     config = load_config(REPO / "search_spaces" / "digits.yaml", overrides)
-    split = cached_split(config)
+    split = split_of(config)
     # fit the generator once, outside the timings (its cache key does not include the pool size)
     warmup = load_config(REPO / "search_spaces" / "digits.yaml", overrides + ["pool.per_class=1", "pool.seed=99"])
-    generate_pool(cached_split(warmup), warmup.pool, store=store)
+    generate_pool(split_of(warmup), warmup.pool, store=store)
 
     one = {actors: timed_run(split, config.pool, [0.9], store, actors) for actors in (1, 2)}
     per_strength = [timed_run(split, config.pool, [s], store, 2) for s in args.strengths]

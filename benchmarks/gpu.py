@@ -74,7 +74,7 @@ def generation(args) -> None:
 
     home = Path(tempfile.mkdtemp(prefix="raysynth-gpu-bench-"))
     os.environ["RAYSYNTH_HOME"] = str(home)
-    from raysynth.data import cached_split
+    from raysynth.context import split_of
     from raysynth.pool import PoolStore
     from raysynth.pool.pipeline import generate_pool
     from raysynth.validate import load_config
@@ -87,7 +87,7 @@ def generation(args) -> None:
         print("\nno --sd-model: a tiny random Stable Diffusion (64 px) stands in", flush=True)
     images = args.sd_images or (128 if args.sd_model else 640)
     gpus = torch.cuda.device_count()
-    split0 = cached_split(load_config(REPO / "search_spaces" / "digits.yaml", []))
+    split0 = split_of(load_config(REPO / "search_spaces" / "digits.yaml", []))
     per_class = max(1, images // split0.num_classes)
     overrides = [
         "pool.generator=stable_diffusion", f"pool.options.model={model}", f"pool.options.steps={args.sd_steps}",
@@ -95,7 +95,7 @@ def generation(args) -> None:
         f"pool.per_class={per_class}", "pool.shard_size=64", f"pool.actors={gpus}",
     ]
     config = load_config(REPO / "search_spaces" / "digits.yaml", overrides)
-    split = cached_split(config)
+    split = split_of(config)
     store = PoolStore(home / "pools")
     ray.init(include_dashboard=False, log_to_driver=False)
     start = time.perf_counter()

@@ -83,10 +83,10 @@ def write_pool(config, chunk: int = 2000) -> tuple[str, float]:
     manifest and meta.json); returns (key, GB on disk)."""
     import pandas as pd
 
-    from raysynth.data import cached_split
+    from raysynth.context import split_of
     from raysynth.pool import PoolStore, pool_key
 
-    split = cached_split(config)
+    split = split_of(config)
     store = PoolStore()
     key = pool_key(split.fingerprint, config.pool)
     work = store.shard_dir(key)
@@ -122,11 +122,13 @@ def peak_rss_gib() -> float:
 
 def run_trial(per_class: int, steps: int, checkpoint: str) -> dict:
     """One trial in this process; its peak RSS (the measured process)."""
+    from raysynth.prepare import prepare
     from raysynth.train.session import train_in_process
 
     config = trial_config(per_class, steps, checkpoint)
+    context = prepare(config)  # the pool written above and the checkpoint: found, nothing made
     start = time.perf_counter()
-    result, _ = train_in_process(config, [1.0] * CLASSES, report=lambda m: print(f"  trial: {m}", flush=True))
+    result, _ = train_in_process(config, [1.0] * CLASSES, context, report=lambda m: print(f"  trial: {m}", flush=True))
     return {
         "per_class": per_class, "peak_rss_gib": peak_rss_gib(),
         "val_acc": result.metrics.val_acc, "seconds": round(time.perf_counter() - start, 1),

@@ -125,7 +125,7 @@ def main() -> None:
     import ray
 
     sys.path.insert(0, str(REPO))
-    from raysynth.data import cached_split
+    from raysynth.context import split_of
     from raysynth.home import home_env
     from raysynth.pool import PoolStore
     from raysynth.pool.pipeline import generate_pool
@@ -137,7 +137,7 @@ def main() -> None:
         "pool.clip_pretrained=null", "pool.filter=none",
     ])
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    split = cached_split(config)
+    split = split_of(config)
     before = dict(counts.received), dict(counts.sent)  # the dataset's own reads, if any, are not the pool's
     start = time.perf_counter()
     key, made = generate_pool(split, config.pool, store=PoolStore(),

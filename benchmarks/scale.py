@@ -65,7 +65,7 @@ def main() -> None:
     from raysynth.prepare import prepare
     from raysynth.search.options import SearchOptions
     from raysynth.search.run import run_search
-    from raysynth.search.space import clusters_in, parse_space, pool_variants
+    from raysynth.search.space import parse_space
     from raysynth.validate import load_config
 
     class Span(Callback):
@@ -87,7 +87,7 @@ def main() -> None:
     base = load_config(REPO / "search_spaces" / "digits.yaml", fixed)
     space = parse_space(base.search.space, base)
     start = time.perf_counter()
-    prepare(base, pool_variants(space, base), clusters_in(space, base))
+    prepare(base, space.plan(base), space=space)
     print(f"prepared backbone and pools once in {time.perf_counter() - start:.0f} s (not timed below)")
 
     rates = {}

@@ -82,16 +82,17 @@ class FeatureTask:
     def __init__(self, config):
         import torch
 
-        from raysynth.data import cached_split
         from raysynth.losses import parse_loss
+        from raysynth.prepare import prepare
         from raysynth.train.data import train_data
         from raysynth.train.evaluate import encode
         from raysynth.train.model import build_model
 
         self.config = config
-        self.classes = cached_split(config).classes
-        data = train_data(config)
-        backbone = build_model(config, len(self.classes), with_objectives=False)
+        context = prepare(config)  # cached before the workers start: a few file checks
+        self.classes = list(context.classes)
+        data = train_data(config, context, [])
+        backbone = build_model(config, context, with_objectives=False)
         self.real, self.val = encode(backbone, data.real_images), encode(backbone, data.val_images)
         self.syn = encode(backbone, data.syn_images)
         self.real_labels, self.val_labels = data.real_labels, data.val_labels
@@ -140,11 +141,12 @@ def _objective(mode: str, epochs: int | None, head_lr: float):
         from ray import tune
 
         return {"x1": tune.uniform(-5.0, 10.0), "x2": tune.uniform(0.0, 15.0)}, lambda p: -branin(p["x1"], p["x2"])
-    from raysynth.data import cached_split
+    from raysynth.prepare import prepare
     from raysynth.search.space import apply_params, parse_space
 
     config = _config(epochs)
-    classes = cached_split(config).classes
+    context = prepare(config)  # cached before the workers start: a few file checks
+    classes = list(context.classes)
     space = parse_space(config.search.space, config).to_tune(classes)
     if mode == "features":
         return space, FeatureTask(dataclasses.replace(config, train=dataclasses.replace(config.train, lr=head_lr)))
@@ -152,7 +154,7 @@ def _objective(mode: str, epochs: int | None, head_lr: float):
 
     def full(params: dict) -> float:
         trial, weights = apply_params(config, params, classes)
-        return train_in_process(trial, weights)[0].metrics.val_acc
+        return train_in_process(trial, weights, context)[0].metrics.val_acc
 
     return space, full
 

@@ -34,15 +34,15 @@ def _mark(home: str, **record) -> None:
         f.write(json.dumps({**record, "pid": os.getpid()}) + "\n")
 
 
-def timed_trial(params, base, home, storage_path, weight_context=None):
+def timed_trial(params, base, context, storage_path):
     """raysynth's ``run_trial``, with its entry/exit, setup and checkpoint times recorded.
     Defined here (pickled by value) and swapped in for ``run_trial`` before the Tuner is
     built; the trial itself runs unchanged."""
-    import raysynth.search.objective as objective
+    import raysynth.search.trial as trial
     import raysynth.train.session as session
 
-    entered, root = time.time(), home["RAYSYNTH_HOME"]
-    build_run, state_checkpoint = session.build_run, objective.state_checkpoint
+    entered, root = time.time(), context.home["RAYSYNTH_HOME"]
+    build_run, state_checkpoint = session.build_run, trial.state_checkpoint
     spent = {"setup": 0.0, "checkpoint": 0.0}
 
     def timed_build(*a, **k):
@@ -66,11 +66,11 @@ def timed_trial(params, base, home, storage_path, weight_context=None):
             spent["checkpoint"] += time.perf_counter() - self.start
             return result
 
-    session.build_run, objective.state_checkpoint = timed_build, TimedCheckpoint
+    session.build_run, trial.state_checkpoint = timed_build, TimedCheckpoint
     try:
-        objective.run_trial(params, base=base, home=home, storage_path=storage_path, weight_context=weight_context)
+        trial.run_trial(params, base=base, context=context, storage_path=storage_path)
     finally:
-        session.build_run, objective.state_checkpoint = build_run, state_checkpoint
+        session.build_run, trial.state_checkpoint = build_run, state_checkpoint
         _mark(root, kind="trial", entered=entered, left=time.time(), **spent)
 
 
@@ -90,7 +90,7 @@ def timed(obj, methods: list[str], totals: dict, key: str):
     return obj
 
 
-def tuner_run(config, space, classes, home: Path, name: str) -> dict:
+def tuner_run(config, context, home: Path, name: str) -> dict:
     """One search through raysynth's Tuner; returns its seconds, the trials' configs and
     the timestamps behind the breakdown."""
     import mlflow
@@ -114,7 +114,7 @@ def tuner_run(config, space, classes, home: Path, name: str) -> dict:
     tuner_module.run_trial = timed_trial
     try:
         options = SearchOptions(client.tracking_uri, "tune-overhead", str(home / "tune"), name)
-        tuner = tuner_module.build_tuner(config, space, classes, options, [tracker, progress])
+        tuner = tuner_module.build_tuner(config, context, options, [tracker, progress])
         start = time.time()
         results = tuner.fit()
         end = time.time()
@@ -128,16 +128,16 @@ def tuner_run(config, space, classes, home: Path, name: str) -> dict:
             "configs": [r.config for r in results]}
 
 
-def plain_run(config, configs: list[dict], classes) -> dict:
+def plain_run(config, configs: list[dict], context) -> dict:
     """The same configs, one after another in this process."""
     from raysynth.search.space import apply_params
     from raysynth.train.session import build_run
 
     setup, start = 0.0, time.perf_counter()
     for params in configs:
-        cfg, weights = apply_params(config, params, classes)
+        cfg, weights = apply_params(config, params, list(context.classes), space=context.space)
         s = time.perf_counter()
-        run = build_run(cfg, weights)
+        run = build_run(cfg, weights, context)
         setup += time.perf_counter() - s
         run.train()
     return {"seconds": time.perf_counter() - start, "setup": setup}
@@ -179,20 +179,20 @@ def bare_tune_start(home: Path) -> float:
     return tuner.fit()[0].metrics["entered"] - start
 
 
-def trainer_path(config, classes, home: Path, count: int) -> float:
+def trainer_path(config, context, home: Path, count: int) -> float:
     """``count`` trials of the TorchTrainer-inside-Tune path (1 worker: equal compute)."""
     from ray import tune
 
     from raysynth.search.space import apply_params
     from raysynth.search.tuner import tune_run_config
-    from raysynth.train.ray_train import fit_with_trainer
+    from raysynth.train.ray_train import train_with_trainer
 
-    weights = {c: 1.0 for c in classes}
+    weights = {c: 1.0 for c in context.classes}
 
     def trainer_trial(c: dict) -> None:
-        cfg, w = apply_params(config, {"w": weights}, classes)
+        cfg, w = apply_params(config, {"w": weights}, list(context.classes))
         trial_id = tune.get_context().get_trial_id()
-        fit_with_trainer(cfg, w, True, name=f"bench-trainer-{trial_id}", storage_path=home / "tune", checkpoint=False, in_tune=True)
+        train_with_trainer(cfg, w, context, True, name=f"bench-trainer-{trial_id}", storage_path=home / "tune", checkpoint=False, in_tune=True)
 
     tuner = tune.Tuner(
         tune.with_resources(trainer_trial, {"cpu": 0, "memory": 1}),
@@ -218,7 +218,6 @@ def main() -> None:
 
     import ray
 
-    from raysynth.data import cached_split
     from raysynth.logs import quiet_ray
     from raysynth.prepare import prepare
     from raysynth.search.space import parse_space
@@ -226,23 +225,23 @@ def main() -> None:
 
     overrides = [f"train.epochs={args.epochs}", f"search.trials={args.trials}", "search.concurrency=1", "search.scheduler.name=fifo"]
     config = load_config(REPO / "search_spaces" / "digits.yaml", overrides)
-    space, classes = parse_space(config.search.space, config), cached_split(config).classes
+    space = parse_space(config.search.space, config)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     quiet_ray()
-    prepare(config)  # backbone + pool, cached: not part of any timing
+    context = prepare(config, space.plan(config), space=space)  # backbone + pool, cached: not part of any timing
     print(f"{args.trials} trials of {args.epochs} epochs ({config.train.n_contr} seeds each), searcher {config.search.algorithm}, "
           f"{args.repeats} repeats", flush=True)
 
     ratios, rows = [], []
     for r in range(args.repeats):
-        tuned = tuner_run(config, space, classes, home, f"bench-{r}")
-        plain = plain_run(config, tuned["configs"], classes)
+        tuned = tuner_run(config, context, home, f"bench-{r}")
+        plain = plain_run(config, tuned["configs"], context)
         ratios.append(tuned["seconds"] / plain["seconds"])
         rows.append(breakdown(tuned, plain))
         print(f"repeat {r + 1}: Tuner {tuned['seconds']:6.1f} s, plain loop {plain['seconds']:6.1f} s "
               f"({plain['seconds'] / args.trials:.2f} s/trial): ratio {ratios[-1]:.3f}", flush=True)
     bare = statistics.median(bare_tune_start(home) for _ in range(args.repeats))
-    trainer = trainer_path(config, classes, home, args.trainer_trials) if args.trainer_trials else 0.0
+    trainer = trainer_path(config, context, home, args.trainer_trials) if args.trainer_trials else 0.0
     ray.shutdown()
 
     print(f"\nratio Tuner / plain, median of {args.repeats}: {statistics.median(ratios):.3f}  (goal <= 1.10)")

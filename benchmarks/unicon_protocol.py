@@ -44,13 +44,12 @@ def fmt(xs: list[float], scale: float = 100.0, digits: int = 1) -> str:
     return f"{scale * statistics.mean(xs):.{digits}f} ± {scale * sd:.{digits}f}"
 
 
-def test_accuracy(config, weights: list[float] | None, use_synthetic: bool) -> float:
-    from raysynth.data import cached_split
+def test_accuracy(config, context, weights: list[float] | None, use_synthetic: bool) -> float:
     from raysynth.train.evaluate import model_accuracy
     from raysynth.train.session import train_in_process
 
-    result, models = train_in_process(config, weights, use_synthetic=use_synthetic)
-    test = cached_split(config).test
+    result, models = train_in_process(config, weights, context, use_synthetic=use_synthetic)
+    test = context.split().test
     return model_accuracy(models, test.images, test.labels, result.probes)
 
 
@@ -67,7 +66,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     from raysynth.cluster import connect_ray
-    from raysynth.data import cached_split
+    from raysynth.context import split_of
     from raysynth.home import raysynth_home
     from raysynth.prepare import prepare
     from raysynth.search.options import SearchOptions
@@ -79,7 +78,7 @@ def main() -> int:
     if args.trials:
         overrides.append(f"search.trials={args.trials}")
     base = load_config(SPACE, overrides)
-    classes = cached_split(base).classes
+    classes = split_of(base).classes
     quality = base.pool.quality
     oracle = oracle_weights(classes, quality)
     home = raysynth_home()
@@ -94,8 +93,8 @@ def main() -> int:
             accs = []
             for seed in range(args.seeds):
                 config = load_config(SPACE, [*overrides, "search.space={}", f"train.seed={seed}"])
-                prepare(config)
-                accs.append(test_accuracy(config, weights, True))
+                context = prepare(config)
+                accs.append(test_accuracy(config, context, weights, True))
             print(f"weights {dict(zip(classes, weights))}: test {fmt(accs)} ({args.seeds} seeds)", flush=True)
         return 0
 
@@ -127,8 +126,8 @@ def main() -> int:
         for weights in weight_sets:
             for seed in range(args.seeds):
                 config = load_config(SPACE, [*overrides, "search.space={}", f"loss={{{loss}}}", f"train.seed={seed}"])
-                prepare(config)
-                results.setdefault(label, []).append(test_accuracy(config, weights, use_synthetic))
+                context = prepare(config)
+                results.setdefault(label, []).append(test_accuracy(config, context, weights, use_synthetic))
         print(f"[{time.perf_counter() - start:6.0f} s] {label}: test {fmt(results[label])}", flush=True)
 
     print(f"\nUniCon protocol on digits (search_spaces/digits-unicon.yaml), {args.searches} searches x "

@@ -10,15 +10,18 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_directory(final: Path):
+def atomic_directory(final: Path, replace: bool = False):
     """Yield a temporary directory next to ``final``; on success it is renamed to
     ``final`` (dropped if a concurrent writer got there first — the contents are the
-    same by construction), on any error it is removed. Readers never see a partial one."""
+    same by construction — unless ``replace``: an earlier ``final`` is removed first), on
+    any error it is removed. Readers never see a partial one."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
     try:
         yield tmp
+        if replace and final.exists():
+            shutil.rmtree(final)
         try:
             os.replace(tmp, final)
         except OSError:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from raysynth.config import Config, ConfigError
 from raysynth.data import DATASETS
-from raysynth.home import home_location, raysynth_home
+from raysynth.home import home_location
 from raysynth.logs import setup_logging
 from raysynth.search.searchers import SEARCHERS
 from raysynth.storage import check_location, check_writable, exists, is_uri, join
@@ -204,34 +204,27 @@ def cmd_search(args) -> int:
 
 
 def cmd_pretrain(args) -> int:
-    from raysynth.data import cached_split
-    from raysynth.train.pretrain import pretrain_backbone
+    from raysynth.prepare.commands import pretrain_command
 
     config = _config_from_args(args)
     setup_logging(verbose=args.verbose)
-    path = pretrain_backbone(cached_split(config), config.model, seed=config.train.seed, force=args.force)
-    print(path)
+    print(pretrain_command(config, force=args.force))
     return 0
 
 
 def cmd_generate(args) -> int:
-    from raysynth.pool.pipeline import generate_command
+    from raysynth.prepare.commands import generate_command
+    from raysynth.search.space import parse_space
 
     config = _config_from_args(args)
     setup_logging(verbose=args.verbose)
-    return generate_command(config)
+    generate_command(config, parse_space(config.search.space, config).plan(config))
+    return 0
 
 
 def cmd_finetune_generator(args) -> int:
-    import dataclasses
-
-    from raysynth.cluster import connect_ray, resources_of
-    from raysynth.data import cached_split
-    from raysynth.generators.backends.stable_diffusion import check_model_available
-    from raysynth.generators.finetune import FinetuneOptions, finetune_generator
-    from raysynth.generators.quality import quality_controlled_shots
-    from raysynth.home import fingerprint
-    from raysynth.pool.shards import to_uint8
+    from raysynth.generators.finetune import FinetuneOptions
+    from raysynth.prepare.commands import finetune_generator_command
 
     if args.output and Path(args.output).exists() and not (Path(args.output) / "tokens.json").is_file():
         raise ConfigError(
@@ -245,20 +238,8 @@ def cmd_finetune_generator(args) -> int:
         checkpoint_every=args.checkpoint_every, seed=config.train.seed,
     )
     options.validate()
-    check_model_available(options.model)
     setup_logging(verbose=args.verbose)
-    split = cached_split(config)
-    shots = quality_controlled_shots(split.train, split.classes, config.pool.quality)
-    if args.output:
-        output = Path(args.output)
-    else:
-        key = fingerprint(split.fingerprint, dataclasses.asdict(options), sorted(config.pool.quality.items()))
-        output = raysynth_home() / "generators" / "finetuned" / f"{config.dataset}-{key}"
-    connect_ray()
-    out = finetune_generator(
-        options, to_uint8(shots.images), shots.labels.numpy(), split.classes, split.metaclass, output,
-        resources=resources_of(config, "finetune"),
-    )
+    out = finetune_generator_command(config, options, Path(args.output) if args.output else None)
     print(out)
     print(f"use it: --set pool.generator=stable_diffusion --set pool.options.model={args.model} --set pool.options.finetuned={out}")
     return 0

@@ -192,36 +192,36 @@ def protocol_config(p: Protocol, space_dir: Path, overrides: list[str], row: Row
 
 def reproduce(p: Protocol, space_dir: Path, overrides: list[str], seeds: int, storage: str, tracking_uri: str) -> Reproduction:
     """Run protocol ``p`` (see the module docstring); Ray must be connected."""
-    from raysynth.data import cached_split
+    from raysynth.context import split_of
     from raysynth.prepare import prepare
     from raysynth.search.options import SearchOptions
     from raysynth.search.run import run_search
 
     base = protocol_config(p, space_dir, overrides)
-    split = cached_split(base)
+    split = split_of(base)
     out = Reproduction(p, classes=split.classes)
     if p.searches:  # the method learns its weights: the paper's search first (its own space)
         log.info("reproduce %s: the search", p.name)
         summary = run_search(base, SearchOptions(tracking_uri, f"reproduce-{p.name}", storage, f"reproduce-{p.name}"))
         out.learned = summary.best_weights
     configs = [protocol_config(p, space_dir, overrides, row, seeds) for row in p.rows]
-    for config in configs:
-        prepare(config)  # cached: the pools and partitions the rows share are made once
+    # cached: the pools and partitions the rows share are made once
+    contexts = [prepare(config) for config in configs]
     weights = {"ones": None, "oracle": oracle_weights(split.classes, base.pool.quality), "learned": out.learned}
 
-    def train(row: Row, config: Config) -> RowResult:
+    def train(row: Row, config: Config, context) -> RowResult:
         from raysynth.train.ray_train import train_with_trainer
 
         cfg = dataclasses.replace(config, train=dataclasses.replace(config.train, n_contr=max(config.train.n_contr, seeds)))
         w = weights[row.weights]
         log.info("reproduce %s: '%s' over %d seeds (Ray Train, test split read once)", p.name, row.label, seeds)
         slug = "".join(ch if ch.isalnum() else "-" for ch in row.label.lower()).strip("-")
-        result = train_with_trainer(cfg, w, row.use_synthetic, name=f"reproduce-{p.name}-{slug}", storage_path=storage, evaluate_test=True)
+        result = train_with_trainer(cfg, w, context, row.use_synthetic, name=f"reproduce-{p.name}-{slug}", storage_path=storage, evaluate_test=True)
         metrics = dict(result.metrics or {})
         return RowResult(row, 100 * metrics["test_acc"], 100 * metrics.get("test_acc_std", 0.0), seeds, w)
 
     with ThreadPoolExecutor(max_workers=len(p.rows), thread_name_prefix="reproduce") as pool:
-        out.rows = list(pool.map(train, p.rows, configs))
+        out.rows = list(pool.map(train, p.rows, configs, contexts))
     return out
 
 

@@ -62,12 +62,12 @@ def test_a_pickled_checkpoint_is_refused(tmp_path):
 def test_pool_store_holds_only_npy_parquet_json(ray_session, tiny_config, tmp_path):
     import numpy as np
 
-    from raysynth.data import cached_split
+    from raysynth.context import split_of
     from raysynth.pool import PoolStore
     from raysynth.pool.pipeline import generate_pool
 
     store = PoolStore(tmp_path / "pools")
-    key, _ = generate_pool(cached_split(tiny_config), tiny_config.pool, store=store)
+    key, _ = generate_pool(split_of(tiny_config), tiny_config.pool, store=store)
     files = sorted(p.name for p in store.path(key).iterdir())
     assert files == ["manifest.parquet", "meta.json", "shards"]
     shards = sorted(p.suffix for p in store.shard_dir(key).iterdir())

@@ -2,7 +2,7 @@
 adding a dataset is adding a file to this folder."""
 
 from raysynth.config import Config, ConfigError
-from raysynth.data.base import DATASETS, FewShotSplit, ImageSet, cached_split, load_split, register_dataset
+from raysynth.data.base import DATASETS, FewShotSplit, ImageSet, load_split, register_dataset
 from raysynth.registry import import_modules
 
 import_modules(__name__)
@@ -23,4 +23,4 @@ def check(config: Config) -> None:
         )
 
 
-__all__ = ["DATASETS", "FewShotSplit", "ImageSet", "cached_split", "check", "load_split", "register_dataset"]
+__all__ = ["DATASETS", "FewShotSplit", "ImageSet", "check", "load_split", "register_dataset"]

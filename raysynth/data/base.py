@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import json
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
-from raysynth.config import Config, ConfigError, DataConfig, from_dict
+from raysynth.config import ConfigError, DataConfig
 from raysynth.home import fingerprint, raysynth_home
 from raysynth.registry import Registry
 
@@ -120,16 +117,6 @@ def load_split(name: str, config: DataConfig) -> FewShotSplit:
     split = DATASETS.get(name, "dataset").load(config)
     split.test = AuditedImageSet(split.test.images, split.test.labels)
     return split
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_split(dataset: str, data_json: str) -> FewShotSplit:
-    return load_split(dataset, from_dict(DataConfig, json.loads(data_json)))
-
-
-def cached_split(config: Config) -> FewShotSplit:
-    """The few-shot split of a config, loaded once per process (trials, prepare, finals)."""
-    return _cached_split(config.dataset, json.dumps(dataclasses.asdict(config.data), sort_keys=True))
 
 
 def stratified_holdout(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from raysynth.atomic import atomic_file
 from raysynth.config import ConfigError
 from raysynth.home import fingerprint, raysynth_home
 
@@ -73,10 +74,12 @@ def load_images(paths: list[Path], size: int, name: str, workers: int | None = N
                 rate = (i + 1) / (last - start)
                 log.info("%s: decoded %d/%d images (%.0f/s, ETA %.0f s)", name, i + 1, len(paths), rate, (len(paths) - i - 1) / rate)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, out, allow_pickle=False)
-    os.replace(tmp, cache)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
+            np.save(f, out, allow_pickle=False)
+
+    atomic_file(cache, write)
     log.info("%s: decoded %d images in %.1f s (cached in %s)", name, len(paths), time.perf_counter() - start, cache)
     return out
 

@@ -24,7 +24,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from raysynth.atomic import atomic_directory
 from raysynth.cluster import gpus_have_cuda, resources_of
 from raysynth.config import Config, ConfigError
 from raysynth.home import fingerprint, raysynth_home
@@ -306,9 +306,7 @@ def _write_result(output: Path, results: list, options: FinetuneOptions, classes
     written into a temporary sibling and renamed over ``output``."""
     from safetensors.torch import save_file
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
-    try:
+    with atomic_directory(output, replace=True) as tmp:
         embeds = {}
         for class_ids, class_embeds, lora, _ in results:
             embeds.update(class_embeds)
@@ -325,12 +323,6 @@ def _write_result(output: Path, results: list, options: FinetuneOptions, classes
             # True where a run found its finished checkpoint and trained nothing now
             "resumed_finished": [bool(m.get("resumed_finished")) for *_, m in results],
         }, indent=2))
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _read_checkpoint(directory: Path) -> tuple[dict, dict]:

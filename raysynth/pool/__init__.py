@@ -5,7 +5,7 @@ loads one (Diff-Mix soft labels in ``labels``, CLIP filter rules in ``filters``)
 from raysynth.config import ConfigError, PoolConfig
 from raysynth.generators import GENERATORS
 from raysynth.generators.quality import parse_quality
-from raysynth.pool.store import Pool, PoolStore, pool_key
+from raysynth.pool.store import Pool, PoolStore, pool_key, pool_label
 
 
 def check(pool: PoolConfig) -> None:
@@ -34,4 +34,4 @@ def check(pool: PoolConfig) -> None:
                 raise ConfigError(f"pool.strength_sets.{name}[{i}]: must be in (0, 1], got {s!r}")
 
 
-__all__ = ["Pool", "PoolStore", "check", "pool_key"]
+__all__ = ["Pool", "PoolStore", "check", "pool_key", "pool_label"]

@@ -97,7 +97,7 @@ def actor_resources(config: Config) -> dict[str, float]:
     return ray_options(resources_of(config, "generation"))
 
 
-def pool_options(config: Config, elastic: bool = False) -> dict:
+def pool_actor_options(config: Config, elastic: bool = False) -> dict:
     """The keyword arguments of :func:`generate_pool` a whole config decides: what each
     actor asks for, how long the actors may wait for it, and whether the actors start
     as nodes arrive (``elastic``: a cluster whose autoscaler adds nodes)."""
@@ -241,22 +241,6 @@ def generate_variants(split: FewShotSplit, pools: list[PoolConfig], **options) -
         made = generate_pools(split, variants[0], [v.strength for v in variants], **options)
         out.update({pool_label(v): made[v.strength] for v in variants})
     return out
-
-
-def generate_command(config: Config) -> int:
-    """``raysynth generate``: every pool the config's search may ask for, on the cluster."""
-    from raysynth.cluster import Capacity, connect_ray, with_resolved_resources
-    from raysynth.data import cached_split
-    from raysynth.search.space import parse_space, pool_variants
-
-    connect_ray()
-    capacity = Capacity.read()
-    config = with_resolved_resources(config, capacity)  # `gpu: auto`, and resources.fake_gpus for the actors
-    pools = pool_variants(parse_space(config.search.space, config), config)
-    made = generate_variants(cached_split(config), pools, **pool_options(config, capacity.autoscales))
-    for label, (key, now) in made.items():
-        print(f"strength {label}: {'generated' if now else 'cached'} {PoolStore().path(key)}")
-    return 0
 
 
 def _bundle(resources: dict[str, float]) -> dict[str, float]:

@@ -128,7 +128,7 @@ class Pool:
     def __len__(self) -> int:
         return len(self.manifest)
 
-    def tensors(
+    def mapped(
         self, gamma: float, num_classes: int, filter: str = "none", fraction: float = 0.2
     ) -> tuple[MappedImages, torch.Tensor, torch.Tensor]:
         """(the images, read on demand as uint8; Diff-Mix soft labels; target class) for

@@ -5,7 +5,7 @@ from raysynth.cluster import check_resources
 from raysynth.config import Config
 from raysynth.search.schedulers import SCHEDULERS
 from raysynth.search.searchers import SEARCHERS
-from raysynth.search.space import parse_space, pool_variants
+from raysynth.search.space import parse_space
 
 
 def check(config: Config) -> None:
@@ -13,7 +13,7 @@ def check(config: Config) -> None:
     SEARCHERS.get(config.search.algorithm, "search.algorithm")
     SCHEDULERS.get(config.search.scheduler.name, "search.scheduler.name")
     check_resources(config)
-    pool_variants(parse_space(config.search.space, config), config)
+    parse_space(config.search.space, config).plan(config)  # pools and K values it can prepare
 
 
 __all__ = ["check"]

@@ -9,6 +9,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from raysynth.config import Config
+from raysynth.context import RunContext
 from raysynth.search.results import FinalResult
 from raysynth.train.ray_train import final_state, train_with_trainer
 
@@ -21,7 +22,7 @@ def final_runs(weights: list[float] | None, num_classes: int) -> list[tuple[str,
     return [("best", weights, True), ("real_only", None, False), ("all_weights_1", [1.0] * num_classes, True)]
 
 
-def run_finals(best_config: Config, weights: list[float] | None, num_classes: int, name: str, storage: str) -> list[FinalResult]:
+def run_finals(best_config: Config, weights: list[float] | None, context: RunContext, name: str, storage: str) -> list[FinalResult]:
     """The three finals at once, each its own Ray Train run (a thread per ``fit()``, which
     Ray Train supports): on a cluster they take three sets of workers side by side, and
     Ray queues what does not fit yet. Results come back in :func:`final_runs`' order."""
@@ -31,7 +32,7 @@ def run_finals(best_config: Config, weights: list[float] | None, num_classes: in
 
     def final(label: str, w: list[float] | None, use_synthetic: bool) -> FinalResult:
         log.info("final training '%s' over %d seeds (Ray Train, test split evaluated once)", label, seeds)
-        result = train_with_trainer(cfg, w, use_synthetic, name=f"{name}-final-{label}", storage_path=storage, evaluate_test=True)
+        result = train_with_trainer(cfg, w, context, use_synthetic, name=f"{name}-final-{label}", storage_path=storage, evaluate_test=True)
         metrics = dict(result.metrics or {})
         log.info("final '%s': test_acc %.4f", label, metrics["test_acc"])
         confusion = json.loads(metrics["test_confusion"]) if "test_confusion" in metrics else None
@@ -44,7 +45,7 @@ def run_finals(best_config: Config, weights: list[float] | None, num_classes: in
             state={"model": first["model"], "probes": first["probes"]} if first else None,
         )
 
-    runs = final_runs(weights, num_classes)
+    runs = final_runs(weights, context.num_classes)
     with ThreadPoolExecutor(max_workers=len(runs), thread_name_prefix="final") as pool:
         futures = [pool.submit(final, *run) for run in runs]
         return [f.result() for f in futures]

@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 
 from raysynth.config import Config, ConfigError, flatten_params
-from raysynth.data import cached_split
+from raysynth.context import split_of
 from raysynth.generators.quality import check_quality_classes
 from raysynth.losses import parse_loss
 from raysynth.losses.partition import check_faiss
@@ -25,7 +25,7 @@ def preflight(config: Config, options: SearchOptions) -> None:
     partitions are needed, an unwritable storage path,
     an unreachable tracking server, a resume with another config. Each a one-line
     ConfigError (exit 2)."""
-    check_quality_classes(config.pool.quality, cached_split(config).classes)
+    check_quality_classes(config.pool.quality, split_of(config).classes)
     if config.partition.method == "static" and any(o.needs_partitions for o in parse_loss(config.loss)):
         check_faiss()
     check_writable(options.storage, "--storage")

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from raysynth.config import Config, dump_yaml, flatten_params
-from raysynth.data import cached_split
+from raysynth.context import RunContext
 from raysynth.search.space import Space
 from raysynth.search.weightings import is_weight_param
 from raysynth.tracking.report import SearchStory
@@ -194,9 +194,9 @@ def _effect_text(effect: WeightEffect | None) -> str:
     return f"effect {effect.effect:+.3f} ± {effect.se:.3f}, {verdict}"
 
 
-def search_story(summary: SearchSummary, results, config: Config, best_config: Config, context, title: str) -> SearchStory:
+def search_story(summary: SearchSummary, results, config: Config, best_config: Config, context: RunContext, title: str) -> SearchStory:
     """What the report shows: weights, sample images, every trial's score, the finals."""
-    split = cached_split(config)
+    split = context.split()
     epochs = config.train.epochs
     ended = [r for r in results if r.metrics and "val_acc" in r.metrics]
     finished = [r.metrics.get("epoch", 0) >= epochs for r in ended]
@@ -205,12 +205,12 @@ def search_story(summary: SearchSummary, results, config: Config, best_config: C
         if full:
             flat = {k: v for k, v in flatten_params(r.config).items() if not is_weight_param(k)}
             rows.append({**{k: v for k, v in flat.items() if isinstance(v, (int, float))}, "val_acc": r.metrics["val_acc"]})
-    syn = train_data(best_config, use_synthetic=True)
+    syn = train_data(best_config, context, [], use_synthetic=True)
     cpu = torch.device("cpu")
     real = [as_input(split.train.images[split.train.labels == c][:4], cpu).numpy() for c in range(split.num_classes)]
     synthetic = [as_input(syn.syn_images[torch.nonzero(syn.syn_class == c).flatten()[:4]], cpu).numpy() for c in range(split.num_classes)]
-    if context is not None:
-        quality = [f"q={q:+.2f}" for q in context.quality]
+    if context.weights is not None:
+        quality = [f"q={q:+.2f}" for q in context.weights.quality]
     else:
         quality = [config.pool.quality.get(c, "faithful") for c in split.classes]
     best_final = next((f for f in summary.finals if f.label == "best"), None)

@@ -12,10 +12,10 @@ import time
 
 from raysynth.cluster import Capacity, check_cluster_fits, connect_ray, ray_run_tags, with_resolved_resources
 from raysynth.config import Config, ConfigError, flatten_params
-from raysynth.data import cached_split
+from raysynth.context import split_of
 from raysynth.data.base import audit_event
 from raysynth.node_check import check_nodes
-from raysynth.prepare import on_cluster, prepare
+from raysynth.prepare import prepare
 from raysynth.search.finals import run_finals
 from raysynth.search.options import CONFIG_RECORD, PARENT_RECORD, SearchOptions
 from raysynth.search.preflight import config_record, preflight
@@ -27,7 +27,7 @@ from raysynth.search.results import (
     top_quartile_weights,
     weight_effects,
 )
-from raysynth.search.space import apply_params, clusters_in, measure_weight_context, parse_space, pool_variants
+from raysynth.search.space import apply_params, parse_space
 from raysynth.search.tuner import build_tuner
 from raysynth.search.warm_start import earlier_trials
 from raysynth.storage import join, write_text
@@ -44,7 +44,8 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     space = parse_space(config.search.space, config)
     if not space.dimensions and space.weights is None:
         raise ConfigError("search.space: empty, nothing to search (add a dimension or class_weights; see search_spaces/digits.yaml)")
-    split = cached_split(config)
+    plan = space.plan(config)  # the pools, K values and class quality the trials may ask for
+    split = split_of(config)
     warm = None
     if options.warm_start and not options.resume:  # a resumed searcher already holds them
         warm, skipped = earlier_trials(options.tracking_uri, options.warm_start, space.to_tune(split.classes))
@@ -71,39 +72,40 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     # the config a --resume is checked against (search/preflight.py)
     write_text(join(options.directory, CONFIG_RECORD), config_record(given, options))
     try:
-        # 4. what every trial shares, made once: backbone, pools, partitions, class quality
-        prepared = prepare(config, pool_variants(space, config), clusters_in(space, config), elastic=capacity.autoscales)
-        log.info("prepared: backbone %s, pools %s (%d generated now)", prepared.backbone_path, prepared.pool_keys, prepared.generated)
-        context = measure_weight_context(space, config, lambda c: on_cluster(c, space.weights.measure, c))
+        # 4. what every trial shares, made once and named in the run context: backbone,
+        # pools, partitions, class quality; the trials only load
+        context = prepare(config, plan, elastic=capacity.autoscales, space=space)
+        log.info("prepared: backbone %s, pools %s, %d partitions", context.backbone, context.pools, len(context.partitions))
     except BaseException:
         parent.finish(ok=False)
         raise
-    if context is not None:
-        parent.log_class_quality(split.classes, context.quality, context.discrepancy, context.groups)
+    quality = context.weights
+    if quality is not None:
+        parent.log_class_quality(split.classes, quality.quality, quality.discrepancy, quality.groups)
     monitor = parent.monitor_system()  # MLflow's system metrics of this machine on the parent run
     try:
         # 5. the trials
         tracker = TrialTracker(options.tracking_uri, parent.experiment_id, parent.run_id, parent.tags, config.train.epochs)
         progress = TrialProgress(config.search.trials, config.train.epochs)
-        tuner = build_tuner(config, space, split.classes, options, [tracker, progress, *options.callbacks], context, warm)
+        tuner = build_tuner(config, context, options, [tracker, progress, *options.callbacks], warm)
         results = tuner.fit()
         parent.log_trials_table(results.get_dataframe())
         if options.resume:
             parent.discard_lost_trials()
         # 6. the winner, and what the search learned
         params, val_acc, n_trials = best_trial(results, config.train.epochs)
-        best_config, weights = apply_params(config, params, split.classes, context)
+        best_config, weights = apply_params(config, params, split.classes, quality, space)
         summary = SearchSummary(parent.run_id, params, val_acc, split.classes, config.pool.quality, trials=n_trials)
         summary.best_weights = weights
-        summary.top_weights = top_quartile_weights(results, config.train.epochs, split.classes, space, context)
-        summary.effects = weight_effects(results, config.train.epochs, split.classes, space, context)
+        summary.top_weights = top_quartile_weights(results, config.train.epochs, split.classes, space, quality)
+        summary.effects = weight_effects(results, config.train.epochs, split.classes, space, quality)
         log.info("best trial: val_acc %.4f params %s", val_acc, flatten_params(params))
         audit_event("search_finished", search=options.name)  # from here on the test split may be read
         # 7. finals: the winner and two baselines retrained, tested once
         if config.search.final_eval:
-            summary.finals = run_finals(best_config, weights, split.num_classes, options.name, options.storage)
+            summary.finals = run_finals(best_config, weights, context, options.name, options.storage)
             parent.log_finals(summary.finals)
-            summary.model_uri = parent.log_model(best_config, summary.finals, split, options.register)
+            summary.model_uri = parent.log_model(best_config, summary.finals, context, options.register)
         # 8. results and the report on the parent run
         summary.seconds = time.perf_counter() - start
         parent.log_results(summary.metrics(), params)

@@ -27,6 +27,7 @@ from typing import Any
 
 from raysynth.config import Config, ConfigError, PoolConfig, check_rules, coerce, from_dict
 from raysynth.losses import OBJECTIVES
+from raysynth.prepare import Plan
 from raysynth.search.weightings import WEIGHTS_KEY, Weighting, parse_weighting, weight_param_keys
 from raysynth.search.weightings.base import number as _number
 
@@ -64,6 +65,21 @@ class Space:
         if self.weights is not None:
             space[self.weights.param_key] = self.weights.to_tune(classes)
         return space
+
+    def plan(self, config: Config) -> Plan:
+        """What the search may ask for, so what :func:`raysynth.prepare.prepare` makes
+        before it: every pool variant, every K, and the class quality the weighting
+        needs (measured on each pool variant)."""
+        pools = pool_variants(self, config)
+        names = {d.name: d for d in self.dimensions}
+        param = SETS_DIMENSION if SETS_DIMENSION in names else "pool.strength" if "pool.strength" in names else ""
+        values = []
+        if param == SETS_DIMENSION:
+            values = list(dict.fromkeys(names[param].values))
+        elif param:
+            values = sorted({float(v) for v in names[param].values})
+        quality = self.weights.quality_request() if self.weights is not None else None
+        return Plan(pools, clusters_in(self, config), quality, param if len(pools) > 1 else "", values)
 
     def class_weights(self, params: dict[str, Any], classes: list[str], context=None) -> list[float] | None:
         """A trial's per-class weights in ``classes`` order (None: no weights searched)."""
@@ -198,27 +214,6 @@ def pool_variants(space: Space, config: Config) -> list[PoolConfig]:
     return [config.pool]
 
 
-def measure_weight_context(space: Space, config: Config, measure) -> Any:
-    """The per-class quality (and groups) the weighting needs, measured on every pool a
-    trial may train on: ``measure(config)`` (run by the caller's ``measure``, e.g. as a
-    Ray task) once per pool variant. With one pool, its measurement; with several, the
-    first pool's, carrying each pool's own under the searched value (WeightContext.by_pool).
-    None when the weighting measures nothing."""
-    if space.weights is None or not space.weights.measures:
-        return None
-    pools = pool_variants(space, config)
-    names = {d.name: d for d in space.dimensions}
-    param = SETS_DIMENSION if SETS_DIMENSION in names else "pool.strength" if "pool.strength" in names else ""
-    if not param or len(pools) == 1:
-        return measure(dataclasses.replace(config, pool=pools[0]))
-    from raysynth.prepare import pool_value
-
-    values = names[param].values if param == SETS_DIMENSION else sorted({float(v) for v in names[param].values})
-    by_pool = {pool_value(v): measure(dataclasses.replace(config, pool=pool)) for v, pool in zip(dict.fromkeys(values), pools)}
-    first = next(iter(by_pool.values()))
-    return dataclasses.replace(first, pool_param=param, by_pool=by_pool)
-
-
 def clusters_in(space: Space, config: Config) -> list[float]:
     """Every clusters-per-class multiple a trial may ask for (partitions are computed
     before the search, once per K)."""
@@ -234,12 +229,13 @@ def clusters_in(space: Space, config: Config) -> list[float]:
 
 
 def apply_params(
-    config: Config, params: dict[str, Any], classes: list[str], context=None
+    config: Config, params: dict[str, Any], classes: list[str], context=None, space: Space | None = None
 ) -> tuple[Config, list[float] | None]:
     """The trial's Config (dotted fields replaced, ties resolved) and its class weights
     in ``classes`` order — never the dict's order, which searchers do not preserve.
-    ``context`` (a :class:`raysynth.prepare.WeightContext`) carries the measured
-    qualities/groups the ``grouped`` and ``quality`` parameterisations need."""
+    ``context`` (a :class:`raysynth.context.WeightContext`) carries the measured
+    qualities/groups the ``grouped`` and ``quality`` parameterisations need; ``space``
+    the parsed search space (default: parsed from ``config.search.space``)."""
     data = config.to_dict()
 
     def get(dotted: str):
@@ -260,7 +256,8 @@ def apply_params(
             put(key, list(config.pool.strength_sets[value]))
         elif key not in weight_param_keys():
             put(key, value)
-    space = parse_space(config.search.space) if config.search.space else Space((), None)
+    if space is None:
+        space = parse_space(config.search.space) if config.search.space else Space((), None)
     for d in space.dimensions:
         if d.kind == "tie":
             to, factor = d.values

@@ -10,12 +10,11 @@ from pathlib import Path
 
 from raysynth.cluster import ResourceWaitError, fits, trial_resources, waiting_message
 from raysynth.config import Config
-from raysynth.home import home_env
-from raysynth.search.objective import run_trial
+from raysynth.context import RunContext
+from raysynth.search.trial import run_trial
 from raysynth.search.options import SearchOptions
 from raysynth.search.schedulers import build_scheduler
 from raysynth.search.searchers import SearcherOptions, build_searcher
-from raysynth.search.space import Space
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +62,7 @@ def tune_run_config(config: Config, name: str, storage: Path, callbacks: list):
         callbacks=callbacks,
         verbose=0,
         # a trial that raises, hits a NaN loss or loses its process/node is retried from
-        # its last checkpoint (objective.run_trial) up to max_failures times
+        # its last checkpoint (trial.run_trial) up to max_failures times
         failure_config=tune.FailureConfig(max_failures=config.search.max_failures),
         # num_to_keep=1 also makes Tune snapshot the experiment state (trial table and
         # searcher) after every trial checkpoint, so a killed driver loses no finished epoch
@@ -71,8 +70,9 @@ def tune_run_config(config: Config, name: str, storage: Path, callbacks: list):
     )
 
 
-def build_tuner(config: Config, space: Space, classes: list[str], options: SearchOptions, callbacks: list, weight_context=None,
-                warm_points: list | None = None):
+def build_tuner(config: Config, context: RunContext, options: SearchOptions, callbacks: list, warm_points: list | None = None):
+    """The Tuner of a search: every trial is :func:`raysynth.search.trial.run_trial` on
+    ``context`` (its space, its prepared artifacts)."""
     from ray import tune
     from ray.tune.search import Searcher
 
@@ -80,9 +80,8 @@ def build_tuner(config: Config, space: Space, classes: list[str], options: Searc
     trainable = tune.with_parameters(
         run_trial,
         base=config.to_dict(),
-        home=home_env(),
+        context=context,
         storage_path=str(options.storage),
-        weight_context=weight_context.to_dict() if weight_context is not None else None,
     )
     trainable = tune.with_resources(trainable, {k.lower(): v for k, v in trial_resources(config).items()})
     waiting = pending_timeout(config.search.resource_wait_s, trial_resources(config))
@@ -108,7 +107,7 @@ def build_tuner(config: Config, space: Space, classes: list[str], options: Searc
             log.info("warm start: %s samples at random and has nothing to learn from earlier trials", s.algorithm)
     return tune.Tuner(
         trainable,
-        param_space=space.to_tune(classes),
+        param_space=context.space.to_tune(list(context.classes)),
         tune_config=tune.TuneConfig(
             metric=s.metric,
             mode="max",

@@ -149,18 +149,19 @@ class SearchedClassifier:
         return [self.classes[i] for i in best], probs[np.arange(len(best)), best]
 
 
-def save_classifier(directory: Path, config, state: dict, classes: list[str], metaclass: str) -> None:
+def save_classifier(directory: Path, config, state: dict, context) -> None:
     """Write :class:`SearchedClassifier`'s files from a training state (one model's
-    ``{"model": trainable weights, "probes": [...]}``, as Ray Train checkpoints it)."""
+    ``{"model": trainable weights, "probes": [...]}``, as Ray Train checkpoints it) and
+    the run context it trained in (its backbone, its classes)."""
     from raysynth.train.loop import load_trainable_state
     from raysynth.train.model import build_model
 
-    model = build_model(config, len(classes)).cpu()  # the config's backbone + fresh LoRA and head
+    model = build_model(config, context).cpu()  # the context's backbone + fresh LoRA and head
     load_trainable_state(model, state["model"])  # ... then the trained ones
     probes = state.get("probes") or []
     directory.mkdir(parents=True, exist_ok=True)
     torch.save({"model": model.state_dict(), "probe": probes[0] if probes else None}, directory / WEIGHTS_FILE)
-    meta = {"config": config.to_dict(), "classes": list(classes), "metaclass": metaclass, "image_size": config.data.image_size}
+    meta = {"config": config.to_dict(), "classes": list(context.classes), "metaclass": context.metaclass, "image_size": config.data.image_size}
     (directory / META_FILE).write_text(json.dumps(meta, indent=1))
 
 
@@ -203,7 +204,7 @@ def _requirements() -> list[str]:
     return out
 
 
-def log_searched_model(client, run_id: str, config, state: dict, classes: list[str], metaclass: str, register: str | None = None) -> str:
+def log_searched_model(client, run_id: str, config, state: dict, context, register: str | None = None) -> str:
     """Log the classifier on ``run_id`` at artifact path ``model``; with ``register``,
     also as a new version of that registered model. Returns the model's URI."""
     from mlflow.models.signature import ModelSignature
@@ -217,7 +218,7 @@ def log_searched_model(client, run_id: str, config, state: dict, classes: list[s
     )
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / ARTIFACT_KEY
-        save_classifier(weights, config, state, classes, metaclass)
+        save_classifier(weights, config, state, context)
         code = Path(tmp) / "code" / "raysynth"  # the package's sources, without compiled caches
         shutil.copytree(Path(raysynth.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         path = Path(tmp) / MODEL_PATH
@@ -231,7 +232,7 @@ def log_searched_model(client, run_id: str, config, state: dict, classes: list[s
                 signature=signature,
                 input_example=np.zeros((1, size, size, 3), np.uint8),
                 pip_requirements=_requirements(),
-                metadata={"classes": list(classes), "image_size": size},
+                metadata={"classes": list(context.classes), "image_size": size},
             )
         client.log_artifacts(run_id, str(path), MODEL_PATH)
     uri = f"runs:/{run_id}/{MODEL_PATH}"

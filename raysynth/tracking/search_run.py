@@ -128,7 +128,7 @@ class SearchRun:
             self.client.log_batch(run_id, metrics=[metric(k, v, now, 0) for k, v in values.items()])
             self.client.set_terminated(run_id, "FINISHED")
 
-    def log_model(self, best_config, finals: list, split, register: str | None = None) -> str | None:
+    def log_model(self, best_config, finals: list, context, register: str | None = None) -> str | None:
         """The best final's first-seed classifier as an MLflow model at ``model`` on this
         run (:mod:`raysynth.tracking.model`); its URI, None if the finals kept no state."""
         from raysynth.tracking.model import log_searched_model
@@ -137,7 +137,7 @@ class SearchRun:
         if best is None or best.state is None:
             log.warning("model: the best final kept no checkpoint; no model logged")
             return None
-        return log_searched_model(self.client, self.run_id, best_config, best.state, split.classes, split.metaclass, register)
+        return log_searched_model(self.client, self.run_id, best_config, best.state, context, register)
 
     def log_report(self, story: SearchStory) -> None:
         """Plots, best config and the HTML report as artifacts of the parent run."""

@@ -1,25 +1,25 @@
-"""The few-shot classifier a trial trains: cached backbone weights + fresh LoRA + head.
+"""The few-shot classifier a trial trains: the backbone its run context names + fresh
+LoRA + head.
 
-The backbone's state dict is memoised per process, so with ``reuse_actors=True`` a Tune
-actor builds the backbone once, not once per trial.
+The backbone's state dict is read once per process (:func:`raysynth.context.loaded`), so
+with ``reuse_actors=True`` a Tune actor builds the backbone once, not once per trial.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
+from pathlib import Path
 
 import torch
 
-from raysynth.config import Config, ModelConfig, from_dict
-from raysynth.data import cached_split
+from raysynth.config import Config, ModelConfig
+from raysynth.context import RunContext, loaded
 from raysynth.home import fetch
-from raysynth.losses import PrototypeHead, parse_loss
+from raysynth.losses import Objective, PrototypeHead, parse_loss
 from raysynth.models import build_classifier, create_backbone
 from raysynth.models.backbone import create_model
 from raysynth.models.classifier import FewShotClassifier, zero_shot_head
-from raysynth.train.pretrain import pretrained_path
 
 # The i-th of several models of one config (UniCon's n_contr encoders, the final seeds)
 # starts from seed train.seed + 1009 * i: a prime stride, so the seeds of consecutive
@@ -27,20 +27,17 @@ from raysynth.train.pretrain import pretrained_path
 REPEAT_SEED_STRIDE = 1009
 
 
-@functools.lru_cache(maxsize=2)
-def _backbone_state(config_json: str, checkpoint: str | None) -> dict:
-    model = create_backbone(from_dict(ModelConfig, json.loads(config_json)), checkpoint)
-    return {k: v.clone() for k, v in model.state_dict().items()}
+def backbone_state(config: ModelConfig, checkpoint: str | None) -> dict:
+    """The backbone's weights: ``model.pretrained`` or raysynth's own ``checkpoint`` (the
+    one the run context names), read once per process."""
 
+    def read() -> dict:
+        if checkpoint is not None and not fetch(Path(checkpoint)):  # copied from a remote home on first use
+            raise FileNotFoundError(f"pretrained backbone missing: {checkpoint} (run `raysynth pretrain`)")
+        model = create_backbone(config, checkpoint)
+        return {k: v.clone() for k, v in model.state_dict().items()}
 
-def backbone_checkpoint(config: Config) -> str | None:
-    """The pretrained backbone raysynth trained itself (None: model.pretrained is used)."""
-    if config.model.pretrained:
-        return None
-    path = pretrained_path(cached_split(config), config.model)
-    if not fetch(path):  # copied from a remote home on first use
-        raise FileNotFoundError(f"pretrained backbone missing: {path} (run `raysynth pretrain`)")
-    return str(path)
+    return loaded(("backbone", json.dumps(dataclasses.asdict(config), sort_keys=True), checkpoint), read)
 
 
 def normalizes(config: Config) -> bool:
@@ -48,27 +45,31 @@ def normalizes(config: Config) -> bool:
     return config.model.normalize if config.model.normalize is not None else bool(config.model.pretrained)
 
 
-def build_model(config: Config, num_classes: int, with_objectives: bool = True, index: int = 0) -> FewShotClassifier:
-    """A fresh classifier: backbone weights (memoised per process) + new LoRA + new head,
-    plus what the selected objectives need (a projection head, a prototype head).
-    ``index`` seeds the i-th of several repeats (UniCon's n_contr encoders)."""
-    state = _backbone_state(json.dumps(dataclasses.asdict(config.model), sort_keys=True), backbone_checkpoint(config))
+def build_model(
+    config: Config, context: RunContext, with_objectives: bool = True, index: int = 0, objectives: list[Objective] | None = None
+) -> FewShotClassifier:
+    """A fresh classifier: the context's backbone weights + new LoRA + new head, plus what
+    the selected objectives need (a projection head, a prototype head). ``index`` seeds
+    the i-th of several repeats (UniCon's n_contr encoders). ``with_objectives=False``: the
+    frozen backbone with a throw-away linear head (features for quality and partitions)."""
+    state = backbone_state(config.model, None if config.model.pretrained else context.backbone)
     torch.manual_seed(config.train.seed + REPEAT_SEED_STRIDE * index)
     clip = create_model(config.model.name)
     clip.load_state_dict(state)
     if not with_objectives:
-        return build_classifier(clip, num_classes, lora=None, normalize=normalizes(config))
-    split = cached_split(config)
-    model = assemble_classifier(config, clip, split.classes, split.metaclass)
+        return build_classifier(clip, context.num_classes, lora=None, normalize=normalizes(config))
+    model = assemble_classifier(config, clip, list(context.classes), context.metaclass, objectives)
     return model.to("cuda") if torch.cuda.is_available() else model
 
 
-def assemble_classifier(config: Config, clip: torch.nn.Module, classes: list[str], metaclass: str) -> FewShotClassifier:
+def assemble_classifier(
+    config: Config, clip: torch.nn.Module, classes: list[str], metaclass: str, objectives: list[Objective] | None = None
+) -> FewShotClassifier:
     """The classifier a config trains, around a CLIP model: LoRA, the head the config
     selects, a projection head where an objective needs one. Needs no dataset (the class
     names are given), so a logged model is rebuilt from its config alone
     (:mod:`raysynth.tracking.model`)."""
-    objectives = parse_loss(config.loss)
+    objectives = parse_loss(config.loss) if objectives is None else objectives
     num_classes = len(classes)
     head, projection_dim = None, None
     embed_dim = clip.visual.output_dim
@@ -84,6 +85,6 @@ def assemble_classifier(config: Config, clip: torch.nn.Module, classes: list[str
     return build_classifier(clip, num_classes, config.model.lora, head=head, projection_dim=projection_dim, normalize=normalizes(config))
 
 
-def build_models(config: Config, num_classes: int) -> list[FewShotClassifier]:
+def build_models(config: Config, context: RunContext, objectives: list[Objective]) -> list[FewShotClassifier]:
     """n_contr models: seeds of one config (joint) or UniCon's encoders (two-stage)."""
-    return [build_model(config, num_classes, index=i) for i in range(config.train.n_contr)]
+    return [build_model(config, context, index=i, objectives=objectives) for i in range(config.train.n_contr)]

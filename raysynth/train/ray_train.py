@@ -18,8 +18,7 @@ import torch
 
 from raysynth.cluster import gpus_have_cuda, placement, resources_of, work_device
 from raysynth.config import Config, from_dict
-from raysynth.data import cached_split
-from raysynth.home import adopt_home, home_env
+from raysynth.context import RunContext
 from raysynth.logs import train_logging_config
 from raysynth.train.evaluate import confusion_matrix, model_accuracies, model_accuracy, model_predictions
 
@@ -56,15 +55,16 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
 
     from raysynth.train.session import build_run
 
-    adopt_home(loop_config["home"])  # the driver's, not the worker node's
+    context: RunContext = loop_config["context"]
+    context.enter()  # the driver's home, not the worker node's
     config = from_dict(Config, loop_config["config"])
-    context = ray.train.get_context()
-    rank = context.get_world_rank()
-    run = build_run(config, loop_config.get("class_weights"), use_synthetic=loop_config["use_synthetic"], device=work_device())
+    train_context = ray.train.get_context()
+    rank = train_context.get_world_rank()
+    run = build_run(config, loop_config.get("class_weights"), context, loop_config["use_synthetic"], device=work_device())
     where = placement()  # node and GPU ids of this worker (MLflow tags of the final runs)
-    split = cached_split(config)
+    split = context.split()
     models = run.models
-    if context.get_world_size() > 1:
+    if train_context.get_world_size() > 1:
         # LoRA leaves most parameters frozen (requires_grad=False: DDP ignores them); in
         # the two-stage protocol the head gets no gradient in stage 1, so DDP must look
         unused = run.protocol == "two_stage"
@@ -134,11 +134,6 @@ def _report_to_tune_before_last(last_epoch: int):
     return ReportBeforeLast()
 
 
-def fit_with_trainer(*args, **kwargs) -> dict[str, Any]:
-    """:func:`train_with_trainer`'s final reported metrics."""
-    return dict(train_with_trainer(*args, **kwargs).metrics or {})
-
-
 def final_state(result) -> dict | None:
     """The training state (per model: trainable weights and probes) in a Ray Train
     result's last checkpoint; None if it kept none."""
@@ -148,6 +143,7 @@ def final_state(result) -> dict | None:
 def train_with_trainer(
     config: Config,
     class_weights: list[float] | None,
+    context: RunContext,
     use_synthetic: bool,
     name: str,
     storage_path: str | Path,
@@ -178,7 +174,7 @@ def train_with_trainer(
             "use_synthetic": use_synthetic,
             "evaluate_test": evaluate_test,
             "checkpoint": checkpoint,
-            "home": home_env(),
+            "context": context,
         },
         scaling_config=ScalingConfig(num_workers=config.train.workers, use_gpu=use_gpu, resources_per_worker=per_worker),
         # NCCL needs CUDA on the workers; a node that declares GPUs without CUDA gets gloo

@@ -153,7 +153,8 @@ def test_bad_loss_configs_name_the_field(overrides, message):
 
 def test_protocol_auto_follows_the_objectives():
     def protocol(loss):
-        return training_protocol(load_config(REPO_SPACE, [f"loss={loss}", "search.space={}"]))
+        config = load_config(REPO_SPACE, [f"loss={loss}", "search.space={}"])
+        return training_protocol(config, parse_loss(config.loss))
 
     assert protocol("{unicon: {}}") == "two_stage"
     assert protocol("{unicon: {}, ce: {}}") == "joint"

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, tiny_overrides
 
-from raysynth.data import cached_split
+from raysynth.context import split_of
 from raysynth.pool import PoolStore, pool_key
 from raysynth.pool.pipeline import generate_pool, generate_pools
 from raysynth.pool.shards import finished_shards
@@ -32,10 +32,10 @@ from raysynth.validate import load_config
 from raysynth.pool.pipeline import generate_pool
 from raysynth.pool import PoolStore
 from raysynth.cluster import connect_ray
-from raysynth.data import cached_split
+from raysynth.context import split_of
 config = load_config(sys.argv[1], sys.argv[3:])
 connect_ray()
-generate_pool(cached_split(config), config.pool, store=PoolStore(sys.argv[2]))
+generate_pool(split_of(config), config.pool, store=PoolStore(sys.argv[2]))
 """
 
 
@@ -48,13 +48,13 @@ def reference_pool(ray_session, tmp_path_factory):
     """The SLOW_DDPM pool generated without interruption (compared with the chaos runs)."""
     config = _config(SLOW_DDPM)
     store = PoolStore(tmp_path_factory.mktemp("reference"))
-    key, _ = generate_pool(cached_split(config), config.pool, store=store)
+    key, _ = generate_pool(split_of(config), config.pool, store=store)
     return store.load(key)
 
 
 def test_killed_generation_resumes_and_matches_an_uninterrupted_run(ray_session, reference_pool, tmp_path):
     config = _config(SLOW_DDPM)
-    split = cached_split(config)
+    split = split_of(config)
     key = pool_key(split.fingerprint, config.pool)
     store = PoolStore(tmp_path / "killed")
     work = store.shard_dir(key)
@@ -95,7 +95,7 @@ def test_actor_count_and_strengths_sharing_a_run_do_not_change_the_pool(ray_sess
     search's other strengths (prepare's: the actors start once for all of them)."""
     one = _config(["pool.shard_size=8"])
     two = _config(["pool.shard_size=8", "pool.actors=2"])
-    split = cached_split(one)
+    split = split_of(one)
     a, b = PoolStore(tmp_path / "a"), PoolStore(tmp_path / "b")
     key, _ = generate_pool(split, one.pool, store=a)
     pools = generate_pools(split, two.pool, [one.pool.strength, 0.5], store=b)
@@ -110,7 +110,7 @@ def test_actor_count_and_strengths_sharing_a_run_do_not_change_the_pool(ray_sess
 
 def test_diff_gen_pool_with_clip_scores_and_load_time_filter(ray_session, tmp_path):
     config = _config(["pool.mode=gen", "pool.clip_model=raysynth-tiny", "pool.per_class=8", "pool.filter=bottom", "pool.filter_fraction=0.25"])
-    split = cached_split(config)
+    split = split_of(config)
     store = PoolStore(tmp_path / "pools")
     key, _ = generate_pool(split, config.pool, store=store)
     pool = store.load(key)
@@ -118,7 +118,7 @@ def test_diff_gen_pool_with_clip_scores_and_load_time_filter(ray_session, tmp_pa
     assert (m["reference_index"] == -1).all() and (m["reference_class"] == m["target_class"]).all()
     assert {"clip_score", "clip_pred", "clip_margin"} <= set(m.columns)
     assert m["clip_score"].between(0, 1).all()
-    images, soft, target = pool.tensors(config.pool.gamma, split.num_classes, "bottom", 0.25)
+    images, soft, target = pool.mapped(config.pool.gamma, split.num_classes, "bottom", 0.25)
     assert len(images) == 6 * split.num_classes  # 2 of 8 dropped per class
     kept_min = pd.Series(m["clip_score"].to_numpy()).groupby(m["target_class"]).apply(lambda s: s.sort_values().iloc[2])
     assert torch_le(images, pool, m, kept_min)
@@ -142,7 +142,7 @@ def test_a_generation_actor_killed_mid_shard_still_gives_the_full_pool(ray_sessi
     import psutil
 
     config = _config(SLOW_DDPM)
-    split = cached_split(config)
+    split = split_of(config)
     key = pool_key(split.fingerprint, config.pool)
     store = PoolStore(tmp_path / "chaos")
     done = {}

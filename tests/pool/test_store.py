@@ -1,13 +1,13 @@
 import numpy as np
 
-from raysynth.data import cached_split
+from raysynth.context import split_of
 from raysynth.pool import PoolStore, pool_key
 from raysynth.pool.pipeline import generate_pool
 
 
 def test_pool_is_generated_once_then_cached(ray_session, tiny_config, tmp_path):
     store = PoolStore(tmp_path / "pools")
-    split = cached_split(tiny_config)
+    split = split_of(tiny_config)
     key, generated = generate_pool(split, tiny_config.pool, store=store)
     assert generated and store.exists(key)
     pool = store.load(key)
@@ -35,7 +35,7 @@ def test_pool_key_ignores_gamma_but_not_strength(tiny_config):
 
 
 def test_same_config_gives_same_pool(ray_session, tiny_config, tmp_path):
-    split = cached_split(tiny_config)
+    split = split_of(tiny_config)
     a, b = PoolStore(tmp_path / "a"), PoolStore(tmp_path / "b")
     key, _ = generate_pool(split, tiny_config.pool, store=a)
     generate_pool(split, tiny_config.pool, store=b)
@@ -53,7 +53,7 @@ def test_per_image_strengths_are_drawn_from_the_set_and_each_image_uses_its_own(
     from raysynth.pool.labels import diffmix_soft_labels
     from raysynth.pool.shards import GenerateShards, ShardWork, plan_pool, to_uint8
 
-    split = cached_split(tiny_config)
+    split = split_of(tiny_config)
     config = dataclasses.replace(tiny_config.pool, strengths=[0.3, 0.9], shard_size=1000)
     plan = plan_pool(split.train, split.num_classes, config, config.strength)
     assert set(plan["strength"]) == {0.3, 0.9}

@@ -4,8 +4,8 @@ strength (named strength sets) and gamma in one space (search_spaces/digits-join
 from conftest import REPO, tiny_overrides
 from mlflow.tracking import MlflowClient
 
-from raysynth.prepare import WeightContext
-from raysynth.search.space import apply_params, measure_weight_context, parse_space, pool_variants
+from raysynth.context import QualityRequest, WeightContext
+from raysynth.search.space import apply_params, parse_space
 from raysynth.tracking.mlflow_runs import KIND_TAG
 from raysynth.validate import load_config
 
@@ -17,26 +17,20 @@ def test_a_trial_gets_its_strength_sets_pool_and_that_pools_groups():
     config = load_config(JOINT)
     space = parse_space(config.search.space, config)
     assert {d.name for d in space.dimensions} >= {"loss.bound.lam1", "loss.bound.lam2", "partition.clusters_per_class", "pool.strengths", "pool.gamma"}
-    pools = pool_variants(space, config)
-    assert [p.strengths for p in pools] == [[0.5, 0.7, 0.9], [0.9]]  # one pool per named set, generated before the trials
+    plan = space.plan(config)  # what the driver prepares before the trials
+    assert [p.strengths for p in plan.pools] == [[0.5, 0.7, 0.9], [0.9]]  # one pool per named set
+    assert plan.clusters == [1.0, 2.0, 4.0] and plan.quality == QualityRequest(groups=3, by="quality")
+    assert plan.pool_param == "pool.strengths" and plan.pool_values == ["diffmix", "strong"]
     # the quality is measured on every pool: each trial's groups are its own pool's
-    measured = []
-
-    def measure(c):
-        measured.append(list(c.pool.strengths))
-        return WeightContext(quality=[0.0] * 5, discrepancy=[0.0] * 5, groups=[0, 1, 2, 0, 1] if len(c.pool.strengths) == 3 else [2, 2, 1, 1, 0])
-
-    context = measure_weight_context(space, config, measure)
-    assert measured == [[0.5, 0.7, 0.9], [0.9]] and set(context.by_pool) == {"diffmix", "strong"}
+    context = WeightContext(groups=[0, 1, 2, 0, 1], pool_param=plan.pool_param, by_pool={
+        "diffmix": WeightContext(groups=[0, 1, 2, 0, 1]), "strong": WeightContext(groups=[2, 2, 1, 1, 0])})
     params = {"pool.strengths": "strong", "pool.gamma": 1.0, "loss.bound.lam1": 20.0, "partition.clusters_per_class": 4.0,
               "w_group": {"g0": 0.1, "g1": 0.5, "g2": 0.9}}
-    trial, weights = apply_params(config, params, CLASSES, context)
+    trial, weights = apply_params(config, params, CLASSES, context, space)
     assert trial.pool.strengths == [0.9] and trial.pool.gamma == 1.0 and trial.loss["bound"]["lam2"] == 200.0
     assert trial.partition.clusters_per_class == 4.0 and weights == [0.9, 0.9, 0.5, 0.5, 0.1]
-    _, weights = apply_params(config, {**params, "pool.strengths": "diffmix"}, CLASSES, context)
+    _, weights = apply_params(config, {**params, "pool.strengths": "diffmix"}, CLASSES, context, space)
     assert weights == [0.1, 0.5, 0.9, 0.1, 0.5]
-    # the context crosses to the trials as a dict
-    assert WeightContext.from_dict(context.to_dict()).for_params(params).groups == [2, 2, 1, 1, 0]
 
 
 def test_the_joint_search_runs_end_to_end_on_the_embedded_task(ray_session, tmp_path):
@@ -67,6 +61,6 @@ def test_cub_joint_searches_the_same_five_kinds_over_three_pools():
 
     config = parse_config(REPO / "search_spaces" / "cub-joint.yaml")
     space = parse_space(config.search.space, config)
-    assert space.weights.name == "grouped" and space.weights.measures
+    assert space.weights.name == "grouped" and space.weights.quality_request() is not None
     assert {d.name for d in space.dimensions} >= {"loss.bound.lam1", "partition.clusters_per_class", "pool.strengths", "pool.gamma"}
-    assert [p.strengths for p in pool_variants(space, config)] == [[0.5, 0.7, 0.9], [0.5], [0.9]]
+    assert [p.strengths for p in space.plan(config).pools] == [[0.5, 0.7, 0.9], [0.5], [0.9]]

@@ -8,7 +8,8 @@ import torch
 from conftest import REPO
 
 from raysynth.config import ConfigError
-from raysynth.prepare import WeightContext, class_discrepancy, fidelity_scores, quality_groups
+from raysynth.context import WeightContext
+from raysynth.prepare.quality import class_discrepancy, fidelity_scores, quality_groups
 from raysynth.search.space import apply_params, parse_space
 from raysynth.search.weightings.quality import quality_weights
 from raysynth.validate import load_config

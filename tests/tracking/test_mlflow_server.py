@@ -141,12 +141,12 @@ def _check_searched_model(summary, config, url, tmp_path, monkeypatch):
     import numpy as np
     from PIL import Image
 
-    from raysynth.data import cached_split
+    from raysynth.context import split_of
 
     uri = f"runs:/{summary.parent_run_id}/model"
     assert summary.model_uri == uri
     logged = mlflow.MlflowClient(url).get_run(summary.parent_run_id).data.metrics["model_test_acc"]
-    split = cached_split(config)
+    split = split_of(config)
     images = split.test.images  # digits: float in [0, 1]; as 8-bit images, what a file holds
     images = images.mul(255).round().clamp(0, 255).byte() if images.is_floating_point() else images
     images = images.permute(0, 2, 3, 1).numpy()  # N x H x W x 3 uint8

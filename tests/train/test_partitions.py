@@ -1,14 +1,18 @@
-"""Partitions on the embedded default: computed once per K by the driver, loaded by trials."""
+"""Partitions on the embedded default: computed once per K by the driver, named in the
+run context, loaded by trials."""
 
 import dataclasses
 
+import pytest
 import torch
 
-from raysynth.data import cached_split
+from raysynth.context import split_of
+from raysynth.losses import parse_loss
 from raysynth.pool import pool_key
-from raysynth.prepare import prepare
+from raysynth.prepare import Plan, prepare
+from raysynth.prepare.partitions import ensure_partition, partition_path
 from raysynth.train.data import train_data
-from raysynth.train.partitions import load_or_compute, num_clusters, partition_path
+from raysynth.train.partitions import num_clusters
 
 
 def _with(config, **partition):
@@ -19,18 +23,24 @@ def _with(config, **partition):
 
 def test_prepare_computes_each_k_once_and_trials_load_it(ray_session, tiny_config):
     config = _with(tiny_config, space="features", niter=20)
-    prepare(config, clusters=[1.0, 2.0])
-    split = cached_split(config)
+    context = prepare(config, Plan(clusters=[1.0, 2.0]))
+    split = split_of(config)
     key = pool_key(split.fingerprint, config.pool)
+    assert list(context.pools.values()) == [key]  # the driver's key, which trials look up
     for m in (1.0, 2.0):
         k = num_clusters(dataclasses.replace(config.partition, clusters_per_class=m), split.num_classes)
-        assert partition_path(config, split.fingerprint, key, k).is_file()
-    data = train_data(config)
+        path = partition_path(config, split.fingerprint, key, k)
+        assert path.is_file() and context.partitions[f"{key}/K={k}"] == str(path)
+    data = train_data(config, context, parse_loss(config.loss))
     assert data.num_partitions == 10 and len(data.real_part) == len(data.real_labels)
     assert len(data.syn_part) == len(data.syn_images) and int(data.syn_part.max()) < 10
     # a second request is a file load, not a k-means
-    *_, computed = load_or_compute(config, split.fingerprint, key, data.real_images, data.syn_images, 10)
+    _, computed = ensure_partition(config, context, key, data.real_images, data.syn_images, 10)
     assert not computed
+    # a K the driver did not prepare is an error naming it, never a k-means in the trial
+    three = dataclasses.replace(config, partition=dataclasses.replace(config.partition, clusters_per_class=3.0))
+    with pytest.raises(FileNotFoundError, match=f"partition {key}/K=15 was not prepared"):
+        train_data(three, context, parse_loss(three.loss))
     # pixel space is a different partition, cached under a different key
     pixels = _with(tiny_config, space="pixels", niter=20)
     assert partition_path(pixels, split.fingerprint, key, 10) != partition_path(config, split.fingerprint, key, 10)
@@ -38,8 +48,9 @@ def test_prepare_computes_each_k_once_and_trials_load_it(ray_session, tiny_confi
 
 def test_online_method_hands_the_loop_vectors_instead_of_regions(ray_session, tiny_config):
     config = _with(tiny_config, method="online", clusters_per_class=1.0)
-    prepare(config)
-    data = train_data(config)
+    context = prepare(config)
+    assert context.partitions == {}  # online: the loop clusters each batch
+    data = train_data(config, context, parse_loss(config.loss))
     assert data.real_part is None and data.num_partitions == 5
     assert data.real_vectors.shape == (len(data.real_labels), 3 * 32 * 32)
     # the pool is read from its memory map, uint8; k-means sees its pixels in [0, 1]

@@ -9,7 +9,7 @@ registering a :class:`Weighting`:
 * :meth:`Weighting.to_tune` gives the searched dimensions, which a trial's config holds
   under ``param_key`` (``w/<class>`` once flattened, as in MLflow);
 * :meth:`Weighting.weights` turns a trial's values into one weight per class, using the
-  per-class quality measured before the search (:mod:`raysynth.prepare`) where needed.
+  per-class quality measured before the search (:mod:`raysynth.prepare.quality`) where needed.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from raysynth.config import Config, ConfigError
-from raysynth.prepare import WeightContext
+from raysynth.config import ConfigError
+from raysynth.context import QualityRequest, WeightContext
 from raysynth.registry import Registry
 
 WEIGHTINGS: Registry[type["Weighting"]] = Registry("class_weights type")
@@ -71,9 +71,7 @@ class Weighting:
         """A trial's per-class weights in ``classes`` order (None: the trial has none)."""
         raise NotImplementedError
 
-    measures: ClassVar[bool] = False  # True: measure() computes something before the search
-
-    def measure(self, config: Config) -> WeightContext | None:
+    def quality_request(self) -> QualityRequest | None:
         """What must be measured before the search (None: nothing)."""
         return None
 

@@ -5,7 +5,7 @@ features (``by: features``), both measured before the search."""
 from __future__ import annotations
 
 from raysynth.config import ConfigError
-from raysynth.prepare import measure_class_quality
+from raysynth.context import QualityRequest
 from raysynth.search.weightings.base import Weighting, register_weighting, unit_range
 
 GROUP_BY = ("quality", "features")
@@ -39,7 +39,5 @@ class Grouped(Weighting):
         g = params[self.param_key]
         return [float(g[f"g{group}"]) for group in context.groups]
 
-    measures = True
-
-    def measure(self, config):
-        return measure_class_quality(config, groups=self.groups, by=self.by)
+    def quality_request(self):
+        return QualityRequest(groups=self.groups, by=self.by)

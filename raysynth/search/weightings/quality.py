@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from raysynth.config import ConfigError
-from raysynth.prepare import measure_class_quality
+from raysynth.context import QualityRequest
 from raysynth.search.weightings.base import Weighting, number, register_weighting
 
 DEFAULT_RANGES = {"a": (-4.0, 4.0), "b": (0.0, 4.0)}  # intercept; slope (trust follows fidelity)
@@ -46,7 +46,5 @@ class Quality(Weighting):
         q = params[self.param_key]
         return quality_weights(float(q["a"]), float(q["b"]), context.quality)
 
-    measures = True
-
-    def measure(self, config):
-        return measure_class_quality(config)
+    def quality_request(self):
+        return QualityRequest()

@@ -9,13 +9,13 @@ weights are cached under ``RAYSYNTH_HOME/weights`` keyed by everything that shap
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from raysynth.atomic import atomic_file
 from raysynth.cluster import work_device
 from raysynth.config import ModelConfig
 from raysynth.data.augment import random_affine
@@ -77,9 +77,7 @@ def pretrain_backbone(split: FewShotSplit, config: ModelConfig, seed: int = 0, f
             )
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    # save the whole CLIP model (text tower untouched) so it loads like any open_clip checkpoint
-    torch.save({k: v.cpu() for k, v in clip.state_dict().items()}, tmp)
-    os.replace(tmp, path)
+    # the whole CLIP model (text tower untouched), so it loads like any open_clip checkpoint
+    atomic_file(path, lambda tmp: torch.save({k: v.cpu() for k, v in clip.state_dict().items()}, tmp))
     publish(path)  # to a remote home, for the trials on every node
     return path

@@ -15,30 +15,27 @@ from typing import Any
 
 from raysynth.cluster import placement, work_device
 from raysynth.config import Config, from_dict
-from raysynth.data import cached_split
-from raysynth.home import adopt_home
-from raysynth.prepare import WeightContext
+from raysynth.context import RunContext
 from raysynth.search.space import apply_params
-from raysynth.train.ray_train import fit_with_trainer, load_state, state_checkpoint
+from raysynth.train.ray_train import load_state, state_checkpoint, train_with_trainer
 from raysynth.train.session import train_in_process
 
 
-def run_trial(
-    params: dict[str, Any], base: dict[str, Any], home: dict[str, str], storage_path: str, weight_context: dict | None = None
-) -> None:
+def run_trial(params: dict[str, Any], base: dict[str, Any], context: RunContext, storage_path: str) -> None:
+    """The Tune trainable: the base config with the trial's ``params``, trained on what
+    ``context`` names (the driver's home, pools, partitions, backbone, class quality)."""
     from ray import tune
 
-    adopt_home(home)  # the driver's RAYSYNTH_HOME, whatever the environment of the cluster's workers
-    base_config = from_dict(Config, base)
-    context = WeightContext.from_dict(weight_context) if weight_context else None
-    config, weights = apply_params(base_config, params, cached_split(base_config).classes, context)
+    context.enter()  # the driver's RAYSYNTH_HOME, whatever the environment of the cluster's workers
+    config, weights = apply_params(from_dict(Config, base), params, list(context.classes), context.weights, context.space)
     every = config.search.checkpoint_every
     where = placement()  # node and GPU ids of the trial (MLflow tags, placement tests)
     if config.train.workers > 1:
         trial_id = tune.get_context().get_trial_id()
-        final = fit_with_trainer(
+        result = train_with_trainer(
             config,
             weights,
+            context,
             use_synthetic=True,
             name=f"trial-{trial_id}",
             storage_path=storage_path,
@@ -46,6 +43,7 @@ def run_trial(
             in_tune=True,
             kind="trial",
         )
+        final = dict(result.metrics or {})
         # the last epoch, reported once the trainer has released its workers (see
         # ray_train._report_to_tune_before_last)
         tune.report({**final, **{k: v for k, v in where.items() if k not in final}})
@@ -62,4 +60,4 @@ def run_trial(
         else:
             tune.report(report)
 
-    train_in_process(config, weights, on_epoch_end=on_epoch_end, state=state, device=work_device())
+    train_in_process(config, weights, context, on_epoch_end=on_epoch_end, state=state, device=work_device())
