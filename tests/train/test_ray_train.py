@@ -40,7 +40,7 @@ def test_two_stage_unicon_final_training_reports_the_mean_over_classifiers_and_r
     first = train_with_trainer(config, [1.0, 1.0, 0.0, 0.5, 1.0], context, True, name="final-unicon", storage_path=tmp_path, evaluate_test=True).metrics
     # the mean over 2 encoders x 2 probes: four accuracies, each a multiple of 1/|test|
     n_test = len(context.split().test.labels)
-    assert first["test_acc"] * 4 * n_test == pytest.approx(round(first["test_acc"] * 4 * n_test), abs=1e-6)
+    assert first["test_acc"] * 4 * n_test == pytest.approx(round(first["test_acc"] * 4 * n_test), abs=1e-3)  # float32 sums
     assert first["loss_contrastive"] > 0.0 and math.isfinite(first["loss_contrastive"])
     again = train_with_trainer(config, [1.0, 1.0, 0.0, 0.5, 1.0], context, True, name="final-unicon", storage_path=tmp_path, evaluate_test=True).metrics
     assert again["test_acc"] == first["test_acc"] and again["val_acc"] == first["val_acc"]
