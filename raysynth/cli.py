@@ -7,14 +7,16 @@ Exit codes: 0 success; 2 bad input (one line on stderr, nothing started or writt
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import re
 import sys
 import time
+import typing
 from importlib import resources
 from pathlib import Path
 
-from raysynth.config import Config, ConfigError
+from raysynth.config import Config, ConfigError, FinetuneOptions, flag_name, from_dict
 from raysynth.data import DATASETS
 from raysynth.home import home_location
 from raysynth.logs import setup_logging
@@ -51,15 +53,12 @@ def _space_path(args) -> Path:
 def _config_from_args(args) -> Config:
     if args.dataset not in DATASETS:
         raise ConfigError(f"--dataset: unknown or not yet available dataset '{args.dataset}' (available: {DATASETS.known()})")
-    overrides = [f"dataset={args.dataset}"]
-    if getattr(args, "data_root", None):
-        overrides.append(f"data.root={args.data_root}")
-    for flag, key in (("trials", "search.trials"), ("concurrency", "search.concurrency"), ("seed", "search.seed"), ("algorithm", "search.algorithm")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    overrides += args.set or []
-    return load_config(_space_path(args), overrides)
+    # the flags' values as they are (typed by argparse), then --set's YAML values
+    flags = {"dataset": args.dataset, "data.root": getattr(args, "data_root", None), "search.trials": getattr(args, "trials", None),
+             "search.concurrency": getattr(args, "concurrency", None), "search.seed": getattr(args, "seed", None),
+             "search.algorithm": getattr(args, "algorithm", None)}
+    overrides = [(key, value) for key, value in flags.items() if value is not None]
+    return load_config(_space_path(args), overrides + (args.set or []))
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -68,6 +67,28 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", help="search-space YAML (default search_spaces/<dataset>.yaml)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     p.add_argument("--verbose", action="store_true", help="Ray's own INFO lines on the console too (checkpoints, reports, Ray Data progress)")
+
+
+def _add_option_flags(p: argparse.ArgumentParser, cls: type, skip=(), required=()) -> None:
+    """One flag per field of an options dataclass: its type and help text the field's;
+    :func:`raysynth.config.from_dict` checks the values against the field's rules."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        if f.default is False:
+            p.add_argument(flag_name(f.name), action="store_true", default=None, help=f.metadata["help"])
+            continue
+        kind = next((t for t in (int, float, str) if t is hints[f.name] or t in typing.get_args(hints[f.name])), str)
+        default = f" (default {f.default})" if f.default not in ("", None) else ""
+        p.add_argument(flag_name(f.name), type=kind, required=f.name in required, help=f"{f.metadata['help']}{default}")
+
+
+def _options_from_args(args, cls: type, **extra):
+    """The options dataclass from its flags (those given) and ``extra``: coerced and
+    checked by the fields' rules, errors naming the flag."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    return from_dict(cls, {**given, **extra}, flags=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,16 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune-generator", help="fine-tune Stable Diffusion on the shots (UNet LoRA + one token per class)")
     _add_config_flags(p)
-    p.add_argument("--model", required=True, help="Stable Diffusion: hub id or local diffusers directory")
-    p.add_argument("--rank", type=int, default=10, help="UNet LoRA rank (Diff-Mix: 10)")
-    p.add_argument("--steps", type=int, default=1000, help="optimiser steps (per class with --per-class)")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr-lora", type=float, default=1e-4)
-    p.add_argument("--lr-token", type=float, default=5e-4)
-    p.add_argument("--resolution", type=int, default=512)
-    p.add_argument("--per-class", action="store_true", help="one LoRA per class (DataDream's class-level variant)")
-    p.add_argument("--workers", type=int, default=1, help="Ray Train workers (DDP)")
-    p.add_argument("--checkpoint-every", type=int, default=100)
+    _add_option_flags(p, FinetuneOptions, skip=("seed",), required=("model",))
     p.add_argument("--output", help="result directory (default $RAYSYNTH_HOME/generators/finetuned/<dataset>-<key>)")
 
     p = sub.add_parser("leaderboard", help="finished trials ordered by validation accuracy (or --sort)")
@@ -223,7 +235,6 @@ def cmd_generate(args) -> int:
 
 
 def cmd_finetune_generator(args) -> int:
-    from raysynth.generators.finetune import FinetuneOptions
     from raysynth.prepare.commands import finetune_generator_command
 
     if args.output and Path(args.output).exists() and not (Path(args.output) / "tokens.json").is_file():
@@ -232,12 +243,7 @@ def cmd_finetune_generator(args) -> int:
             "raysynth replaces only its own results: choose a new directory"
         )
     config = _config_from_args(args)
-    options = FinetuneOptions(
-        model=args.model, rank=args.rank, steps=args.steps, batch_size=args.batch_size, lr_lora=args.lr_lora,
-        lr_token=args.lr_token, resolution=args.resolution, per_class=args.per_class, workers=args.workers,
-        checkpoint_every=args.checkpoint_every, seed=config.train.seed,
-    )
-    options.validate()
+    options = _options_from_args(args, FinetuneOptions, seed=config.train.seed)
     setup_logging(verbose=args.verbose)
     out = finetune_generator_command(config, options, Path(args.output) if args.output else None)
     print(out)

@@ -3,8 +3,8 @@
 The driver (:func:`raysynth.prepare.prepare`) makes the artifacts a search shares — the
 backbone, the pools, the partitions, the per-class quality — and writes down, once, where
 each lies and what it is called. A trial, a Ray Train worker or a preparation task is
-handed that :class:`RunContext` and *loads* by key: a missing artifact is an error that
-names it, never a recompute.
+handed that :class:`RunContext` and *loads* through it, by key: a missing artifact is an
+error that names it, never a recompute.
 
 Loading goes through one cache per process (:func:`loaded`), keyed by the artifact's
 key, so with ``reuse_actors=True`` a Tune actor reads each split, pool, partition and
@@ -17,11 +17,17 @@ import collections
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
-from raysynth.config import Config, DataConfig
+import numpy as np
+import torch
+
+from raysynth.config import Config, DataConfig, ModelConfig, PoolConfig
 from raysynth.data import load_split as read_split
-from raysynth.home import adopt_home
+from raysynth.home import adopt_home, fetch
+from raysynth.models import create_backbone
+from raysynth.pool import PoolStore, pool_label
 
 LOADED_LIMIT = 8  # artifacts held per process (a search's split, its pools, partitions, backbone)
 _loaded: collections.OrderedDict[tuple, Any] = collections.OrderedDict()
@@ -119,6 +125,42 @@ class RunContext:
     def split(self):
         return load_split(self.dataset, self.data)
 
+    def backbone_state(self, model: ModelConfig) -> dict:
+        """The backbone's weights: ``model.pretrained``, or raysynth's own pretrained
+        checkpoint this context names (fetched from a remote home on first use)."""
+        checkpoint = None if model.pretrained else self.backbone
+
+        def read() -> dict:
+            if checkpoint is not None and not fetch(Path(checkpoint)):
+                raise FileNotFoundError(f"pretrained backbone missing: {checkpoint} (run `raysynth pretrain`)")
+            return {k: v.clone() for k, v in create_backbone(model, checkpoint).state_dict().items()}
+
+        return loaded(("backbone", json.dumps(dataclasses.asdict(model), sort_keys=True), checkpoint), read)
+
+    def pool(self, pool: PoolConfig) -> tuple[str, Any, torch.Tensor, torch.Tensor]:
+        """(selection, images read on demand as uint8, soft labels, target class) of the
+        pool variant a config trains on, after its filter rule; the selection names those
+        images (:func:`pool_selection`: the key of their partitions)."""
+        key = self.pool_key(pool_label(pool))
+        images = loaded(
+            ("pool", key, pool.gamma, pool.filter, pool.filter_fraction),
+            lambda: PoolStore().load(key).mapped(pool.gamma, self.num_classes, pool.filter, pool.filter_fraction),
+        )
+        return (pool_selection(pool, key), *images)
+
+    def regions(self, selection: str, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(region of every real shot, region of every synthetic image) of the partition of
+        ``selection`` (a pool after its filter) into K = ``k`` regions."""
+        path = Path(self.partition(selection, k))
+
+        def read():
+            if not fetch(path):  # copied from a remote home on first use
+                raise FileNotFoundError(f"partition {path} missing: the driver computes it before the search")
+            with np.load(path, allow_pickle=False) as z:
+                return torch.from_numpy(z["real"]), torch.from_numpy(z["synthetic"])
+
+        return loaded(("partition", str(path)), read)
+
     def pool_key(self, label: str) -> str:
         if label not in self.pools:
             raise FileNotFoundError(
@@ -133,6 +175,12 @@ class RunContext:
                 f"partition {pid} was not prepared by the driver (prepared: {', '.join(self.partitions) or 'none'}); "
                 "search partition.clusters_per_class as a 'choice' so that each K is computed before the search")
         return self.partitions[pid]
+
+
+def pool_selection(pool: PoolConfig, key: str) -> str:
+    """The images a run trains on, as a name: the pool, or the pool after its filter
+    (partitions are of the filtered pool: the filter is part of their key)."""
+    return key if pool.filter == "none" else f"{key}-{pool.filter}-{pool.filter_fraction}"
 
 
 def partition_id(selection: str, k: int) -> str:

@@ -25,8 +25,9 @@ def validate(config: Config) -> None:
     search.check(config)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a YAML config/search space, apply ``--set`` overrides, validate everything."""
+def load_config(path: str | Path | None = None, overrides: list | None = None) -> Config:
+    """Load a YAML config/search space, apply overrides (``--set`` strings or typed
+    ``(key, value)`` pairs: :func:`raysynth.config.apply_overrides`), validate everything."""
     config = parse_config(path, overrides)
     validate(config)
     return config

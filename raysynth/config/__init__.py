@@ -9,6 +9,7 @@ from raysynth.config.loading import apply_overrides, dump_yaml, flatten_params, 
 from raysynth.config.sections import (
     Config,
     DataConfig,
+    FinetuneOptions,
     LoraConfig,
     ModelConfig,
     PartitionConfig,
@@ -20,10 +21,10 @@ from raysynth.config.sections import (
     TrainConfig,
     WorkResources,
 )
-from raysynth.config.typed import ConfigError, check_rules, coerce, field_, from_dict, one_of
+from raysynth.config.typed import ConfigError, check_fields, check_rules, coerce, field_, flag_name, from_dict, one_of
 
 __all__ = [
-    "Config", "ConfigError", "DataConfig", "LoraConfig", "ModelConfig", "PartitionConfig", "PoolConfig",
-    "PretrainConfig", "ResourcesConfig", "SchedulerConfig", "SearchConfig", "TrainConfig", "WorkResources", "apply_overrides", "check_rules", "coerce",
-    "dump_yaml", "field_", "flatten_params", "from_dict", "load_yaml", "one_of", "parse_config",
+    "Config", "ConfigError", "DataConfig", "FinetuneOptions", "LoraConfig", "ModelConfig", "PartitionConfig", "PoolConfig",
+    "PretrainConfig", "ResourcesConfig", "SchedulerConfig", "SearchConfig", "TrainConfig", "WorkResources", "apply_overrides", "check_fields", "check_rules", "coerce",
+    "dump_yaml", "field_", "flag_name", "flatten_params", "from_dict", "load_yaml", "one_of", "parse_config",
 ]

@@ -57,13 +57,20 @@ def _parse_scalar(text: str, where: str) -> Any:
     return value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (values parsed as YAML) to a raw config mapping."""
+def apply_overrides(data: dict[str, Any], overrides: list[str | tuple[str, Any]]) -> dict[str, Any]:
+    """Apply overrides to a raw config mapping: ``key.path=value`` strings (``--set``: the
+    value parsed as YAML) or ``(key.path, value)`` pairs (a command's typed flags: the value
+    as it is). Either way the value is then coerced and checked by the field's rules."""
     data = json.loads(json.dumps(data))  # deep copy of plain data
     for item in overrides:
-        if "=" not in item:
+        if isinstance(item, tuple):
+            key, typed = item
+            value = lambda typed=typed, key=key: typed  # noqa: E731
+        elif "=" not in item:
             raise ConfigError(f"--set expects key=value, got '{item}'")
-        key, raw = item.split("=", 1)
+        else:
+            key, raw = item.split("=", 1)
+            value = lambda raw=raw, key=key: _parse_scalar(raw, key)  # noqa: E731
         parts = key.strip().split(".")
         cls: Any = Config
         node = data
@@ -73,20 +80,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 if i < len(parts) - 1:
                     node = node.setdefault(part, {})
                     continue
-                node[part] = _parse_scalar(raw, key)
+                node[part] = value()
                 break
             fields = {f.name: f for f in dataclasses.fields(cls)}
             if part not in fields:
                 raise ConfigError(f"--set {key}: unknown config field '{'.'.join(parts[: i + 1])}'")
             tp = typing.get_type_hints(cls)[part]
             if i == len(parts) - 1:
-                node[part] = _parse_scalar(raw, key)
+                node[part] = value()
             elif cls is SearchConfig and part == "space":
                 # search-space keys are themselves dotted field names: the rest is one key
                 space = node.setdefault(part, {})
                 if not isinstance(space, dict):
                     raise ConfigError(f"--set {key}: 'space' is not a mapping")
-                space[".".join(parts[i + 1 :])] = _parse_scalar(raw, key)
+                space[".".join(parts[i + 1 :])] = value()
                 break
             else:
                 node = node.setdefault(part, {})
@@ -128,7 +135,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def parse_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+def parse_config(path: str | Path | None = None, overrides: list | None = None) -> Config:
     """YAML file + ``--set`` overrides -> a typed Config (types, choices and ranges checked;
     the rules of each section are checked by ``raysynth.validate.load_config``)."""
     data = load_yaml(path) if path is not None else {}

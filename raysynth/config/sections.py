@@ -183,6 +183,11 @@ class PartitionConfig:
         """Whether the regional terms run over all data (partition.scope 'all')."""
         return self.scope == "all"
 
+    def num_clusters(self, num_classes: int, num_points: int | None = None) -> int:
+        """K = round(clusters_per_class x classes), at least 1 and at most the point count."""
+        k = max(1, round(self.clusters_per_class * num_classes))
+        return min(k, num_points) if num_points else k
+
 
 @dataclass
 class SchedulerConfig:
@@ -276,3 +281,24 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass
+class FinetuneOptions:
+    """``raysynth finetune-generator``'s options: each field is a flag of the command
+    (``--batch-size`` for ``batch_size``), with its help text and rules; the command builds
+    them with :func:`raysynth.config.from_dict`, which checks the rules."""
+
+    model: str = _help("Stable Diffusion: hub id or local diffusers directory.", "")
+    rank: int = _help("UNet LoRA rank (Diff-Mix: 10).", 10, ge=1)
+    alpha: float | None = _help("LoRA alpha (default: the rank).", None, gt=0.0)
+    steps: int = _help("Optimiser steps (per class with --per-class).", 1000, ge=1)
+    batch_size: int = _help("Images per step.", 4, ge=1)
+    lr_lora: float = _help("Learning rate of the UNet LoRA.", 1e-4, gt=0.0)
+    lr_token: float = _help("Learning rate of the class tokens' embeddings.", 5e-4, gt=0.0)
+    resolution: int = _help("Training resolution (pixels a side).", 512, ge=8)
+    per_class: bool = _help("One LoRA per class (DataDream's class-level variant).", False)
+    workers: int = _help("Ray Train workers (DDP).", 1, ge=1)
+    checkpoint_every: int = _help("Steps between checkpoints (a retried run resumes from the last).", 100, ge=1)
+    seed: int = _help("Seed (the config's train.seed).", 0, ge=0)
+    prompt: str = _help("Training prompt; {name} is the class token, {metaclass} the dataset's kind.", "photo of a {name} {metaclass}")

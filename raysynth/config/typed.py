@@ -136,14 +136,27 @@ def check_rules(value: Any, metadata: typing.Mapping, where: str) -> None:
     raise ConfigError(f"{where}: must be {'<=' if high[0] == ']' else '<'} {high[1]:g}, got {value}")
 
 
-def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+def check_fields(obj: Any, where: str = "") -> None:
+    """Every field's rules on a dataclass built directly (a library call, not
+    :func:`from_dict`)."""
+    for f in dataclasses.fields(obj):
+        check_rules(getattr(obj, f.name), f.metadata, f"{where}.{f.name}" if where else f.name)
+
+
+def flag_name(field_name: str) -> str:
+    """The command-line flag of an options field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "", flags: bool = False) -> Any:
     """Build dataclass ``cls`` from a mapping: unknown keys, wrong types and values
-    outside a field's declared choices/range are errors that name the field."""
+    outside a field's declared choices/range are errors that name the field (as a
+    command-line flag, ``--batch-size``, when ``flags``)."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
-        path = f"{where}.{key}" if where else str(key)
+        path = flag_name(key) if flags else f"{where}.{key}" if where else str(key)
         if key not in fields:
             raise ConfigError(f"unknown config field '{path}' (known: {', '.join(sorted(fields))})")
         kwargs[key] = coerce(value, hints[key], path)

@@ -26,7 +26,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+
 from pathlib import Path
 
 import numpy as np
@@ -34,38 +34,13 @@ import torch
 import torch.nn.functional as F
 
 from raysynth.atomic import atomic_directory
-from raysynth.cluster import gpus_have_cuda, resources_of
-from raysynth.config import Config, ConfigError
+from raysynth.cluster import gpus_have_cuda
+from raysynth.config import FinetuneOptions, check_fields
 from raysynth.home import fingerprint, raysynth_home
 from raysynth.logs import train_logging_config
 
 log = logging.getLogger(__name__)
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
-
-
-@dataclass
-class FinetuneOptions:
-    model: str  # diffusers SD directory or hub id
-    rank: int = 10
-    alpha: float | None = None  # default: = rank
-    steps: int = 1000  # per run (per class when per_class)
-    batch_size: int = 4
-    lr_lora: float = 1e-4
-    lr_token: float = 5e-4
-    resolution: int = 512
-    per_class: bool = False
-    workers: int = 1
-    checkpoint_every: int = 100
-    seed: int = 0
-    prompt: str = "photo of a {name} {metaclass}"
-
-    def validate(self) -> None:
-        for name in ("rank", "steps", "batch_size", "resolution", "workers", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(self, name)}")
-        for name in ("lr_lora", "lr_token"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')}: must be > 0, got {getattr(self, name)}")
 
 
 def class_token(c: int) -> str:
@@ -242,23 +217,23 @@ def finetune_generator(
     classes: list[str],
     metaclass: str,
     output: str | Path,
+    resources: dict[str, float],
     storage: str | Path | None = None,
-    resources: dict[str, float] | None = None,
 ) -> Path:
     """Fine-tune the generator on the shots (uint8 N x 3 x H x W, labels 0..C-1) and write
     the loadable result to ``output`` (atomically). Returns ``output``. ``resources``: of
-    one worker (``resources.finetune``; default 1 CPU and a GPU when the cluster has one)."""
+    one worker (``resources_of(config, "finetune")``)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from raysynth.generators.backends.stable_diffusion import check_model_available
 
-    options.validate()
+    check_fields(options)  # the fields' rules, for a library caller that built them directly
     check_model_available(options.model)
     output = Path(output)
     storage = Path(storage) if storage else raysynth_home() / "ray_train"
     key = finetune_key(options, classes, images)
-    per_worker = resources or resources_of(Config(), "finetune")
+    per_worker = resources
     use_gpu = per_worker.get("GPU", 0) > 0
     runs = [(f"finetune-{key}-c{c}", [c]) for c in range(len(classes))] if options.per_class else [(f"finetune-{key}", list(range(len(classes))))]
     results = []  # (class ids, token embeddings, peft LoRA state, final metrics)

@@ -84,10 +84,6 @@ class Objective:
     def __init__(self, params: Any):
         self.params = params
 
-    @classmethod
-    def check(cls, params: Any, where: str) -> None:
-        """Raise ConfigError (one line naming the field) for values types cannot catch."""
-
     def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
@@ -117,27 +113,5 @@ def parse_loss(raw: dict[str, Any] | None) -> list[Objective]:
         if not isinstance(spec, dict):
             raise ConfigError(f"loss.{name}: expected a mapping of parameters, got {spec!r}")
         cls = OBJECTIVES[name]
-        params = from_dict(cls.Params, spec, f"loss.{name}")
-        cls.check(params, f"loss.{name}")
-        objectives.append(cls(params))
+        objectives.append(cls(from_dict(cls.Params, spec, f"loss.{name}")))  # the fields' rules checked
     return objectives
-
-
-def check_non_negative(params: Any, where: str, *names: str) -> None:
-    for n in names:
-        value = getattr(params, n)
-        if value is not None and value < 0:
-            raise ConfigError(f"{where}.{n}: must be >= 0, got {value}")
-
-
-def check_label_smoothing(params: Any, where: str) -> None:
-    value = params.label_smoothing
-    if not 0.0 <= value < 1.0:
-        raise ConfigError(f"{where}.label_smoothing: must be in [0, 1), got {value}")
-
-
-def check_positive(params: Any, where: str, *names: str) -> None:
-    for n in names:
-        value = getattr(params, n)
-        if value <= 0:
-            raise ConfigError(f"{where}.{n}: must be > 0, got {value}")

@@ -16,12 +16,13 @@ it accepts hard or soft (Diff-Mix) labels and optional per-sample weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from raysynth.losses.base import LossBatch, Objective, check_label_smoothing, check_non_negative, register_objective
+from raysynth.config import field_
+from raysynth.losses.base import LossBatch, Objective, register_objective
 from raysynth.losses.ce import smooth_labels
 from raysynth.losses.memory import NORMALISATIONS, all_data_terms, normaliser
 
@@ -181,23 +182,17 @@ def bound_loss(
 
 @dataclass
 class BoundParams:
-    lam: float = field(default=4.0, metadata={"help": "λ: weight of the real cross-entropy (paper: 4; 1 for Cars)."})
-    lam1: float = field(default=0.1, metadata={"help": "λ1: weight of the discrepancy term."})
-    lam2: float = field(default=1.0, metadata={"help": "λ2: weight of the robustness term (ignored if lam2_ratio is set)."})
-    lam2_ratio: float | None = field(
-        default=None, metadata={"help": "Tie λ2 = lam2_ratio · λ1 (the paper keeps 10); empty = use lam2."}
-    )
-    output: str = field(default="softmax", metadata={"help": "h: 'softmax' (paper) or 'logits' (official code)."})
-    distance: str = field(default="l2", metadata={"help": "'l2' norm (paper) or 'mse' (official code)."})
-    label_smoothing: float = field(
-        default=0.0, metadata={"help": "ε of both cross-entropies: targets (1 − ε)·y + ε/C (Diff-Mix: 0.1)."}
-    )
-    normalise: str = field(
-        default="pool",
-        metadata={"help": "g of both regularisers: 'pool' (the official code: the synthetic pool's size, a constant; "
-                          "robustness over unordered pairs) or 'batch' (the paper's eq. 7: the batch's synthetic rows in "
-                          "shared regions; ordered pairs). The λ grids of the papers' settings are tuned on 'pool'."},
-    )
+    lam: float = field_("λ: weight of the real cross-entropy (paper: 4; 1 for Cars).", 4.0, ge=0.0)
+    lam1: float = field_("λ1: weight of the discrepancy term.", 0.1, ge=0.0)
+    lam2: float = field_("λ2: weight of the robustness term (ignored if lam2_ratio is set).", 1.0, ge=0.0)
+    lam2_ratio: float | None = field_("Tie λ2 = lam2_ratio · λ1 (the paper keeps 10); empty = use lam2.", None, ge=0.0)
+    output: str = field_("h: 'softmax' (paper) or 'logits' (official code).", "softmax", choices=OUTPUTS)
+    distance: str = field_("'l2' norm (paper) or 'mse' (official code).", "l2", choices=DISTANCES)
+    label_smoothing: float = field_("ε of both cross-entropies: targets (1 − ε)·y + ε/C (Diff-Mix: 0.1).", 0.0, ge=0.0, lt=1.0)
+    normalise: str = field_(
+        "g of both regularisers: 'pool' (the official code: the synthetic pool's size, a constant; robustness over "
+        "unordered pairs) or 'batch' (the paper's eq. 7: the batch's synthetic rows in shared regions; ordered "
+        "pairs). The λ grids of the papers' settings are tuned on 'pool'.", "pool", choices=NORMALISATIONS)
 
     @property
     def effective_lam2(self) -> float:
@@ -212,18 +207,6 @@ class BoundLoss(Objective):
     uses_output_memory = True
     mixes_labels = True
 
-    @classmethod
-    def check(cls, params: BoundParams, where: str) -> None:
-        from raysynth.config import ConfigError
-
-        check_non_negative(params, where, "lam", "lam1", "lam2", "lam2_ratio")
-        check_label_smoothing(params, where)
-        if params.output not in OUTPUTS:
-            raise ConfigError(f"{where}.output: must be one of {', '.join(OUTPUTS)}, got '{params.output}'")
-        if params.distance not in DISTANCES:
-            raise ConfigError(f"{where}.distance: must be one of {', '.join(DISTANCES)}, got '{params.distance}'")
-        if params.normalise not in NORMALISATIONS:
-            raise ConfigError(f"{where}.normalise: must be one of {', '.join(NORMALISATIONS)}, got '{params.normalise}'")
 
     def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
         p = self.params

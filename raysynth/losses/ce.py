@@ -11,12 +11,13 @@ As an objective (``loss: {ce: {real: 0.8, synthetic: 0.2}}``) this is DataDream'
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from raysynth.losses.base import LossBatch, Objective, check_label_smoothing, check_non_negative, register_objective
+from raysynth.config import field_
+from raysynth.losses.base import LossBatch, Objective, register_objective
 
 
 def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
@@ -41,18 +42,12 @@ def weighted_synthetic_ce(
 
 @dataclass
 class CEParams:
-    real: float = field(default=1.0, metadata={"help": "Weight of the cross-entropy on real images."})
-    synthetic: float = field(
-        default=1.0, metadata={"help": "Weight of the class-weighted soft cross-entropy on synthetic images."}
-    )
-    label_smoothing: float = field(
-        default=0.0, metadata={"help": "ε of both cross-entropies: targets (1 − ε)·y + ε/C (Diff-Mix: 0.1)."}
-    )
-    balance: bool = field(
-        default=False,
-        metadata={"help": "Logit adjustment for the class prior the per-class weights make (Menon et al. 2021): "
-                  "a class whose synthetic data is down-weighted is not predicted less for it."},
-    )
+    real: float = field_("Weight of the cross-entropy on real images.", 1.0, ge=0.0)
+    synthetic: float = field_("Weight of the class-weighted soft cross-entropy on synthetic images.", 1.0, ge=0.0)
+    label_smoothing: float = field_("ε of both cross-entropies: targets (1 − ε)·y + ε/C (Diff-Mix: 0.1).", 0.0, ge=0.0, lt=1.0)
+    balance: bool = field_(
+        "Logit adjustment for the class prior the per-class weights make (Menon et al. 2021): a class whose "
+        "synthetic data is down-weighted is not predicted less for it.", False)
 
 
 def training_prior(class_weights: torch.Tensor, real: float, synthetic: float) -> torch.Tensor:
@@ -69,10 +64,6 @@ class CrossEntropy(Objective):
     Params = CEParams
     mixes_labels = True
 
-    @classmethod
-    def check(cls, params: CEParams, where: str) -> None:
-        check_non_negative(params, where, "real", "synthetic")
-        check_label_smoothing(params, where)
 
     def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
         p, eps = self.params, self.params.label_smoothing

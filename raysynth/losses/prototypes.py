@@ -17,13 +17,14 @@ Losses on those logits (raysynth's reading of the two named losses):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raysynth.losses.base import LossBatch, Objective, check_non_negative, check_positive, register_objective
+from raysynth.config import field_
+from raysynth.losses.base import LossBatch, Objective, register_objective
 from raysynth.losses.sync import simplex_etf
 
 PROTOTYPE_KINDS = ("etf", "class_means")
@@ -83,11 +84,11 @@ def nonl_loss(logits: torch.Tensor, labels: torch.Tensor, sample_weights: torch.
 
 @dataclass
 class PrototypeParams:
-    prototypes: str = field(default="etf", metadata={"help": "'etf' (fixed simplex ETF) or 'class_means'."})
-    variant: str = field(default="ntce", metadata={"help": "'ntce' or 'nonl' (decoupled)."})
-    temperature: float = field(default=0.1, metadata={"help": "τ of the cosine logits."})
-    real: float = field(default=1.0, metadata={"help": "Weight of the loss on real images."})
-    synthetic: float = field(default=1.0, metadata={"help": "Weight of the class-weighted loss on synthetic images."})
+    prototypes: str = field_("'etf' (fixed simplex ETF) or 'class_means'.", "etf", choices=PROTOTYPE_KINDS)
+    variant: str = field_("'ntce' or 'nonl' (decoupled).", "ntce", choices=VARIANTS)
+    temperature: float = field_("τ of the cosine logits.", 0.1, gt=0.0)
+    real: float = field_("Weight of the loss on real images.", 1.0, ge=0.0)
+    synthetic: float = field_("Weight of the class-weighted loss on synthetic images.", 1.0, ge=0.0)
 
 
 @register_objective
@@ -98,16 +99,6 @@ class PrototypeLoss(Objective):
     Params = PrototypeParams
     head = "prototype"
 
-    @classmethod
-    def check(cls, params: PrototypeParams, where: str) -> None:
-        from raysynth.config import ConfigError
-
-        if params.prototypes not in PROTOTYPE_KINDS:
-            raise ConfigError(f"{where}.prototypes: must be one of {', '.join(PROTOTYPE_KINDS)}, got '{params.prototypes}'")
-        if params.variant not in VARIANTS:
-            raise ConfigError(f"{where}.variant: must be one of {', '.join(VARIANTS)}, got '{params.variant}'")
-        check_positive(params, where, "temperature")
-        check_non_negative(params, where, "real", "synthetic")
 
     def terms(self, batch: LossBatch) -> dict[str, torch.Tensor]:
         fn = ntce_loss if self.params.variant == "ntce" else nonl_loss

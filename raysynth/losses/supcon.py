@@ -6,12 +6,12 @@ rows with the synthetic samples labelled as their target class.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from raysynth.config import field_
-from raysynth.losses.base import LossBatch, Objective, check_non_negative, check_positive, register_objective
+from raysynth.losses.base import LossBatch, Objective, register_objective
 from raysynth.losses.contrastive import contrastive_rows, log_prob_matrix, mean_over
 
 
@@ -30,8 +30,8 @@ def supcon_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float
 
 @dataclass
 class SupConParams:
-    weight: float = field(default=1.0, metadata={"help": "Weight of the SupCon term in the total loss."})
-    temperature: float = field(default=0.07, metadata={"help": "Contrastive temperature τ."})
+    weight: float = field_("Weight of the SupCon term in the total loss.", 1.0, ge=0.0)
+    temperature: float = field_("Contrastive temperature τ.", 0.07, gt=0.0)
     synthetic: str = field_(
         "'real': SupCon-Real (synthetic rows dropped); 'mixed': SupCon-Mixed (treated as real).",
         "real", choices=("real", "mixed"))
@@ -44,10 +44,6 @@ class SupCon(Objective):
     needs_projection = True
     representation = True
 
-    @classmethod
-    def check(cls, params: SupConParams, where: str) -> None:
-        check_non_negative(params, where, "weight")
-        check_positive(params, where, "temperature")
 
     def uses_synthetic(self, class_weights: torch.Tensor) -> bool:
         return self.params.synthetic == "mixed"  # SupCon does not weight classes

@@ -24,12 +24,13 @@ Only the abstract is public, so this is raysynth's reading, stated precisely:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from raysynth.losses.base import LossBatch, Objective, check_non_negative, check_positive, register_objective
+from raysynth.config import field_
+from raysynth.losses.base import LossBatch, Objective, register_objective
 
 
 def simplex_etf(num_classes: int, dim: int, seed: int = 0) -> torch.Tensor:
@@ -96,10 +97,10 @@ def sync_loss(
 
 @dataclass
 class SyncParams:
-    fidelity: float = field(default=1.0, metadata={"help": "Weight of the pull to the class's ETF prototype."})
-    contrast: float = field(default=1.0, metadata={"help": "Weight of the regional contrastive term."})
-    temperature: float = field(default=0.1, metadata={"help": "Temperature of the regional contrastive term."})
-    seed: int = field(default=0, metadata={"help": "Seed of the ETF's rotation."})
+    fidelity: float = field_("Weight of the pull to the class's ETF prototype.", 1.0, ge=0.0)
+    contrast: float = field_("Weight of the regional contrastive term.", 1.0, ge=0.0)
+    temperature: float = field_("Temperature of the regional contrastive term.", 0.1, gt=0.0)
+    seed: int = field_("Seed of the ETF's rotation.", 0, ge=0)
 
 
 @register_objective
@@ -114,10 +115,6 @@ class SyNC(Objective):
         super().__init__(params)
         self._etf: torch.Tensor | None = None
 
-    @classmethod
-    def check(cls, params: SyncParams, where: str) -> None:
-        check_non_negative(params, where, "fidelity", "contrast")
-        check_positive(params, where, "temperature")
 
     def prototypes(self, num_classes: int, dim: int, device) -> torch.Tensor:
         if self._etf is None or self._etf.shape != (num_classes, dim):

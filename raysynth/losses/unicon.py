@@ -17,11 +17,12 @@ SupCon-Real's positive term with synthetic samples acting as negatives only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from raysynth.losses.base import LossBatch, Objective, check_non_negative, check_positive, register_objective
+from raysynth.config import field_
+from raysynth.losses.base import LossBatch, Objective, register_objective
 from raysynth.losses.contrastive import contrastive_rows, log_prob_matrix, mean_over
 
 
@@ -56,8 +57,8 @@ def unicon_loss(
 
 @dataclass
 class UniConParams:
-    weight: float = field(default=1.0, metadata={"help": "Weight of the UniCon term in the total loss."})
-    temperature: float = field(default=0.07, metadata={"help": "Contrastive temperature τ."})
+    weight: float = field_("Weight of the UniCon term in the total loss.", 1.0, ge=0.0)
+    temperature: float = field_("Contrastive temperature τ.", 0.07, gt=0.0)
 
 
 @register_objective
@@ -67,10 +68,6 @@ class UniCon(Objective):
     needs_projection = True
     representation = True
 
-    @classmethod
-    def check(cls, params: UniConParams, where: str) -> None:
-        check_non_negative(params, where, "weight")
-        check_positive(params, where, "temperature")
 
     def uses_synthetic(self, class_weights: torch.Tensor) -> bool:
         return True  # a class at w_c = 0 still gives its synthetic rows as negatives

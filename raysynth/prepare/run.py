@@ -20,7 +20,7 @@ from typing import Any
 
 from raysynth.cluster import ray_options, resources_of, wait_for_resources
 from raysynth.config import Config, PoolConfig
-from raysynth.context import QualityRequest, RunContext, WeightContext, partition_id, pool_value, split_of
+from raysynth.context import QualityRequest, RunContext, WeightContext, partition_id, pool_selection, pool_value, split_of
 from raysynth.home import adopt_home, home_env, published
 from raysynth.losses import parse_loss
 from raysynth.pool import pool_label
@@ -28,8 +28,7 @@ from raysynth.pool.pipeline import generate_variants, pool_actor_options
 from raysynth.prepare.backbone import pretrain_backbone, pretrained_path
 from raysynth.prepare.partitions import ensure_partition
 from raysynth.prepare.quality import measure_class_quality
-from raysynth.train.data import pool_selection, train_data
-from raysynth.train.partitions import num_clusters
+from raysynth.train.data import train_data
 
 
 @dataclass(frozen=True)
@@ -143,9 +142,8 @@ def _partitions(trials: list[Config], context: RunContext) -> dict[str, str]:
     out = {}
     for trial in trials:
         data = train_data(trial, context, [], use_synthetic=True)  # the pool's images, no partitions yet
-        key = context.pool_key(pool_label(trial.pool))
-        selection = pool_selection(trial, key)
-        k = num_clusters(trial.partition, data.num_classes, len(data.real_labels) + len(data.syn_images))
+        selection = pool_selection(trial.pool, context.pool_key(pool_label(trial.pool)))
+        k = trial.partition.num_clusters(data.num_classes, len(data.real_labels) + len(data.syn_images))
         path, _ = ensure_partition(trial, context, selection, data.real_images, data.syn_images, k)
         out[partition_id(selection, k)] = str(path)
     return out

@@ -2,25 +2,18 @@
 
 A trial never pretrains a backbone, runs a generator or runs k-means: the driver
 (:func:`raysynth.prepare.prepare`) makes all three before the search and names them in the
-:class:`raysynth.context.RunContext`; this module only *loads* them. Each split, pool and
-partition is read once per process (:func:`raysynth.context.loaded`), so with
+:class:`raysynth.context.RunContext`; this module only *loads* them, through that context,
+which reads each split, pool, partition and backbone once per process: with
 ``reuse_actors=True`` a Tune actor pays for loading once, not once per trial.
 """
 
 from __future__ import annotations
 
 from raysynth.config import Config
-from raysynth.context import RunContext, loaded
+from raysynth.context import RunContext
 from raysynth.losses import Objective
-from raysynth.pool import PoolStore, pool_label
 from raysynth.train.loop import TrainData
-from raysynth.train.partitions import load_partition, num_clusters, partition_vectors
-
-
-def pool_selection(config: Config, key: str) -> str:
-    """The pool's images a run trains on, as a name: the pool, or the pool after its filter
-    (partitions are of the filtered pool: the filter is part of their key)."""
-    return key if config.pool.filter == "none" else f"{key}-{config.pool.filter}-{config.pool.filter_fraction}"
+from raysynth.train.partitions import partition_vectors
 
 
 def train_data(config: Config, context: RunContext, objectives: list[Objective], use_synthetic: bool = True) -> TrainData:
@@ -36,18 +29,12 @@ def train_data(config: Config, context: RunContext, objectives: list[Objective],
     )
     if not use_synthetic:
         return data
-    label = pool_label(config.pool)
-    key = context.pool_key(label)
-    pool = config.pool
-    data.syn_images, data.syn_soft_labels, data.syn_class = loaded(
-        ("pool", key, pool.gamma, pool.filter, pool.filter_fraction),
-        lambda: PoolStore().load(key).mapped(pool.gamma, split.num_classes, pool.filter, pool.filter_fraction),
-    )
+    selection, data.syn_images, data.syn_soft_labels, data.syn_class = context.pool(config.pool)
     if any(o.needs_partitions for o in objectives):
-        k = num_clusters(config.partition, data.num_classes, len(data.real_labels) + len(data.syn_images))
+        k = config.partition.num_clusters(data.num_classes, len(data.real_labels) + len(data.syn_images))
         data.num_partitions = k
         if config.partition.method == "online":
             data.real_vectors, data.syn_vectors = partition_vectors(config, context, data.real_images, data.syn_images)
         else:
-            data.real_part, data.syn_part = load_partition(context.partition(pool_selection(config, key), k))
+            data.real_part, data.syn_part = context.regions(selection, k)
     return data

@@ -1,23 +1,18 @@
 """The few-shot classifier a trial trains: the backbone its run context names + fresh
 LoRA + head.
 
-The backbone's state dict is read once per process (:func:`raysynth.context.loaded`), so
+The backbone's state dict is read once per process (:meth:`RunContext.backbone_state`), so
 with ``reuse_actors=True`` a Tune actor builds the backbone once, not once per trial.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from pathlib import Path
-
 import torch
 
-from raysynth.config import Config, ModelConfig
-from raysynth.context import RunContext, loaded
-from raysynth.home import fetch
+from raysynth.config import Config
+from raysynth.context import RunContext
 from raysynth.losses import Objective, PrototypeHead, parse_loss
-from raysynth.models import build_classifier, create_backbone
+from raysynth.models import build_classifier
 from raysynth.models.backbone import create_model
 from raysynth.models.classifier import FewShotClassifier, zero_shot_head
 
@@ -25,19 +20,6 @@ from raysynth.models.classifier import FewShotClassifier, zero_shot_head
 # starts from seed train.seed + 1009 * i: a prime stride, so the seeds of consecutive
 # configs (train.seed, train.seed + 1, ...) never coincide with another config's repeats.
 REPEAT_SEED_STRIDE = 1009
-
-
-def backbone_state(config: ModelConfig, checkpoint: str | None) -> dict:
-    """The backbone's weights: ``model.pretrained`` or raysynth's own ``checkpoint`` (the
-    one the run context names), read once per process."""
-
-    def read() -> dict:
-        if checkpoint is not None and not fetch(Path(checkpoint)):  # copied from a remote home on first use
-            raise FileNotFoundError(f"pretrained backbone missing: {checkpoint} (run `raysynth pretrain`)")
-        model = create_backbone(config, checkpoint)
-        return {k: v.clone() for k, v in model.state_dict().items()}
-
-    return loaded(("backbone", json.dumps(dataclasses.asdict(config), sort_keys=True), checkpoint), read)
 
 
 def normalizes(config: Config) -> bool:
@@ -52,14 +34,14 @@ def build_model(
     the selected objectives need (a projection head, a prototype head). ``index`` seeds
     the i-th of several repeats (UniCon's n_contr encoders). ``with_objectives=False``: the
     frozen backbone with a throw-away linear head (features for quality and partitions)."""
-    state = backbone_state(config.model, None if config.model.pretrained else context.backbone)
+    state = context.backbone_state(config.model)
     torch.manual_seed(config.train.seed + REPEAT_SEED_STRIDE * index)
     clip = create_model(config.model.name)
     clip.load_state_dict(state)
-    if not with_objectives:
-        return build_classifier(clip, context.num_classes, lora=None, normalize=normalizes(config))
-    model = assemble_classifier(config, clip, list(context.classes), context.metaclass, objectives)
-    return model.to("cuda") if torch.cuda.is_available() else model
+    if with_objectives:
+        model = assemble_classifier(config, clip, list(context.classes), context.metaclass, objectives)
+        return model.to("cuda") if torch.cuda.is_available() else model
+    return build_classifier(clip, context.num_classes, lora=None, normalize=normalizes(config))
 
 
 def assemble_classifier(

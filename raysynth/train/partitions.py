@@ -1,26 +1,15 @@
-"""What a partition clusters, and how many regions: the library side of the partitions
-that :mod:`raysynth.prepare.partitions` computes before a search (static) and that the
+"""What a partition clusters: the library side of the partitions that :mod:`raysynth.prepare.partitions` computes before a search (static) and that the
 loop recomputes per batch (``partition.method: online``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from raysynth.config import Config, PartitionConfig
-from raysynth.context import RunContext, loaded
-from raysynth.home import fetch
+from raysynth.config import Config
+from raysynth.context import RunContext
 from raysynth.train.evaluate import as_input, encode
 from raysynth.train.model import build_model
-
-
-def num_clusters(config: PartitionConfig, num_classes: int, num_points: int | None = None) -> int:
-    """K = round(clusters_per_class x classes), at least 1 and at most the point count."""
-    k = max(1, round(config.clusters_per_class * num_classes))
-    return min(k, num_points) if num_points else k
 
 
 def pixel_vectors(images, side: int = 32, chunk: int = 1024) -> torch.Tensor:
@@ -44,16 +33,3 @@ def partition_vectors(
         return pixel_vectors(real, side), pixel_vectors(synthetic, side)
     model = build_model(config, context, with_objectives=False)  # the frozen backbone
     return encode(model, real), encode(model, synthetic)
-
-
-def load_partition(path: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(real regions, synthetic regions) of a partition the driver computed, read once
-    per process."""
-
-    def read():
-        if not fetch(Path(path)):  # copied from a remote home on first use
-            raise FileNotFoundError(f"partition {path} missing: the driver computes it before the search")
-        with np.load(path, allow_pickle=False) as z:
-            return torch.from_numpy(z["real"]), torch.from_numpy(z["synthetic"])
-
-    return loaded(("partition", path), read)

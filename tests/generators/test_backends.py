@@ -139,7 +139,7 @@ def test_finetuned_lora_and_tokens_load_and_change_the_output(ray_session, tiny_
         model=str(tiny_sd), rank=4, steps=3, batch_size=2, resolution=64, checkpoint_every=2,
         lr_lora=1e-2, lr_token=1e-1, per_class=True,
     )
-    out = finetune_generator(options, images, labels, classes, "bird", tmp_path / "ft", storage=tmp_path / "train")
+    out = finetune_generator(options, images, labels, classes, "bird", tmp_path / "ft", {"CPU": 1.0}, storage=tmp_path / "train")
     names = sorted(p.name for p in out.iterdir())
     assert names == ["learned_embeds.safetensors", "tokens.json", "unet_lora_0.safetensors", "unet_lora_1.safetensors"]
     refs, targets, seeds = torch.from_numpy(images).float() / 255, torch.tensor([1, 0, 1, 0]), torch.arange(4)

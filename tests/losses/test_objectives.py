@@ -133,7 +133,7 @@ def test_two_stage_protocol_averages_n_contr_by_n_classif_classifiers():
          "search.space.loss.ce.synthetic: objective 'ce' is not selected"),
         (["loss={bound: {lam1: -1}}"], "loss.bound.lam1: must be >= 0"),
         (["loss={bound: {lam3: 1}}"], "unknown config field 'loss.bound.lam3'"),
-        (["loss={bound: {output: probs}}"], "loss.bound.output: must be one of softmax, logits"),
+        (["loss={bound: {output: probs}}"], "loss.bound.output: must be 'softmax' or 'logits', got 'probs'"),
         (["loss.ce.label_smoothing=1.0"], "loss.ce.label_smoothing: must be in"),
         (["loss={unicon: {}}", "search.space={}", "train.mix=cutmix"], "train.mix: CutMix/Mixup give soft labels; objective 'unicon' needs hard ones"),
         (["loss={bound: {label_smoothing: -0.1}}"], "loss.bound.label_smoothing: must be in"),

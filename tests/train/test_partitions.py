@@ -12,7 +12,6 @@ from raysynth.pool import pool_key
 from raysynth.prepare import Plan, prepare
 from raysynth.prepare.partitions import ensure_partition, partition_path
 from raysynth.train.data import train_data
-from raysynth.train.partitions import num_clusters
 
 
 def _with(config, **partition):
@@ -28,7 +27,7 @@ def test_prepare_computes_each_k_once_and_trials_load_it(ray_session, tiny_confi
     key = pool_key(split.fingerprint, config.pool)
     assert list(context.pools.values()) == [key]  # the driver's key, which trials look up
     for m in (1.0, 2.0):
-        k = num_clusters(dataclasses.replace(config.partition, clusters_per_class=m), split.num_classes)
+        k = dataclasses.replace(config.partition, clusters_per_class=m).num_clusters(split.num_classes)
         path = partition_path(config, split.fingerprint, key, k)
         assert path.is_file() and context.partitions[f"{key}/K={k}"] == str(path)
     data = train_data(config, context, parse_loss(config.loss))
