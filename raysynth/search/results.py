@@ -13,6 +13,7 @@ import torch
 
 from raysynth.config import Config, dump_yaml, flatten_params
 from raysynth.context import RunContext
+from raysynth.outcome import FAILED, FINISHED, result_outcome, trial_outcome
 from raysynth.search.space import Space
 from raysynth.search.weightings import is_weight_param
 from raysynth.tracking.report import SearchStory
@@ -127,15 +128,15 @@ class SearchSummary:
 
 
 def _full(results, epochs: int) -> list:
-    """Trials that ran every epoch without error."""
-    return [r for r in results if r.error is None and r.metrics and r.metrics.get("epoch", 0) >= epochs]
+    """Trials that finished (:mod:`raysynth.outcome`)."""
+    return [r for r in results if result_outcome(r, epochs) == FINISHED]
 
 
 def best_trial(results, epochs: int) -> tuple[dict[str, Any], float, int]:
     """(params, val_acc, trials) of the best trial that ran all epochs (ASHA-stopped
     trials are compared only if none finished: their values are not comparable)."""
-    done = [r for r in results if r.error is None and r.metrics and "val_acc" in r.metrics]
-    full = [r for r in done if r.metrics.get("epoch", 0) >= epochs] or done
+    done = [r for r in results if result_outcome(r, epochs) != FAILED]
+    full = _full(done, epochs) or done
     if not full:
         raise RuntimeError("no trial reported a validation accuracy")
     best = max(full, key=lambda r: r.metrics["val_acc"])
@@ -199,7 +200,7 @@ def search_story(summary: SearchSummary, results, config: Config, best_config: C
     split = context.split()
     epochs = config.train.epochs
     ended = [r for r in results if r.metrics and "val_acc" in r.metrics]
-    finished = [r.metrics.get("epoch", 0) >= epochs for r in ended]
+    finished = [trial_outcome(r.metrics, epochs) == FINISHED for r in ended]
     rows = []
     for r, full in zip(ended, finished):
         if full:

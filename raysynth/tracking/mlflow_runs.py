@@ -23,6 +23,7 @@ from ray.tune import Callback
 
 from raysynth.config import flatten_params
 from raysynth.home import fingerprint, raysynth_home, remote_twin
+from raysynth.outcome import completed_outcome
 from raysynth.storage import join
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ class TrialTracker(Callback):
         if run_id is None:
             return
         epoch = self._logged_epoch(trial.trial_id)
-        status = "finished" if epoch >= self.max_epochs else "pruned"
+        status = completed_outcome(epoch, self.max_epochs)
         self.client.log_batch(run_id, tags=[RunTag(STATUS_TAG, status), RunTag("raysynth.epochs", str(epoch))])
         self.client.set_terminated(run_id, "FINISHED")
 

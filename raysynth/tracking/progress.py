@@ -10,6 +10,8 @@ import time
 
 from ray.tune import Callback
 
+from raysynth.outcome import FINISHED, completed_outcome
+
 log = logging.getLogger("raysynth.search")
 
 
@@ -39,7 +41,7 @@ class TrialProgress(Callback):
         epoch = self.epochs.get(trial.trial_id, int(last.get("epoch", 0)))
         score = self.scores.get(trial.trial_id, float(last.get("val_acc", float("nan"))))
         if status == "completed":
-            full = epoch >= self.max_epochs
+            full = completed_outcome(epoch, self.max_epochs) == FINISHED
             status = "finished" if full else "stopped by ASHA"
             if full:
                 self.best = max(self.best, score)

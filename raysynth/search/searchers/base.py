@@ -59,11 +59,6 @@ def params_key(params: dict[str, Any]) -> str:
     return json.dumps({k: (round(v, 12) if isinstance(v, float) else v) for k, v in flat.items()}, sort_keys=True)
 
 
-def is_pruned(result: dict | None, max_epochs: int) -> bool:
-    """A trial ASHA stopped before the last epoch: its value is of a lower fidelity."""
-    return bool(result) and result.get("epoch", max_epochs) < max_epochs
-
-
 class WarmStartable:
     """Mixin of raysynth's Searchers: points handed to :meth:`warm_start` before the
     search are told (``add_evaluated_point``) as soon as Tune sets the search space — the

@@ -11,7 +11,8 @@ import functools
 import logging
 
 from raysynth.config import flatten_params
-from raysynth.search.searchers.base import DUPLICATE_RETRIES, WarmStartable, is_pruned, params_key
+from raysynth.outcome import PRUNED, trial_outcome
+from raysynth.search.searchers.base import DUPLICATE_RETRIES, WarmStartable, params_key
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def fidelity_aware_optuna_search():
             if trial_id in self._completed_trials or trial_id not in self._ot_trials:
                 return
             key = next((k for k, t in self._proposed.items() if t == trial_id), None)
-            if not error and is_pruned(result, self._max_epochs):
+            if trial_outcome(result, self._max_epochs, error, self.metric) == PRUNED:
                 self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
                 self._completed_trials.add(trial_id)
                 return

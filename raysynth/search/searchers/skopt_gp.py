@@ -10,7 +10,8 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from raysynth.search.searchers.base import DUPLICATE_RETRIES, SearcherOptions, WarmStartable, is_pruned, register_searcher
+from raysynth.outcome import FINISHED, trial_outcome
+from raysynth.search.searchers.base import DUPLICATE_RETRIES, SearcherOptions, WarmStartable, register_searcher
 
 
 @register_searcher("skopt-gp")
@@ -200,10 +201,8 @@ class SkoptSearch(WarmStartable, Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         point = self._live.pop(trial_id, None)
-        if point is None or error or not result or self.metric not in result:
-            return
-        if is_pruned(result, self._max_epochs):
-            return  # partial fidelity: not comparable with complete trials
+        if point is None or trial_outcome(result, self._max_epochs, error, self.metric) != FINISHED:
+            return  # failed, or pruned (partial fidelity: not comparable with complete trials)
         value = float(result[self.metric])
         if not math.isfinite(value):
             return
