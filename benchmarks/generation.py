@@ -34,11 +34,11 @@ def timed_run(split, pool, strengths, store, actors: int) -> dict:
     fitted generator stays cached) and return its wall time and the run's timing meta."""
     import dataclasses
 
-    from raysynth.pool.pipeline import generate_pools
+    from raysynth.pool.pipeline import generate_strengths
 
     pool = dataclasses.replace(pool, actors=actors)
     start = time.perf_counter()
-    pools = generate_pools(split, pool, strengths, store=store)
+    pools = generate_strengths(split, pool, strengths, store=store)
     wall = time.perf_counter() - start
     assert all(made for _, made in pools.values()), "a pool was cached: the timing would be of nothing"
     metas = [store.load(key).meta for key, _ in pools.values()]

@@ -57,7 +57,7 @@ def _config(epochs: int | None):
 
 
 def _searcher(name: str, seed: int, initial: int, max_epochs: int):
-    from raysynth.search.searchers import SearcherOptions, build_searcher
+    from raysynth.search.searchers import SearcherSpec, build_searcher
     from raysynth.search.searchers.optuna_base import fidelity_aware_optuna_search
 
     if name == "random":
@@ -68,7 +68,7 @@ def _searcher(name: str, seed: int, initial: int, max_epochs: int):
         return fidelity_aware_optuna_search()(
             metric="val_acc", mode="max", sampler=optuna.samplers.RandomSampler(seed=seed), max_epochs=max_epochs, seed=seed
         )
-    return build_searcher(name, SearcherOptions("val_acc", "max", seed, max_epochs, initial))
+    return build_searcher(name, SearcherSpec("val_acc", "max", seed, max_epochs, initial))
 
 
 def branin(x1: float, x2: float) -> float:

@@ -146,17 +146,70 @@ def parse_config(path: str | Path | None = None, overrides: list | None = None) 
     return from_dict(Config, data)
 
 
-def flatten_params(params: dict[str, Any], prefix: str = "", sep: str = "/") -> dict[str, Any]:
-    """{'w': {'five': 0.2}, 'train.lr': 1e-3} -> {'w/five': 0.2, 'train.lr': 1e-3}
-    (nested configs and trial params as MLflow keys)."""
-    out = {}
-    for k, v in params.items():
-        key = f"{prefix}{sep}{k}" if prefix else k
-        if isinstance(v, dict) and v:
-            out.update(flatten_params(v, key, sep))
-        else:
-            out[key] = v
+def flatten(node: Any, path: tuple = (), lists: bool = False) -> dict[tuple, Any]:
+    """A nested mapping -> {path: leaf}: non-empty mappings are descended, and lists too
+    when ``lists`` (their levels are int indices, as Ray Tune's config paths)."""
+    if isinstance(node, dict) and node:
+        items = node.items()
+    elif lists and isinstance(node, list) and node:
+        items = enumerate(node)
+    else:
+        return {path: node}
+    out: dict[tuple, Any] = {}
+    for key, value in items:
+        out.update(flatten(value, (*path, key), lists))
     return out
+
+
+def nest(pairs) -> dict:
+    """(path, value) pairs -> the nested mapping (:func:`flatten`'s inverse): levels whose
+    keys are 0..n-1 become lists again, so a flattened list keeps its type."""
+    root: dict = {}
+    for path, value in pairs:
+        node = root
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+
+    def rebuild(node):
+        if not isinstance(node, dict):
+            return node
+        items = {k: rebuild(v) for k, v in node.items()}
+        if items and all(isinstance(k, int) for k in items) and sorted(items) == list(range(len(items))):
+            return [items[i] for i in range(len(items))]
+        return items
+
+    return rebuild(root)
+
+
+def flatten_params(params: dict[str, Any], sep: str = "/") -> dict[str, Any]:
+    """{'w': {'five': 0.2}, 'train.lr': 1e-3} -> {'w/five': 0.2, 'train.lr': 1e-3}
+    (nested configs and trial params as MLflow keys; lists stay values)."""
+    if not params:
+        return {}
+    return {sep.join(str(p) for p in path): value for path, value in flatten(params).items()}
+
+
+def nest_params(flat: dict[str, Any], sep: str = "/") -> dict[str, Any]:
+    """:func:`flatten_params`' inverse."""
+    return nest((tuple(key.split(sep)), value) for key, value in flat.items())
+
+
+def get_path(data: dict, dotted: str) -> Any:
+    """The value at a dotted path of a nested mapping (``train.lr``)."""
+    node = data
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def set_path(data: dict, dotted: str, value: Any) -> None:
+    """Set the value at a dotted path of a nested mapping, making the levels it lacks."""
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
 
 
 def dump_yaml(config: Config) -> str:

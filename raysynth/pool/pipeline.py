@@ -10,7 +10,7 @@
    actor loads the generator once (a trainable backend is fitted once beforehand by a
    Ray task and saved as safetensors) and the CLIP scorer if one is configured. Every
    pool a search needs (one per strength it can ask for) is generated in the same run,
-   so the actors start once (:func:`generate_pools`).
+   so the actors start once (:func:`generate_strengths`).
    Each actor asks for ``resources.generation`` (``gpu: auto``: a GPU when the cluster has
    or can add GPU nodes); CPU actors by default take a fraction of a CPU so
    that Ray Data's own tasks still get scheduled (a pool that takes every CPU hangs).
@@ -114,9 +114,9 @@ def generate_pool(
     elastic: bool = False,
 ) -> tuple[str, bool]:
     """Make sure the pool for (split, config, strength) is in the store; returns (key,
-    generated). See :func:`generate_pools`."""
+    generated). See :func:`generate_strengths`."""
     strength = config.strength if strength is None else strength
-    return generate_pools(split, config, [strength], store, resources, wait_s, elastic)[strength]
+    return generate_strengths(split, config, [strength], store, resources, wait_s, elastic)[strength]
 
 
 @dataclass
@@ -157,7 +157,7 @@ class _PoolJob:
         store.finish(self.key, [shard_name(s) for s in self.shards], {**own, **meta})
 
 
-def generate_pools(
+def generate_strengths(
     split: FewShotSplit,
     config: PoolConfig,
     strengths: list[float],
@@ -230,7 +230,7 @@ def generate_pools(
 
 
 def generate_variants(split: FewShotSplit, pools: list[PoolConfig], **options) -> dict[str, tuple[str, bool]]:
-    """:func:`generate_pools` for pool variants (see raysynth.search.space.pool_variants):
+    """:func:`generate_strengths` for pool variants (see raysynth.search.space.pool_variants):
     the strengths of one strength set in one generation run, each set a run of its own.
     Returns pool label (:func:`raysynth.pool.store.pool_label`) -> (key, generated)."""
     by_set: dict[tuple, list[PoolConfig]] = {}
@@ -238,7 +238,7 @@ def generate_variants(split: FewShotSplit, pools: list[PoolConfig], **options) -
         by_set.setdefault(tuple(pool.strengths), []).append(pool)
     out = {}
     for variants in by_set.values():
-        made = generate_pools(split, variants[0], [v.strength for v in variants], **options)
+        made = generate_strengths(split, variants[0], [v.strength for v in variants], **options)
         out.update({pool_label(v): made[v.strength] for v in variants})
     return out
 

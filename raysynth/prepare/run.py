@@ -49,7 +49,7 @@ def prepare(config: Config, plan: Plan | None = None, elastic: bool = False, spa
     this a few file checks). The heavy steps run as Ray tasks with
     ``resources.prepare`` (:func:`on_cluster`). ``elastic``: the cluster's autoscaler
     adds nodes, so generation starts with its first actor and grows
-    (:func:`raysynth.pool.pipeline.generate_pools`). ``space``: the parsed search space,
+    (:func:`raysynth.pool.pipeline.generate_strengths`). ``space``: the parsed search space,
     carried to the trials in the returned context."""
     split = split_of(config)
     plan = plan or Plan()

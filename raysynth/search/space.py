@@ -25,7 +25,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from raysynth.config import Config, ConfigError, PoolConfig, check_rules, coerce, from_dict
+from raysynth.config import Config, ConfigError, PoolConfig, check_rules, coerce, from_dict, get_path, set_path
 from raysynth.losses import OBJECTIVES
 from raysynth.prepare import Plan
 from raysynth.search.weightings import WEIGHTS_KEY, Weighting, parse_weighting, weight_param_keys
@@ -237,30 +237,16 @@ def apply_params(
     qualities/groups the ``grouped`` and ``quality`` parameterisations need; ``space``
     the parsed search space (default: parsed from ``config.search.space``)."""
     data = config.to_dict()
-
-    def get(dotted: str):
-        node = data
-        for p in dotted.split("."):
-            node = node[p]
-        return node
-
-    def put(dotted: str, value) -> None:
-        node = data
-        parts = dotted.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
-
     for key, value in params.items():
         if key == SETS_DIMENSION and isinstance(value, str):  # a name in pool.strength_sets
-            put(key, list(config.pool.strength_sets[value]))
+            set_path(data, key, list(config.pool.strength_sets[value]))
         elif key not in weight_param_keys():
-            put(key, value)
+            set_path(data, key, value)
     if space is None:
         space = parse_space(config.search.space) if config.search.space else Space((), None)
     for d in space.dimensions:
         if d.kind == "tie":
             to, factor = d.values
-            put(d.name, factor * get(to))
+            set_path(data, d.name, factor * get_path(data, to))
     trial = from_dict(Config, data)
     return trial, space.class_weights(params, classes, context)

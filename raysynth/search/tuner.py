@@ -14,7 +14,7 @@ from raysynth.context import RunContext
 from raysynth.search.trial import run_trial
 from raysynth.search.options import SearchOptions
 from raysynth.search.schedulers import build_scheduler
-from raysynth.search.searchers import SearcherOptions, build_searcher
+from raysynth.search.searchers import SearcherSpec, build_searcher
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def build_tuner(config: Config, context: RunContext, options: SearchOptions, cal
     study = options.study_storage
     if study.startswith("sqlite:///"):
         Path(study[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    searcher = build_searcher(s.algorithm, SearcherOptions(
+    searcher = build_searcher(s.algorithm, SearcherSpec(
         s.metric, "max", s.seed, config.train.epochs, s.initial_points, s.concurrency, study_storage=study, study_name=options.name,
     ))
     if warm_points:

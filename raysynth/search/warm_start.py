@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from raysynth.config import ConfigError, flatten_params
+from raysynth.config import ConfigError, flatten_params, nest_params
 from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, STATUS_TAG, mlflow_key
 
 log = logging.getLogger(__name__)
@@ -45,17 +45,6 @@ def _parse(text: str, domain) -> Any:
     except ValueError:
         return None
     return None
-
-
-def _nested(flat: dict[str, Any]) -> dict:
-    out: dict = {}
-    for key, value in flat.items():
-        node = out
-        *parents, leaf = key.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
 
 
 def earlier_trials(tracking_uri: str, source: str, param_space: dict, metric: str = "val_acc") -> tuple[list[tuple[dict, float]], int]:
@@ -89,5 +78,5 @@ def earlier_trials(tracking_uri: str, source: str, param_space: dict, metric: st
         if value is None or any(v is None for v in values.values()):
             skipped += 1
             continue
-        points.append((_nested(values), float(value)))
+        points.append((nest_params(values), float(value)))
     return points, skipped

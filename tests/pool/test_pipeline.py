@@ -13,7 +13,7 @@ from conftest import REPO, tiny_overrides
 
 from raysynth.context import split_of
 from raysynth.pool import PoolStore, pool_key
-from raysynth.pool.pipeline import generate_pool, generate_pools
+from raysynth.pool.pipeline import generate_pool, generate_strengths
 from raysynth.pool.shards import finished_shards
 from raysynth.validate import load_config
 
@@ -98,14 +98,14 @@ def test_actor_count_and_strengths_sharing_a_run_do_not_change_the_pool(ray_sess
     split = split_of(one)
     a, b = PoolStore(tmp_path / "a"), PoolStore(tmp_path / "b")
     key, _ = generate_pool(split, one.pool, store=a)
-    pools = generate_pools(split, two.pool, [one.pool.strength, 0.5], store=b)
+    pools = generate_strengths(split, two.pool, [one.pool.strength, 0.5], store=b)
     assert pools[one.pool.strength] == (key, True)  # actors and shard size are not in the key
     assert np.array_equal(a.load(key).images, b.load(key).images)
     other = b.load(pools[0.5][0])
     assert set(other.manifest["strength"]) == {0.5} and not np.array_equal(other.images, a.load(key).images)
     assert b.load(key).meta["pools_in_run"] == 2 == other.meta["pools_in_run"]  # one run made both
     assert other.meta["actor_start_s"] > 0  # the actors' start-up is recorded
-    assert generate_pools(split, two.pool, [0.5, one.pool.strength], store=b) == {0.5: (pools[0.5][0], False), one.pool.strength: (key, False)}
+    assert generate_strengths(split, two.pool, [0.5, one.pool.strength], store=b) == {0.5: (pools[0.5][0], False), one.pool.strength: (key, False)}
 
 
 def test_diff_gen_pool_with_clip_scores_and_load_time_filter(ray_session, tmp_path):

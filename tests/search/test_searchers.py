@@ -10,7 +10,7 @@ import ray.cloudpickle
 from ray import tune
 from ray.tune.search import Searcher
 
-from raysynth.search.searchers import SEARCHERS, SearcherOptions, build_searcher
+from raysynth.search.searchers import SEARCHERS, SearcherSpec, build_searcher
 from raysynth.search.searchers.skopt_gp import SkoptSearch
 
 SPACE = {"x": tune.uniform(0.0, 1.0), "y": tune.loguniform(1e-3, 1.0), "k": tune.choice(["a", "b", "c"]), "fixed": 3}
@@ -69,7 +69,7 @@ def test_each_searcher_improves_on_its_first_points(name, request, tmp_path):
     good region is. Searchers that implement Ray's Searcher contract are driven through
     it directly (Tune adds nothing here); the others (random) run through Tune."""
     initial, trials = 4, 14
-    searcher = build_searcher(name, SearcherOptions("score", "max", seed=0, max_epochs=1, initial_points=initial, concurrency=1))
+    searcher = build_searcher(name, SearcherSpec("score", "max", seed=0, max_epochs=1, initial_points=initial, concurrency=1))
     if isinstance(searcher, Searcher):
         scores = _run_directly(searcher, trials)
     else:
@@ -121,7 +121,7 @@ def test_skopt_learns_only_from_full_fidelity_trials():
 
 
 def test_optuna_search_tells_asha_stopped_trials_as_pruned():
-    searcher = build_searcher("optuna-gp", SearcherOptions("score", "max", seed=0, max_epochs=6, initial_points=2))
+    searcher = build_searcher("optuna-gp", SearcherSpec("score", "max", seed=0, max_epochs=6, initial_points=2))
     searcher.set_search_properties("score", "max", {"x": tune.uniform(0, 1)})
     searcher.suggest("a"), searcher.suggest("b")
     searcher.on_trial_complete("a", {"score": 0.9, "epoch": 2, "training_iteration": 2})
@@ -158,7 +158,7 @@ CONSTANTS = {"list": [1, 2, 3], "nested": {"tuple_like": [0.5, "a"], "none": Non
 
 
 def _contract_searcher(name, initial=2):
-    searcher = build_searcher(name, SearcherOptions("score", "max", seed=0, max_epochs=1, initial_points=initial))
+    searcher = build_searcher(name, SearcherSpec("score", "max", seed=0, max_epochs=1, initial_points=initial))
     searcher.set_search_properties("score", "max", {**SPACE, **CONSTANTS})
     return searcher
 

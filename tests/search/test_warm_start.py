@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 from raysynth.config import ConfigError
-from raysynth.search.searchers import SearcherOptions, build_searcher
+from raysynth.search.searchers import SearcherSpec, build_searcher
 from raysynth.search.warm_start import earlier_trials
 from raysynth.tracking.mlflow_runs import KIND_TAG, PARENT_TAG, STATUS_TAG
 
@@ -50,7 +50,7 @@ def test_compatible_finished_trials_are_read_back_and_the_rest_counted(earlier_s
 def test_a_warm_started_searcher_holds_the_earlier_trials_once_tune_sets_its_space(earlier_search, name):
     uri, _ = earlier_search
     points, _ = earlier_trials(uri, "earlier", SPACE)
-    searcher = build_searcher(name, SearcherOptions("val_acc", "max", seed=0, max_epochs=1, initial_points=4))
+    searcher = build_searcher(name, SearcherSpec("val_acc", "max", seed=0, max_epochs=1, initial_points=4))
     searcher.warm_start(points)
     assert searcher.set_search_properties("val_acc", "max", SPACE)  # what Tune does first
     told = searcher._told if name == "skopt-gp" else searcher._ot_study.trials

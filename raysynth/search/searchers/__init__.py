@@ -2,8 +2,8 @@
 is adding a file to this folder."""
 
 from raysynth.registry import import_modules
-from raysynth.search.searchers.base import SEARCHERS, SearcherOptions, build_searcher, register_searcher
+from raysynth.search.searchers.base import SEARCHERS, SearcherSpec, build_searcher, register_searcher
 
 import_modules(__name__)
 
-__all__ = ["SEARCHERS", "SearcherOptions", "build_searcher", "register_searcher"]
+__all__ = ["SEARCHERS", "SearcherSpec", "build_searcher", "register_searcher"]

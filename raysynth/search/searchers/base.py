@@ -1,5 +1,5 @@
 """The searcher registry: each file of this folder registers a builder that takes a
-:class:`SearcherOptions` and returns a Ray Tune searcher. Two traps of model-based
+:class:`SearcherSpec` and returns a Ray Tune searcher. Two traps of model-based
 searchers under ASHA and concurrency are handled by the searchers:
 
 * **Mixed fidelity.** ASHA stops weak trials early; Ray's OptunaSearch would record them
@@ -24,13 +24,16 @@ from typing import Any, Callable
 from raysynth.config import flatten_params
 from raysynth.registry import Registry
 
-SEARCHERS: Registry[Callable[["SearcherOptions"], Any]] = Registry("algorithm")
+SEARCHERS: Registry[Callable[["SearcherSpec"], Any]] = Registry("algorithm")
 # a model that keeps proposing evaluated points is asked this often before a random point
 DUPLICATE_RETRIES = 8
 
 
 @dataclass
-class SearcherOptions:
+class SearcherSpec:
+    """What a searcher is built from (the search section's settings); not to be confused
+    with :class:`raysynth.search.options.SearchOptions`, the options of a whole search run."""
+
     metric: str
     mode: str
     seed: int
@@ -49,7 +52,7 @@ def register_searcher(name: str):
     return SEARCHERS.register(name)
 
 
-def build_searcher(name: str, options: SearcherOptions):
+def build_searcher(name: str, options: SearcherSpec):
     return SEARCHERS.get(name, "search.algorithm")(options)
 
 

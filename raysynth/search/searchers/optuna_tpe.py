@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from raysynth.search.searchers.base import SearcherOptions, register_searcher
+from raysynth.search.searchers.base import SearcherSpec, register_searcher
 from raysynth.search.searchers.optuna_base import fidelity_aware_optuna_search, study_kwargs
 
 
 @register_searcher("optuna-tpe")
-def optuna_tpe(o: SearcherOptions):
+def optuna_tpe(o: SearcherSpec):
     import optuna
 
     # multivariate TPE models the weights jointly: the poisoned classes interact

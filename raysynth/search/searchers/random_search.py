@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from raysynth.search.searchers.base import SearcherOptions, register_searcher
+from raysynth.search.searchers.base import SearcherSpec, register_searcher
 
 
 @register_searcher("random")
-def random_search(o: SearcherOptions):
+def random_search(o: SearcherSpec):
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     # not a Searcher: Tune's max_concurrent_trials does not reach it, so it limits itself

@@ -10,12 +10,13 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from raysynth.config import flatten, nest
 from raysynth.outcome import FINISHED, trial_outcome
-from raysynth.search.searchers.base import DUPLICATE_RETRIES, SearcherOptions, WarmStartable, register_searcher
+from raysynth.search.searchers.base import DUPLICATE_RETRIES, SearcherSpec, WarmStartable, register_searcher
 
 
 @register_searcher("skopt-gp")
-def skopt_gp(o: SearcherOptions):
+def skopt_gp(o: SearcherSpec):
     return SkoptSearch(metric=o.metric, mode=o.mode, seed=o.seed, max_epochs=o.max_epochs, initial_points=o.initial_points)
 
 
@@ -50,38 +51,6 @@ def _dimension(spec: dict):
 def _plain(value):
     """numpy scalars -> Python (JSON, Ray configs)."""
     return value.item() if hasattr(value, "item") else value
-
-
-def _nest(pairs) -> dict:
-    """(path, value) pairs -> the nested config. Ray's paths index lists with ints
-    (``("list", 0)``): those levels become lists again, so constants keep their type."""
-    root: dict = {}
-    for path, value in pairs:
-        node = root
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-
-    def rebuild(node):
-        if not isinstance(node, dict):
-            return node
-        items = {k: rebuild(v) for k, v in node.items()}
-        if items and all(isinstance(k, int) for k in items) and sorted(items) == list(range(len(items))):
-            return [items[i] for i in range(len(items))]
-        return items
-
-    return rebuild(root)
-
-
-def _flat(config: dict, path: tuple = ()) -> dict[tuple, Any]:
-    """The nested config -> {path: value}, lists indexed by int (Ray's paths)."""
-    out = {}
-    items = config.items() if isinstance(config, dict) else enumerate(config) if isinstance(config, list) else None
-    if items is None:
-        return {path: config}
-    for key, value in items:
-        out.update(_flat(value, (*path, key)))
-    return out
 
 
 class SkoptSearch(WarmStartable, Searcher):
@@ -150,7 +119,7 @@ class SkoptSearch(WarmStartable, Searcher):
             self._optimizer.tell([list(x) for x in xs], list(ys))
 
     def _config(self, point: list) -> dict:
-        return _nest([*self._constants.items(), *zip(self._names, (_plain(v) for v in point))])
+        return nest([*self._constants.items(), *zip(self._names, (_plain(v) for v in point))])
 
     def suggest(self, trial_id: str):
         if self._optimizer is None:
@@ -184,7 +153,7 @@ class SkoptSearch(WarmStartable, Searcher):
         GP (an error or a pruned trial is only remembered, so it is not proposed again)."""
         if self._optimizer is None:
             raise RuntimeError("skopt-gp: no search space (set_search_properties was not called)")
-        flat = _flat(parameters)
+        flat = flatten(parameters, lists=True)
         missing = [n for n in self._names if n not in flat]
         if missing:
             raise ValueError(f"skopt-gp: the evaluated point lacks {'/'.join(map(str, missing[0]))}")
