@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The stamp is newer than pyproject.toml once the install succeeded; a second run starts at once.
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test setup clean-venv
+.PHONY: demo test docs setup clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: $(STAMP)
 	@rc=0; $(BIN)/python -m pytest -q || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$rc
+
+# the documentation site, built strictly (a broken link or a stale page fails) into build/site
+docs: $(STAMP)
+	$(BIN)/python -m raysynth.reference > docs/configuration.md
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet
+	@echo "docs: build/site/index.html"
 
 clean-venv:
 	rm -rf $(VENV)
