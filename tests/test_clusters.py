@@ -62,7 +62,7 @@ def test_kuberay_rayjob_matches_the_crd():
 
 def test_kuberay_rayjob_manifest():
     job = yaml.safe_load((CLUSTERS / "kuberay-rayjob.yaml").read_text())
-    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob" and job["metadata"]["name"]
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob" and job["metadata"]["name"] == "raysynth-cub"
     spec = job["spec"]
     assert "jobs/search.py --dataset cub" in spec["entrypoint"]
     cluster = spec["rayClusterSpec"]
@@ -73,9 +73,11 @@ def test_kuberay_rayjob_manifest():
     head = cluster["headGroupSpec"]
     assert head["rayStartParams"]["dashboard-host"] == "0.0.0.0"
     assert cluster["authOptions"]["mode"] == "token" and cluster["enableInTreeAutoscaling"] is True
-    assert head["template"]["spec"]["containers"][0]["image"]
     (gpu,) = cluster["workerGroupSpecs"]
-    assert gpu["groupName"] and gpu["minReplicas"] <= gpu["replicas"] <= gpu["maxReplicas"]
+    # head and workers run the same image, the one the Dockerfile builds (its version: the package's)
+    images = {head["template"]["spec"]["containers"][0]["image"], gpu["template"]["spec"]["containers"][0]["image"]}
+    assert images == {"your-registry/raysynth:0.1.0"}
+    assert gpu["groupName"] == "gpu" and gpu["minReplicas"] == 0 < gpu["maxReplicas"] and gpu["minReplicas"] <= gpu["replicas"]
     pod = gpu["template"]["spec"]
     assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
     limits = pod["containers"][0]["resources"]["limits"]
