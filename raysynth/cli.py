@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import re
 import sys
-import time
 import typing
 from importlib import resources
 from pathlib import Path
@@ -21,11 +19,8 @@ from raysynth.data import DATASETS
 from raysynth.home import home_location
 from raysynth.logs import setup_logging
 from raysynth.search.searchers import SEARCHERS
-from raysynth.storage import check_location, check_writable, exists, is_uri, join
+from raysynth.storage import check_location, join
 from raysynth.validate import load_config
-
-# a search's name is one directory under the storage: no separators, no '..'
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -160,55 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_search(args) -> int:
-    from raysynth.search.options import SearchOptions
+    from raysynth.search.preflight import search_options
     from raysynth.search.results import format_summary
     from raysynth.search.run import run_search
-    from raysynth.tracking import default_tracking_uri
 
     config = _config_from_args(args)
-    if args.resume not in (None, "yes", "auto"):
-        raise ConfigError(f"--resume: takes no value or 'auto', got '{args.resume}'")
-    if args.resume and not args.name:
-        raise ConfigError(f"--resume{' auto' if args.resume == 'auto' else ''} needs --name of the search to resume")
-    if args.register is not None and not NAME.fullmatch(args.register):
-        raise ConfigError(f"--register: '{args.register}' is not a plain model name (letters, digits, '.', '_', '-')")
-    if args.register and not config.search.final_eval:
-        raise ConfigError("--register: needs search.final_eval (the registered model is the best config's final retraining)")
-    if args.name is not None and not NAME.fullmatch(args.name):
-        raise ConfigError(f"--name: '{args.name}' is not a plain name (letters, digits, '.', '_', '-'; no '/' or '..')")
-    home = home_location()
-    if is_uri(home):
-        check_writable(home, "RAYSYNTH_HOME")
-        if args.tracking_uri is None:  # the default store: sqlite on this machine, lost with a replaced head
-            raise ConfigError(
-                f"--tracking-uri: RAYSYNTH_HOME is a bucket ({home}) but MLflow's default store is sqlite on this "
-                "machine's disk, lost with the head; pass a tracking server (--tracking-uri http://...) or an "
-                "explicit sqlite:/// path on storage that outlives the head"
-            )
-    storage = check_location(args.storage, "--storage") if args.storage else join(home, "tune")
-    if is_uri(storage):  # reachable (bucket, credentials) before it is read; a local path: in preflight
-        check_writable(storage, "--storage")
-    name = args.name or f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    auto = args.resume == "auto"
-    if auto:  # a re-submitted job: continue what an earlier attempt started, if any
-        args.resume = "yes" if exists(join(storage, name)) else None
-    if args.resume and not exists(join(storage, name)):
-        raise ConfigError(f"--resume: no search named '{name}' under {storage}")
-    if not args.resume and exists(join(storage, name)):
-        raise ConfigError(f"--name: a search named '{name}' already exists under {storage}; add --resume to continue it, or choose another name")
-    options = SearchOptions(
-        tracking_uri=args.tracking_uri or default_tracking_uri(),
-        experiment=args.experiment or config.dataset,
-        storage=storage,
-        name=name,
-        resume=bool(args.resume),
-        warm_start=args.warm_start,
-        optuna_storage=args.optuna_storage,
-        register=args.register,
+    options = search_options(
+        config, tracking_uri=args.tracking_uri, experiment=args.experiment, storage=args.storage, name=args.name,
+        resume=args.resume, warm_start=args.warm_start, optuna_storage=args.optuna_storage, register=args.register,
     )
     setup_logging(quiet=args.quiet, verbose=args.verbose)
-    if auto:
-        logging.getLogger(__name__).info("--resume auto: %s search '%s'", "resuming the" if options.resume else "starting the new", name)
+    if args.resume == "auto":
+        logging.getLogger(__name__).info("--resume auto: %s search '%s'", "resuming the" if options.resume else "starting the new", options.name)
     summary = run_search(config, options)
     print(format_summary(summary))
     print(f"MLflow: {options.tracking_uri} experiment '{options.experiment}', parent run {summary.parent_run_id}")

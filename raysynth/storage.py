@@ -114,8 +114,9 @@ def write_text(location: str | Path, text: str) -> None:
 
 
 def check_writable(location: str, what: str) -> None:
-    """Write and remove a marker at ``location``; a one-line ConfigError when that fails
-    (a missing bucket, no credentials, a read-only mount)."""
+    """Write and remove a marker at ``location`` (a local path: in its nearest existing
+    directory, creating nothing); a one-line ConfigError when that fails (a missing
+    bucket, no credentials, a read-only mount)."""
     from raysynth.config import ConfigError
 
     marker = join(location, f".raysynth-write-check-{uuid.uuid4().hex[:8]}")
@@ -124,10 +125,15 @@ def check_writable(location: str, what: str) -> None:
             write_text(marker, "")
             fs, path = _split(marker)
             fs.delete_file(path)
-        else:
-            Path(location).mkdir(parents=True, exist_ok=True)
-            Path(marker).touch()
-            Path(marker).unlink()
+        else:  # nothing made: the nearest existing directory must take a new entry
+            existing = Path(location).expanduser()
+            while not existing.exists() and existing != existing.parent:
+                existing = existing.parent
+            if not existing.is_dir():
+                raise NotADirectoryError(f"{existing} is not a directory")
+            probe = existing / Path(marker).name
+            probe.touch()
+            probe.unlink()
     except Exception as exc:  # OSError locally; pyarrow raises OSError/ArrowException for stores
         raise ConfigError(f"{what}: cannot write to {location} ({first_line(exc)})") from None
 

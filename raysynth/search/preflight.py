@@ -1,8 +1,12 @@
-"""Bad input the config cannot show, found before anything is started or written."""
+"""Bad input the config cannot show, found before anything is started or written: every
+edge check of a search, once — the command's options (:func:`search_options`) and what
+the config and options say together (:func:`preflight`)."""
 
 from __future__ import annotations
 
 import json
+import re
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,20 +19,67 @@ from raysynth.losses.partition import check_faiss
 from raysynth.search.options import CONFIG_RECORD, SearchOptions
 from raysynth.home import home_location
 from raysynth.pool.cache import cache_limit_bytes
-from raysynth.storage import check_writable, exists, is_uri, join, read_text
-from raysynth.tracking.mlflow_runs import artifact_location, check_artifact_client
+from raysynth.storage import check_location, check_writable, exists, is_uri, join, read_text
+from raysynth.tracking.mlflow_runs import artifact_location, check_artifact_client, default_tracking_uri
+
+
+# a search's name is one directory under the storage: no separators, no '..'
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def search_options(
+    config: Config, tracking_uri: str | None = None, experiment: str | None = None, storage: str | None = None,
+    name: str | None = None, resume: str | None = None, warm_start: str | None = None, optuna_storage: str | None = None,
+    register: str | None = None,
+) -> SearchOptions:
+    """The options of a search from the command's flags, defaults filled in, each checked
+    once: names (a plain name, a free one unless resumed), ``--resume`` (with nothing to
+    resume, or ``auto``: resume if the search exists), ``--register``, a bucket home's
+    tracking store, and the storage (written to, so a missing bucket or a read-only mount
+    fails here). ``resume``: None, ``'yes'`` or ``'auto'``."""
+    if resume not in (None, "yes", "auto"):
+        raise ConfigError(f"--resume: takes no value or 'auto', got '{resume}'")
+    if resume and not name:
+        raise ConfigError(f"--resume{' auto' if resume == 'auto' else ''} needs --name of the search to resume")
+    if register is not None and not NAME.fullmatch(register):
+        raise ConfigError(f"--register: '{register}' is not a plain model name (letters, digits, '.', '_', '-')")
+    if register and not config.search.final_eval:
+        raise ConfigError("--register: needs search.final_eval (the registered model is the best config's final retraining)")
+    if name is not None and not NAME.fullmatch(name):
+        raise ConfigError(f"--name: '{name}' is not a plain name (letters, digits, '.', '_', '-'; no '/' or '..')")
+    home = home_location()
+    if is_uri(home):
+        check_writable(home, "RAYSYNTH_HOME")
+        if tracking_uri is None:  # the default store: sqlite on this machine, lost with a replaced head
+            raise ConfigError(
+                f"--tracking-uri: RAYSYNTH_HOME is a bucket ({home}) but MLflow's default store is sqlite on this "
+                "machine's disk, lost with the head; pass a tracking server (--tracking-uri http://...) or an "
+                "explicit sqlite:/// path on storage that outlives the head"
+            )
+    storage = check_location(storage, "--storage") if storage else join(home, "tune")
+    check_writable(storage, "--storage")  # reachable (bucket, credentials) before it is read
+    name = name or f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    started = exists(join(storage, name))
+    if resume == "auto":  # a re-submitted job: continue what an earlier attempt started, if any
+        resume = "yes" if started else None
+    if resume and not started:
+        raise ConfigError(f"--resume: no search named '{name}' under {storage}")
+    if not resume and started:
+        raise ConfigError(f"--name: a search named '{name}' already exists under {storage}; add --resume to continue it, or choose another name")
+    return SearchOptions(
+        tracking_uri=tracking_uri or default_tracking_uri(), experiment=experiment or config.dataset, storage=storage,
+        name=name, resume=bool(resume), warm_start=warm_start, optuna_storage=optuna_storage, register=register,
+    )
 
 
 def preflight(config: Config, options: SearchOptions) -> None:
-    """Bad input the config cannot show, found before anything is started or written:
-    quality settings for classes the dataset does not have, FAISS missing where static
-    partitions are needed, an unwritable storage path,
-    an unreachable tracking server, a resume with another config. Each a one-line
-    ConfigError (exit 2)."""
+    """What the config and the options say together, before anything is started or
+    written: quality settings for classes the dataset does not have, FAISS missing where
+    static partitions are needed, an unreachable tracking server, a resume with another
+    config. Each a one-line ConfigError (exit 2)."""
     check_quality_classes(config.pool.quality, split_of(config).classes)
     if config.partition.method == "static" and any(o.needs_partitions for o in parse_loss(config.loss)):
         check_faiss()
-    check_writable(options.storage, "--storage")
     if is_uri(home_location()):  # the nodes' pool caches are bounded by RAYSYNTH_CACHE_GB
         cache_limit_bytes()
     uri = options.tracking_uri
@@ -39,7 +90,9 @@ def preflight(config: Config, options: SearchOptions) -> None:
             reason = getattr(exc, "reason", exc)
             raise ConfigError(f"--tracking-uri: no MLflow server answers at {uri} ({reason})") from None
     elif uri.startswith("sqlite:///"):
-        check_writable(str(Path(uri[len("sqlite:///"):]).expanduser().parent), "--tracking-uri")
+        store = Path(uri[len("sqlite:///"):]).expanduser().parent
+        check_writable(str(store), "--tracking-uri")
+        store.mkdir(parents=True, exist_ok=True)  # MLflow creates the database, not its directory
         check_artifact_client(artifact_location(uri, options.experiment))
     if options.resume:
         _check_resume(config, options)
