@@ -25,6 +25,7 @@ import torch
 
 from raysynth.config import Config, DataConfig, ModelConfig, PoolConfig
 from raysynth.data import load_split as read_split
+from raysynth.data.base import float_images
 from raysynth.home import adopt_home, fetch
 from raysynth.models import create_backbone
 from raysynth.pool import PoolStore, pool_label
@@ -160,6 +161,15 @@ class RunContext:
                 return torch.from_numpy(z["real"]), torch.from_numpy(z["synthetic"])
 
         return loaded(("partition", str(path)), read)
+
+    def samples(self, pool: PoolConfig, per_class: int = 4) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Up to ``per_class`` real shots and synthetic images of each class (the pool
+        variant ``pool`` selects), as float arrays in [0, 1] (reports, plots)."""
+        split = self.split()
+        _, images, _, target = self.pool(pool)
+        real = [float_images(split.train.images[split.train.labels == c][:per_class]).numpy() for c in range(self.num_classes)]
+        synthetic = [float_images(images[torch.nonzero(target == c).flatten()[:per_class]]).numpy() for c in range(self.num_classes)]
+        return real, synthetic
 
     def pool_key(self, label: str) -> str:
         if label not in self.pools:

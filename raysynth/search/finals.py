@@ -26,6 +26,7 @@ def run_finals(best_config: Config, weights: list[float] | None, context: RunCon
     """The three finals at once, each its own Ray Train run (a thread per ``fit()``, which
     Ray Train supports): on a cluster they take three sets of workers side by side, and
     Ray queues what does not fit yet. Results come back in :func:`final_runs`' order."""
+    runs = final_runs(weights, context.num_classes)
     seeds = best_config.search.final_seeds
     # the seeds are the n_contr repeats of one Ray Train run
     cfg = dataclasses.replace(best_config, train=dataclasses.replace(best_config.train, n_contr=max(best_config.train.n_contr, seeds)))
@@ -45,7 +46,6 @@ def run_finals(best_config: Config, weights: list[float] | None, context: RunCon
             state={"model": first["model"], "probes": first["probes"]} if first else None,
         )
 
-    runs = final_runs(weights, context.num_classes)
     with ThreadPoolExecutor(max_workers=len(runs), thread_name_prefix="final") as pool:
         futures = [pool.submit(final, *run) for run in runs]
         return [f.result() for f in futures]

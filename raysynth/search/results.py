@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 
 from raysynth.config import Config, dump_yaml, flatten_params
 from raysynth.context import RunContext
@@ -17,8 +16,6 @@ from raysynth.outcome import FAILED, FINISHED, result_outcome, trial_outcome
 from raysynth.search.space import Space
 from raysynth.search.weightings import is_weight_param
 from raysynth.tracking.report import SearchStory
-from raysynth.train.data import train_data
-from raysynth.train.evaluate import as_input
 
 log = logging.getLogger(__name__)
 # top_quartile_weights averages at least this many trials (the best quarter of fewer
@@ -206,10 +203,7 @@ def search_story(summary: SearchSummary, results, config: Config, best_config: C
         if full:
             flat = {k: v for k, v in flatten_params(r.config).items() if not is_weight_param(k)}
             rows.append({**{k: v for k, v in flat.items() if isinstance(v, (int, float))}, "val_acc": r.metrics["val_acc"]})
-    syn = train_data(best_config, context, [], use_synthetic=True)
-    cpu = torch.device("cpu")
-    real = [as_input(split.train.images[split.train.labels == c][:4], cpu).numpy() for c in range(split.num_classes)]
-    synthetic = [as_input(syn.syn_images[torch.nonzero(syn.syn_class == c).flatten()[:4]], cpu).numpy() for c in range(split.num_classes)]
+    real, synthetic = context.samples(best_config.pool, per_class=4)
     if context.weights is not None:
         quality = [f"q={q:+.2f}" for q in context.weights.quality]
     else:
