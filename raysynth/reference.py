@@ -14,6 +14,7 @@ import typing
 from typing import Any
 
 from raysynth.config import Config, FinetuneOptions
+from raysynth.generators import GENERATORS
 from raysynth.losses import OBJECTIVES
 
 HEADER = """# Configuration
@@ -92,6 +93,11 @@ def configuration_markdown() -> str:
     for name, cls in sorted(OBJECTIVES.items()):
         doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
         lines += [f"### `loss.{name}`", "", doc, "", *fields_table(cls.Params, f"loss.{name}.")]
+    lines += ["## Generator options", "", "`pool.options` of the generator `pool.generator` names.", ""]
+    for name, cls in sorted(GENERATORS.items()):
+        params = getattr(cls, "Params", None)
+        if params is not None and dataclasses.fields(params):
+            lines += [f"### `pool.generator: {name}`", "", *fields_table(params, "pool.options.")]
     lines += ["## `raysynth finetune-generator`", "", "Each field is a flag (`batch_size` is `--batch-size`).", "",
               *fields_table(FinetuneOptions, "")]
     return "\n".join(lines).rstrip() + "\n"
