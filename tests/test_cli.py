@@ -4,6 +4,7 @@ import pytest
 from conftest import REPO, run_job
 
 from raysynth.cli import main
+from raysynth.context import split_of
 
 
 @pytest.mark.parametrize(
@@ -218,10 +219,10 @@ def test_resume_with_another_config_is_refused(tmp_path, tiny_config):
     options = SearchOptions(tracking_uri=f"sqlite:///{tmp_path}/m.db", experiment="x", storage=tmp_path / "tune", name="s1", resume=True)
     (tmp_path / "tune" / "s1").mkdir(parents=True)
     (tmp_path / "tune" / "s1" / CONFIG_RECORD).write_text(json.dumps(tiny_config.to_dict(), sort_keys=True))
-    preflight(tiny_config, options)  # the same config resumes
+    preflight(tiny_config, options, split_of(tiny_config).classes)  # the same config resumes
     tiny_config.train.lr = 0.5
     with pytest.raises(ConfigError, match=r"--resume: search 's1' was started with another config \(train.lr"):
-        preflight(tiny_config, options)
+        preflight(tiny_config, options, split_of(tiny_config).classes)
 
 
 def test_resume_with_other_options_is_refused(tmp_path, tiny_config):
@@ -236,16 +237,16 @@ def test_resume_with_other_options_is_refused(tmp_path, tiny_config):
     options = SearchOptions(tracking_uri=f"sqlite:///{tmp_path}/m.db", experiment="x", storage=tmp_path / "tune", name="s1", resume=True)
     (tmp_path / "tune" / "s1").mkdir(parents=True)
     (tmp_path / "tune" / "s1" / CONFIG_RECORD).write_text(config_record(tiny_config, options))
-    preflight(tiny_config, options)
+    preflight(tiny_config, options, split_of(tiny_config).classes)
     for changed, needle in (
         (dataclasses.replace(options, experiment="y"), "--experiment 'x', not 'y'"),
         (dataclasses.replace(options, tracking_uri=f"sqlite:///{tmp_path}/other.db"), "--tracking-uri"),
     ):
         with pytest.raises(ConfigError, match=needle):
-            preflight(tiny_config, changed)
+            preflight(tiny_config, changed, split_of(tiny_config).classes)
     tiny_config.search.concurrency += 1
     with pytest.raises(ConfigError, match=r"search.concurrency \(--concurrency\)"):
-        preflight(tiny_config, options)
+        preflight(tiny_config, options, split_of(tiny_config).classes)
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -12,7 +12,6 @@ import urllib.request
 from pathlib import Path
 
 from raysynth.config import Config, ConfigError, flatten_params
-from raysynth.context import split_of
 from raysynth.generators.quality import check_quality_classes
 from raysynth.losses import parse_loss
 from raysynth.losses.partition import check_faiss
@@ -72,12 +71,12 @@ def search_options(
     )
 
 
-def preflight(config: Config, options: SearchOptions) -> None:
+def preflight(config: Config, options: SearchOptions, classes: list[str]) -> None:
     """What the config and the options say together, before anything is started or
     written: quality settings for classes the dataset does not have, FAISS missing where
     static partitions are needed, an unreachable tracking server, a resume with another
-    config. Each a one-line ConfigError (exit 2)."""
-    check_quality_classes(config.pool.quality, split_of(config).classes)
+    config. Each a one-line ConfigError (exit 2). ``classes``: the dataset's."""
+    check_quality_classes(config.pool.quality, classes)
     if config.partition.method == "static" and any(o.needs_partitions for o in parse_loss(config.loss)):
         check_faiss()
     if is_uri(home_location()):  # the nodes' pool caches are bounded by RAYSYNTH_CACHE_GB

@@ -132,8 +132,9 @@ def _full(results, epochs: int) -> list:
 def best_trial(results, epochs: int) -> tuple[dict[str, Any], float, int]:
     """(params, val_acc, trials) of the best trial that ran all epochs (ASHA-stopped
     trials are compared only if none finished: their values are not comparable)."""
+    full = _full(results, epochs)
     done = [r for r in results if result_outcome(r, epochs) != FAILED]
-    full = _full(done, epochs) or done
+    full = full or done
     if not full:
         raise RuntimeError("no trial reported a validation accuracy")
     best = max(full, key=lambda r: r.metrics["val_acc"])
@@ -194,6 +195,7 @@ def _effect_text(effect: WeightEffect | None) -> str:
 
 def search_story(summary: SearchSummary, results, config: Config, best_config: Config, context: RunContext, title: str) -> SearchStory:
     """What the report shows: weights, sample images, every trial's score, the finals."""
+    best_yaml = dump_yaml(best_config_with_space(best_config))
     split = context.split()
     epochs = config.train.epochs
     ended = [r for r in results if r.metrics and "val_acc" in r.metrics]
@@ -222,7 +224,7 @@ def search_story(summary: SearchSummary, results, config: Config, best_config: C
         trial_finished=finished,
         trial_params=rows,
         confusion=best_final.confusion if best_final else None,
-        best_config_yaml=dump_yaml(best_config_with_space(best_config)),
+        best_config_yaml=best_yaml,
         finals=[{"label": f.label, "test_acc": f.test_acc, "test_acc_std": f.test_acc_std, "val_acc": f.val_acc} for f in summary.finals],
     )
 

@@ -51,12 +51,12 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         warm, skipped = earlier_trials(options.tracking_uri, options.warm_start, space.to_tune(split.classes))
         log.info("warm start from %s: %d finished trials for the searcher (%d skipped: another space or unfinished)",
                  options.warm_start, len(warm), skipped)
-    preflight(config, options)
+    preflight(config, options, split.classes)
+    record = config_record(config, options)  # what a --resume is checked against (as given, before resolving)
     # 2. the cluster: what it has and its autoscaler can add (a cold cluster has no GPU
     # node yet), then one unit of a trial's work placed as a trial is (on a cold cluster,
     # on the first node added): it must see the driver's home and a usable GPU
     connect_ray()
-    given = config  # what --resume is checked against
     capacity = Capacity.read()
     config = with_resolved_resources(config, capacity)  # `gpu: auto` -> what it means on this cluster
     check_cluster_fits(config, capacity)  # a unit no node type can hold: exit 2 before anything starts
@@ -69,8 +69,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     )
     # how long the first node took to answer (a cold cluster: the autoscaler's first node)
     parent.client.log_metric(parent.run_id, "cluster_first_node_s", nodes.seconds)
-    # the config a --resume is checked against (search/preflight.py)
-    write_text(join(options.directory, CONFIG_RECORD), config_record(given, options))
+    write_text(join(options.directory, CONFIG_RECORD), record)
     try:
         # 4. what every trial shares, made once and named in the run context: backbone,
         # pools, partitions, class quality; the trials only load
