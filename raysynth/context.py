@@ -59,6 +59,14 @@ def split_of(config: Config):
     return load_split(config.dataset, config.data)
 
 
+def read_backbone(model: ModelConfig, checkpoint: str | None) -> dict:
+    """The backbone's weights as a state dict: ``model.pretrained``, or raysynth's own
+    ``checkpoint`` (fetched from a remote home on first use)."""
+    if checkpoint is not None and not fetch(Path(checkpoint)):
+        raise FileNotFoundError(f"pretrained backbone missing: {checkpoint} (run `raysynth pretrain`)")
+    return {k: v.clone() for k, v in create_backbone(model, checkpoint).state_dict().items()}
+
+
 def pool_value(value: Any) -> str:
     """A searched pool dimension's value as a key: a strength or a strength set's name."""
     return value if isinstance(value, str) else f"{float(value):g}"
@@ -130,13 +138,8 @@ class RunContext:
         """The backbone's weights: ``model.pretrained``, or raysynth's own pretrained
         checkpoint this context names (fetched from a remote home on first use)."""
         checkpoint = None if model.pretrained else self.backbone
-
-        def read() -> dict:
-            if checkpoint is not None and not fetch(Path(checkpoint)):
-                raise FileNotFoundError(f"pretrained backbone missing: {checkpoint} (run `raysynth pretrain`)")
-            return {k: v.clone() for k, v in create_backbone(model, checkpoint).state_dict().items()}
-
-        return loaded(("backbone", json.dumps(dataclasses.asdict(model), sort_keys=True), checkpoint), read)
+        key = ("backbone", json.dumps(dataclasses.asdict(model), sort_keys=True), checkpoint)
+        return loaded(key, lambda: read_backbone(model, checkpoint))
 
     def pool(self, pool: PoolConfig) -> tuple[str, Any, torch.Tensor, torch.Tensor]:
         """(selection, images read on demand as uint8, soft labels, target class) of the

@@ -66,10 +66,11 @@ def build_run(
     threads."""
     torch.set_num_threads(config.train.threads)
     objectives = parse_loss(config.loss)  # once per run: the trial's own loss parameters
+    data = train_data(config, context, objectives, use_synthetic=use_synthetic)
     return Run(
         config=config,
         models=[m.to(device) for m in build_models(config, context, objectives)],
-        data=train_data(config, context, objectives, use_synthetic=use_synthetic),
+        data=data,
         weights=torch.tensor(weights, dtype=torch.float32) if weights is not None else None,
         objectives=objectives,
         protocol=training_protocol(config, objectives),
