@@ -166,7 +166,7 @@ def test_finetuned_lora_and_tokens_load_and_change_the_output(ray_session, tiny_
 
     import json
 
-    again = finetune_generator(options, images, labels, classes, "bird", tmp_path / "ft2", storage=tmp_path / "train")
+    again = finetune_generator(options, images, labels, classes, "bird", tmp_path / "ft2", {"CPU": 1.0}, storage=tmp_path / "train")
     info = json.loads((again / "tokens.json").read_text())
     assert info["resumed_finished"] == [True, True]
     assert load_file(again / "learned_embeds.safetensors")["<raysynth-1>"].equal(embeds["<raysynth-1>"])
