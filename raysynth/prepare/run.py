@@ -20,10 +20,9 @@ from typing import Any
 
 from raysynth.cluster import ray_options, resources_of, wait_for_resources
 from raysynth.config import Config, PoolConfig
-from raysynth.context import QualityRequest, RunContext, WeightContext, partition_id, pool_selection, pool_value, split_of
+from raysynth.context import QualityRequest, RunContext, WeightContext, partition_id, pool_value, split_of
 from raysynth.home import adopt_home, home_env, published
 from raysynth.losses import parse_loss
-from raysynth.pool import pool_label
 from raysynth.pool.pipeline import generate_variants, pool_actor_options
 from raysynth.prepare.backbone import pretrain_backbone, pretrained_path
 from raysynth.prepare.partitions import ensure_partition
@@ -142,7 +141,7 @@ def _partitions(trials: list[Config], context: RunContext) -> dict[str, str]:
     out = {}
     for trial in trials:
         data = train_data(trial, context, [], use_synthetic=True)  # the pool's images, no partitions yet
-        selection = pool_selection(trial.pool, context.pool_key(pool_label(trial.pool)))
+        selection = context.pool(trial.pool)[0]  # the name of the images just loaded
         k = trial.partition.num_clusters(data.num_classes, len(data.real_labels) + len(data.syn_images))
         path, _ = ensure_partition(trial, context, selection, data.real_images, data.syn_images, k)
         out[partition_id(selection, k)] = str(path)

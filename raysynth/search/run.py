@@ -29,7 +29,7 @@ from raysynth.search.results import (
 )
 from raysynth.search.space import apply_params, parse_space
 from raysynth.search.tuner import build_tuner
-from raysynth.search.warm_start import earlier_trials
+from raysynth.search.warm_start import warm_points
 from raysynth.storage import join, write_text
 from raysynth.tracking.mlflow_runs import TrialTracker
 from raysynth.tracking.progress import TrialProgress
@@ -46,11 +46,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         raise ConfigError("search.space: empty, nothing to search (add a dimension or class_weights; see search_spaces/digits.yaml)")
     plan = space.plan(config)  # the pools, K values and class quality the trials may ask for
     split = split_of(config)
-    warm = None
-    if options.warm_start and not options.resume:  # a resumed searcher already holds them
-        warm, skipped = earlier_trials(options.tracking_uri, options.warm_start, space.to_tune(split.classes))
-        log.info("warm start from %s: %d finished trials for the searcher (%d skipped: another space or unfinished)",
-                 options.warm_start, len(warm), skipped)
+    warm = warm_points(options, space.to_tune(split.classes))
     preflight(config, options, split.classes)
     record = config_record(config, options)  # what a --resume is checked against (as given, before resolving)
     # 2. the cluster: what it has and its autoscaler can add (a cold cluster has no GPU

@@ -80,3 +80,14 @@ def earlier_trials(tracking_uri: str, source: str, param_space: dict, metric: st
             continue
         points.append((nest_params(values), float(value)))
     return points, skipped
+
+
+def warm_points(options, param_space: dict) -> list[tuple[dict, float]] | None:
+    """The finished trials of ``options.warm_start`` the searcher starts from (None: no
+    warm start, or a resumed search, whose searcher already holds them)."""
+    if not options.warm_start or options.resume:
+        return None
+    warm, skipped = earlier_trials(options.tracking_uri, options.warm_start, param_space)
+    log.info("warm start from %s: %d finished trials for the searcher (%d skipped: another space or unfinished)",
+             options.warm_start, len(warm), skipped)
+    return warm
