@@ -17,7 +17,7 @@ from raysynth.storage import download, exists, is_uri, join, local_cache_root, u
 
 log = logging.getLogger(__name__)
 # "1" in a worker's environment: the GPUs Ray gives are declared without hardware
-# (resources.fake_gpus; set by the driver, read by raysynth.cluster.work_device)
+# (resources.fake_gpus; set by the driver, read by raysynth.devices.work_device)
 FAKE_GPUS_ENV = "RAYSYNTH_FAKE_GPUS"
 
 
@@ -104,7 +104,7 @@ def home_env() -> dict[str, str]:
     if os.environ.get(VERBOSE_ENV):
         env[VERBOSE_ENV] = os.environ[VERBOSE_ENV]  # Ray's chatter on the console or not (raysynth.logs)
     if os.environ.get(FAKE_GPUS_ENV):
-        env[FAKE_GPUS_ENV] = os.environ[FAKE_GPUS_ENV]  # resources.fake_gpus (raysynth.cluster.work_device)
+        env[FAKE_GPUS_ENV] = os.environ[FAKE_GPUS_ENV]  # resources.fake_gpus (raysynth.devices.work_device)
     if is_uri(env["RAYSYNTH_HOME"]):
         env["RAYSYNTH_CACHE"] = str(local_cache_root())
     return env

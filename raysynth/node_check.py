@@ -14,7 +14,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from raysynth.cluster import ResourceWaitError, gpu_problem, placement, ray_options, resources_of, waiting_message
+from raysynth.cluster import ResourceWaitError, ray_options, resources_of, waiting_message
+from raysynth.devices import gpu_problem, placement
 from raysynth.config import Config, ConfigError
 from raysynth.home import adopt_home, home_env, home_location
 from raysynth.storage import exists, join, remove_file, write_text

@@ -277,7 +277,7 @@ def test_waiting_for_resources_is_bounded(ray_session, tmp_path, monkeypatch, ca
 
     from raysynth.cluster import ResourceWaitError, wait_for_resources
     from raysynth.prepare import prepare
-    from raysynth.search.tuner import pending_timeout
+    from raysynth.cluster import pending_timeout
     from raysynth.validate import load_config
 
     sets = [*tiny_overrides(), "search.resource_wait_s=2"]

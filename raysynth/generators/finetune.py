@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from raysynth.atomic import atomic_directory
-from raysynth.cluster import gpus_have_cuda
+from raysynth.devices import gpus_have_cuda
 from raysynth.config import FinetuneOptions, check_fields
 from raysynth.home import fingerprint, raysynth_home
 from raysynth.logs import train_logging_config

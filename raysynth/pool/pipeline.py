@@ -35,7 +35,8 @@ import pandas as pd
 import torch
 
 from raysynth.atomic import atomic_directory
-from raysynth.cluster import ray_options, resources_of, wait_for_resources, work_device
+from raysynth.cluster import ray_options, resources_of, wait_for_resources
+from raysynth.devices import work_device
 from raysynth.config import Config, ConfigError, PoolConfig
 from raysynth.data.base import FewShotSplit, ImageSet
 from raysynth.generators import GENERATORS, create_generator

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from raysynth.atomic import atomic_file
-from raysynth.cluster import placement, work_device
+from raysynth.devices import placement, work_device
 from raysynth.config import PoolConfig
 from raysynth.data.base import ImageSet
 from raysynth.generators import create_generator

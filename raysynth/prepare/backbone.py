@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from raysynth.atomic import atomic_file
-from raysynth.cluster import work_device
+from raysynth.devices import work_device
 from raysynth.config import ModelConfig
 from raysynth.data.augment import random_affine
 from raysynth.data.base import FewShotSplit

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from raysynth.cluster import work_device
+from raysynth.devices import work_device
 from raysynth.config import Config
 from raysynth.context import QualityRequest, RunContext, WeightContext
 from raysynth.losses import kmeans_partition

@@ -37,6 +37,16 @@ class SearchOptions:
         return join(self.storage, self.name)
 
     @property
+    def config_record(self) -> str:
+        """Where the config the search was started with is kept (checked on --resume)."""
+        return join(self.directory, CONFIG_RECORD)
+
+    @property
+    def parent_record(self) -> str:
+        """Where the id of the search's MLflow parent run is kept (adopted on --resume)."""
+        return join(self.directory, PARENT_RECORD)
+
+    @property
     def study_storage(self) -> str:
         """Where an Optuna searcher keeps its study (named after the search): the URL
         given, else ``<storage>/<name>/optuna.db`` (a local storage), else a sqlite file in

@@ -15,7 +15,7 @@ from raysynth.config import Config, ConfigError, flatten_params
 from raysynth.generators.quality import check_quality_classes
 from raysynth.losses import parse_loss
 from raysynth.losses.partition import check_faiss
-from raysynth.search.options import CONFIG_RECORD, SearchOptions
+from raysynth.search.options import SearchOptions
 from raysynth.home import home_location
 from raysynth.pool.cache import cache_limit_bytes
 from raysynth.storage import check_location, check_writable, exists, is_uri, join, read_text
@@ -75,7 +75,9 @@ def preflight(config: Config, options: SearchOptions, classes: list[str]) -> Non
     """What the config and the options say together, before anything is started or
     written: quality settings for classes the dataset does not have, FAISS missing where
     static partitions are needed, an unreachable tracking server, a resume with another
-    config. Each a one-line ConfigError (exit 2). ``classes``: the dataset's."""
+    config (checked first). Each a one-line ConfigError (exit 2). ``classes``: the dataset's."""
+    if options.resume:
+        _check_resume(config, options)
     check_quality_classes(config.pool.quality, classes)
     if config.partition.method == "static" and any(o.needs_partitions for o in parse_loss(config.loss)):
         check_faiss()
@@ -93,15 +95,13 @@ def preflight(config: Config, options: SearchOptions, classes: list[str]) -> Non
         check_writable(str(store), "--tracking-uri")
         store.mkdir(parents=True, exist_ok=True)  # MLflow creates the database, not its directory
         check_artifact_client(artifact_location(uri, options.experiment))
-    if options.resume:
-        _check_resume(config, options)
 
 
 def _check_resume(config: Config, options: SearchOptions) -> None:
     """A resumed search continues with exactly what it was started with: the config
     (concurrency included: Tune's restored searcher state assumes it), the MLflow
     experiment and the tracking store its runs live in."""
-    record = join(options.directory, CONFIG_RECORD)
+    record = options.config_record
     if not exists(record):
         return
     saved = json.loads(read_text(record))

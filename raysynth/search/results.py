@@ -196,7 +196,8 @@ def _effect_text(effect: WeightEffect | None) -> str:
 def search_story(summary: SearchSummary, results, config: Config, best_config: Config, context: RunContext, title: str) -> SearchStory:
     """What the report shows: weights, sample images, every trial's score, the finals."""
     best_yaml = dump_yaml(best_config_with_space(best_config))
-    split = context.split()
+    classes = list(context.classes)
+    real, synthetic = context.samples(best_config.pool, per_class=4)
     epochs = config.train.epochs
     ended = [r for r in results if r.metrics and "val_acc" in r.metrics]
     finished = [trial_outcome(r.metrics, epochs) == FINISHED for r in ended]
@@ -205,18 +206,17 @@ def search_story(summary: SearchSummary, results, config: Config, best_config: C
         if full:
             flat = {k: v for k, v in flatten_params(r.config).items() if not is_weight_param(k)}
             rows.append({**{k: v for k, v in flat.items() if isinstance(v, (int, float))}, "val_acc": r.metrics["val_acc"]})
-    real, synthetic = context.samples(best_config.pool, per_class=4)
     if context.weights is not None:
         quality = [f"q={q:+.2f}" for q in context.weights.quality]
     else:
-        quality = [config.pool.quality.get(c, "faithful") for c in split.classes]
+        quality = [config.pool.quality.get(c, "faithful") for c in classes]
     best_final = next((f for f in summary.finals if f.label == "best"), None)
     return SearchStory(
         title=title,
         summary_text=format_summary(summary),
-        classes=split.classes,
+        classes=classes,
         best_weights=summary.best_weights,
-        top_weights=[summary.top_weights[c] for c in split.classes] if summary.top_weights else None,
+        top_weights=[summary.top_weights[c] for c in classes] if summary.top_weights else None,
         quality_labels=quality,
         real_images=real,
         synthetic_images=synthetic,

@@ -17,7 +17,7 @@ from raysynth.data.base import audit_event
 from raysynth.node_check import check_nodes
 from raysynth.prepare import prepare
 from raysynth.search.finals import run_finals
-from raysynth.search.options import CONFIG_RECORD, PARENT_RECORD, SearchOptions
+from raysynth.search.options import SearchOptions
 from raysynth.search.preflight import config_record, preflight
 from raysynth.search.results import (
     SearchSummary,
@@ -30,7 +30,7 @@ from raysynth.search.results import (
 from raysynth.search.space import apply_params, parse_space
 from raysynth.search.tuner import build_tuner
 from raysynth.search.warm_start import warm_points
-from raysynth.storage import join, write_text
+from raysynth.storage import write_text
 from raysynth.tracking.mlflow_runs import TrialTracker
 from raysynth.tracking.progress import TrialProgress
 from raysynth.tracking.search_run import SearchRun
@@ -47,8 +47,8 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     plan = space.plan(config)  # the pools, K values and class quality the trials may ask for
     split = split_of(config)
     warm = warm_points(options, space.to_tune(split.classes))
-    preflight(config, options, split.classes)
     record = config_record(config, options)  # what a --resume is checked against (as given, before resolving)
+    preflight(config, options, split.classes)
     # 2. the cluster: what it has and its autoscaler can add (a cold cluster has no GPU
     # node yet), then one unit of a trial's work placed as a trial is (on a cold cluster,
     # on the first node added): it must see the driver's home and a usable GPU
@@ -60,12 +60,12 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     # 3. the parent MLflow run (adopted again on --resume), before the hours of preparation:
     # a tracking store that cannot take a run or an artifact fails now
     parent = SearchRun.open(
-        options.tracking_uri, options.experiment, config, options.name, join(options.directory, PARENT_RECORD),
+        options.tracking_uri, options.experiment, config, options.name, options.parent_record,
         split.fingerprint, options.resume, split.classes, ray_run_tags(),
     )
     # how long the first node took to answer (a cold cluster: the autoscaler's first node)
     parent.client.log_metric(parent.run_id, "cluster_first_node_s", nodes.seconds)
-    write_text(join(options.directory, CONFIG_RECORD), record)
+    write_text(options.config_record, record)
     try:
         # 4. what every trial shares, made once and named in the run context: backbone,
         # pools, partitions, class quality; the trials only load

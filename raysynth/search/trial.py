@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raysynth.cluster import placement, work_device
+from raysynth.devices import placement, work_device
 from raysynth.config import Config, from_dict
 from raysynth.context import RunContext
 from raysynth.search.space import apply_params

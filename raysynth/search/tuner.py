@@ -8,7 +8,7 @@ import logging
 import os
 from pathlib import Path
 
-from raysynth.cluster import ResourceWaitError, fits, trial_resources, waiting_message
+from raysynth.cluster import pending_timeout, trial_resources
 from raysynth.config import Config
 from raysynth.context import RunContext
 from raysynth.search.trial import run_trial
@@ -17,37 +17,6 @@ from raysynth.search.schedulers import build_scheduler
 from raysynth.search.searchers import SearcherSpec, build_searcher
 
 log = logging.getLogger(__name__)
-
-
-def pending_timeout(wait_s: float, resources: dict[str, float]):
-    """A Tune callback that ends the search when trials have waited ``wait_s`` seconds
-    for resources with none running (a cluster that never gives them: an autoscaler
-    that cannot add the node, GPUs held by another job); 0: wait forever. A trial whose
-    resources are free is starting (its actor importing torch on a busy node), not
-    waiting: the clock starts again."""
-    import time
-
-    import ray
-    from ray.tune import Callback
-
-    class PendingTimeout(Callback):
-        def __init__(self):
-            self.since = None
-
-        def on_step_begin(self, iteration, trials, **info):
-            waiting = any(t.status == "PENDING" for t in trials) and not any(t.status == "RUNNING" for t in trials)
-            if not waiting or not wait_s:
-                self.since = None
-                return
-            self.since = self.since or time.monotonic()
-            if time.monotonic() - self.since > wait_s:
-                if fits(resources, ray.available_resources()):
-                    log.info("trials: pending %.0f s with %s free; their actors are starting", wait_s, resources)
-                    self.since = time.monotonic()
-                    return
-                raise ResourceWaitError(waiting_message("trials", wait_s, resources))
-
-    return PendingTimeout()
 
 
 def tune_run_config(config: Config, name: str, storage: Path, callbacks: list):
@@ -83,8 +52,9 @@ def build_tuner(config: Config, context: RunContext, options: SearchOptions, cal
         context=context,
         storage_path=str(options.storage),
     )
-    trainable = tune.with_resources(trainable, {k.lower(): v for k, v in trial_resources(config).items()})
-    waiting = pending_timeout(config.search.resource_wait_s, trial_resources(config))
+    resources = trial_resources(config)
+    waiting = pending_timeout(config.search.resource_wait_s, resources)  # a cluster that never gives them
+    trainable = tune.with_resources(trainable, {k.lower(): v for k, v in resources.items()})
     run_config = tune_run_config(config, options.name, options.storage, [*callbacks, waiting])
     if options.resume:
         # Tune restores the trial table, the searcher's state (SkoptSearch.save/restore, the

@@ -178,6 +178,8 @@ def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, 
         sidx = run.draws[1].take(step, config.batch_syn)
         syn_images = augment(config.augment, as_input(data.syn_images[sidx], device), g)
         soft_syn = data.syn_soft_labels[sidx].to(device)
+    # the drawn rows' regions (static, or the online k-means fed this batch's pool rows)
+    part_real, part_syn = (p.to(device) if p is not None else None for p in _partitions(data, idx, sidx, online))
     # CutMix/Mixup on a fraction of the steps: soft targets for the cross-entropies
     images, soft_real, mixed_syn, mixed_soft = mix_step(
         config.mix, config.mix_alpha, config.mix_p, images, F.one_hot(labels, data.num_classes).float(),
@@ -191,7 +193,6 @@ def _step(run: _Run, data: TrainData, config: TrainConfig, objectives, weights, 
         logits, proj = run.model(images, return_projection=True)
     else:
         logits, proj = run.model(images), None
-    part_real, part_syn = (p.to(device) if p is not None else None for p in _partitions(data, idx, sidx, online))
     batch = LossBatch(
         logits_real=logits[:n],
         y_real=labels,

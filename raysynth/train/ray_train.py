@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from raysynth.cluster import gpus_have_cuda, placement, resources_of, work_device
+from raysynth.cluster import resources_of
+from raysynth.devices import gpus_have_cuda, placement, work_device
 from raysynth.config import Config, from_dict
 from raysynth.context import RunContext
 from raysynth.logs import train_logging_config
