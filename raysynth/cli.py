@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import typing
 from importlib import resources
 from pathlib import Path
 
-from raysynth.config import Config, ConfigError, FinetuneOptions, flag_name, from_dict
+from raysynth.config import Config, ConfigError, FinetuneOptions, flag_name, from_dict, load_yaml
 from raysynth.data import DATASETS
 from raysynth.home import home_location
 from raysynth.logs import setup_logging
@@ -35,7 +36,7 @@ def _space_path(args) -> Path:
     checkout's copy, or the user's own), else the copy shipped inside the package."""
     if args.space:
         return Path(args.space)
-    name = f"{args.dataset}.yaml"
+    name = f"{args.dataset or 'digits'}.yaml"
     local = Path.cwd() / "search_spaces" / name
     if local.is_file():
         return local
@@ -46,18 +47,25 @@ def _space_path(args) -> Path:
 
 
 def _config_from_args(args) -> Config:
-    if args.dataset not in DATASETS:
+    if args.dataset and args.dataset not in DATASETS:
         raise ConfigError(f"--dataset: unknown or not yet available dataset '{args.dataset}' (available: {DATASETS.known()})")
+    path = _space_path(args)
+    # the dataset: --dataset, else the --space file's, else digits; never two that disagree
+    named = load_yaml(path).get("dataset") if args.space else None
+    if args.dataset and named and named != args.dataset:
+        raise ConfigError(f"--space: {path} is a search space for dataset '{named}', not --dataset {args.dataset}; "
+                          "give one of the two, or the space for that dataset")
+    dataset = args.dataset or named or "digits"
     # the flags' values as they are (typed by argparse), then --set's YAML values
-    flags = {"dataset": args.dataset, "data.root": getattr(args, "data_root", None), "search.trials": getattr(args, "trials", None),
+    flags = {"dataset": dataset, "data.root": getattr(args, "data_root", None), "search.trials": getattr(args, "trials", None),
              "search.concurrency": getattr(args, "concurrency", None), "search.seed": getattr(args, "seed", None),
              "search.algorithm": getattr(args, "algorithm", None)}
     overrides = [(key, value) for key, value in flags.items() if value is not None]
-    return load_config(_space_path(args), overrides + (args.set or []))
+    return load_config(path, overrides + (args.set or []))
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="digits", help=f"a registered dataset: {DATASETS.known()} (default digits)")
+    p.add_argument("--dataset", help=f"a registered dataset: {DATASETS.known()} (default: the --space file's, else digits)")
     p.add_argument("--data-root", help="where a real dataset lives")
     p.add_argument("--space", help="search-space YAML (default search_spaces/<dataset>.yaml)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
@@ -154,11 +162,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tracking_uri(args) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else the home's sqlite store: one that
+    exists (reading a store that is not there would create an empty one)."""
+    from raysynth.tracking.stores import check_tracking_store, default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri()
+    flag = "MLFLOW_TRACKING_URI" if not args.tracking_uri and os.environ.get("MLFLOW_TRACKING_URI") else "--tracking-uri"
+    check_tracking_store(uri, flag, existing=True)
+    return uri
+
+
 def cmd_search(args) -> int:
     from raysynth.search.preflight import search_options
     from raysynth.search.results import format_summary
     from raysynth.search.run import run_search
 
+    if args.quiet and args.verbose:
+        raise ConfigError("--quiet and --verbose: give one (no progress lines, or Ray's own lines too)")
     config = _config_from_args(args)
     options = search_options(
         config, tracking_uri=args.tracking_uri, experiment=args.experiment, storage=args.storage, name=args.name,
@@ -226,14 +247,9 @@ def cmd_dashboard(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from raysynth.tracking import default_tracking_uri
-    from raysynth.tracking.leaderboard import (
-        compare_runs,
-        format_rows,
-        leaderboard_rows,
-    )
+    from raysynth.tracking.leaderboard import compare_runs, format_rows, leaderboard_rows
 
-    uri = args.tracking_uri or default_tracking_uri()
+    uri = _tracking_uri(args)
     if args.compare:
         print(format_rows(compare_runs(uri, *args.compare), args.format, numbered=False))
         return 0
@@ -251,17 +267,12 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from raysynth.tracking import default_tracking_uri
     from raysynth.tracking.model import classify_files, image_files, load_classifier
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
     files = image_files(args.paths)
-    tracking_uri = args.tracking_uri or default_tracking_uri()
-    store = tracking_uri.removeprefix("sqlite:///")
-    if args.model_uri.startswith(("runs:/", "models:/")) and store != tracking_uri and not Path(store).is_file():
-        # MLflow would create an empty store there: say instead that there is none
-        raise ConfigError(f"--tracking-uri: no MLflow store at {store} (the store of the search that logged {args.model_uri}?)")
+    tracking_uri = _tracking_uri(args) if args.model_uri.startswith(("runs:/", "models:/")) else None
     if ":/" not in args.model_uri and not (Path(args.model_uri) / "MLmodel").is_file():
         raise ConfigError(f"--model-uri: {args.model_uri} is not an MLflow model directory (no MLmodel file in it)")
     try:
@@ -282,9 +293,7 @@ def ui_command(args, uri: str) -> list[str]:
 def cmd_ui(args) -> int:
     import subprocess
 
-    from raysynth.tracking import default_tracking_uri
-
-    uri = args.tracking_uri or default_tracking_uri()
+    uri = _tracking_uri(args)
     print(f"MLflow UI for {uri}: http://{args.host}:{args.port}", flush=True)
     return subprocess.call(ui_command(args, uri))
 

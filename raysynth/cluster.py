@@ -8,6 +8,7 @@ attaches to another search's private instance: when that search ends, its cluste
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -91,7 +92,33 @@ def _connect(ray) -> None:
         # (ray-project/ray#53727). Set before ray.init, so the workers inherit it too.
         os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         # the dashboard serves the state API that Ray Train's controller polls
-        ray.init(address="local", **LOCAL_RAY)
+        with _pinned_address():
+            ray.init(address="local", **LOCAL_RAY)
+
+
+@contextlib.contextmanager
+def _pinned_address():
+    """A private cluster's address, chosen before it starts and set as RAY_ADDRESS in the
+    environment its processes inherit: Ray's own helpers in its workers (Ray Train's
+    placement-group cleaner asks the state API with address "auto") then find this
+    cluster, not "multiple active Ray instances" when another search runs on the machine.
+    The driver's own environment is restored once the cluster is up."""
+    import ray
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        port = s.getsockname()[1]
+    pinned = {"RAY_GCS_SERVER_PORT": str(port), "RAY_ADDRESS": f"{ray.util.get_node_ip_address()}:{port}"}
+    saved = {k: os.environ.get(k) for k in pinned}
+    os.environ.update(pinned)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 

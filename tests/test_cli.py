@@ -38,7 +38,7 @@ from raysynth.context import split_of
         (["--set", "train.weight_decay=.nan"], "train.weight_decay: must be a finite number, got nan"),
         (["--set", "loss.ce.real=nan"], "loss.ce.real"),
         (["--set", "search.space.pool.strength={type: choice, values: [0.5, 1.5]}"], "search.space.pool.strength.values[1]: must be in (0, 1], got 1.5"),
-        (["--set", "search.space.train.epochs={type: int, low: 0, high: 3}"], "search.space.train.epochs.low: must be >= 1, got 0"),
+        (["--set", "search.space.train.batch_real={type: int, low: 0, high: 3}"], "search.space.train.batch_real.low: must be >= 1, got 0"),
         (["--set", "search.space.train.lr={type: uniform, low: 0.001, high: .inf}"], "search.space.train.lr.high: must be a finite number"),
         (["--set", "search.space={}"], "search.space: empty"),
         (["--warm-start", "no-such-search"], "--warm-start: no MLflow experiment or run 'no-such-search'"),
@@ -51,6 +51,34 @@ from raysynth.context import split_of
         (["--set", "train.lr=2024-01-01"], "train.lr: got the date 2024-01-01"),
         (["--set", "model.name=ViT-Nope"], "model.name: unknown open_clip model 'ViT-Nope'"),
         (["--set", "pool.clip_model=ViT-Nope"], "pool.clip_model: unknown open_clip model 'ViT-Nope'"),
+        # issue 30: values outside their meaning, each once accepted (a search started)
+        (["--set", "model.lora.dropout=2"], "model.lora.dropout: must be in [0, 1), got 2.0"),
+        (["--set", "train.weight_decay=-0.1"], "train.weight_decay: must be >= 0, got -0.1"),
+        (["--set", "data.test_per_class=-1"], "data.test_per_class: must be >= 0, got -1"),
+        (["--set", "search.scheduler.grace_period=0"], "search.scheduler.grace_period: must be >= 1, got 0"),
+        (["--set", "search.scheduler.reduction_factor=1"], "search.scheduler.reduction_factor: must be > 1, got 1.0"),
+        (["--set", "model.lora.target_modules=[nope]"], "model.lora.target_modules[0]: no layer of raysynth-tiny's vision tower"),
+        (["--seed", "-1"], "search.seed: must be in [0, 4294967295], got -1"),
+        (["--set", "data.seed=-1"], "data.seed: must be in [0, 4294967295], got -1"),
+        (["--set", "data.image_size=100000"], "data.image_size: must be in [8, 1024], got 100000"),
+        # a searched dimension checked whole: the field's type, a tie after its factor, fixed fields
+        (["--set", "search.space.train.batch_real={type: uniform, low: 8, high: 16}"],
+         "search.space.train.batch_real.type: 'uniform' draws real numbers and train.batch_real is an integer field"),
+        (["--set", "search.space.train.epochs={type: int, low: 0, high: 3}"], "search.space.train.epochs: cannot be searched: ASHA's max_t"),
+        (["--set", "search.space.train.weight_decay={type: tie, to: train.lr, factor: -10}"],
+         "search.space.train.weight_decay.factor (x train.lr.value = -0.02): must be >= 0"),
+        (["--set", "search.space.pool.per_class={type: choice, values: [8, 16]}"], "search.space.pool.per_class: cannot be searched: the pools are made once"),
+        (["--set", "search.space.model.name={type: choice, values: [raysynth-tiny]}"], "search.space.model.name: cannot be searched: the backbone"),
+        # URIs opened, names within MLflow's limits, contradictory flags
+        (["--tracking-uri", "foo://bar"], "--tracking-uri: MLflow knows no tracking store 'foo://'"),
+        (["--tracking-uri", "sqlite://"], "--tracking-uri: sqlite:// is an in-memory database that loses every run"),
+        (["--optuna-storage", "not a url"], "--optuna-storage: 'not a url' is not a database URL"),
+        (["--optuna-storage", "sqlite://"], "--optuna-storage: sqlite:// is an in-memory database"),
+        (["--experiment", "x" * 501], "--experiment: 501 characters; MLflow takes at most 500"),
+        (["--quiet", "--verbose"], "--quiet and --verbose: give one"),
+        (["--dataset", "cub", "--space", str(REPO / "search_spaces" / "digits.yaml")],
+         "is a search space for dataset 'digits', not --dataset cub"),
+        (["--set", "search.space={train.lr: {type: uniform, low: 0.1, high: 0.2, low: 0.3}}"], "key 'low' given twice in one mapping"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, args, needle):
@@ -120,6 +148,7 @@ def _laughs(path):
     (_laughs, "expands to more than 100000 values"),
     (lambda p: p.write_text("train: {lr: .nan}\n"), "train.lr: must be a finite number, got nan"),
     (lambda p: p.write_text("train: {lr: 2024-01-01}\n"), "train.lr: got the date 2024-01-01"),
+    (lambda p: p.write_text("train:\n  lr: 0.01\ntrain:\n  epochs: 2\n"), "key 'train' given twice in one mapping (YAML would keep only the last)"),
 ])
 def test_bad_space_files_exit_2(tmp_path, monkeypatch, capsys, write, needle):
     space = tmp_path / "space.yaml"
@@ -314,3 +343,32 @@ def test_waiting_for_resources_is_bounded(ray_session, tmp_path, monkeypatch, ca
     starting.on_step_begin(0, [Trial("t", stub=True)])
     time.sleep(0.3)
     starting.on_step_begin(1, [Trial("t", stub=True)])
+
+
+@pytest.mark.parametrize("command, args, needle", [
+    ("leaderboard", ["--tracking-uri", "foo://bar"], "--tracking-uri: MLflow knows no tracking store 'foo://'"),
+    ("leaderboard", ["--tracking-uri", "sqlite:///{tmp}/none.db"], "--tracking-uri: no MLflow store at {tmp}/none.db"),
+    ("leaderboard", ["--tracking-uri", "http://127.0.0.1:9"], "--tracking-uri: no MLflow server answers at http://127.0.0.1:9"),
+    ("ui", ["--tracking-uri", "sqlite://"], "--tracking-uri: sqlite:// is an in-memory database"),
+    ("pretrain", ["--set", "model.lora.dropout=-1"], "model.lora.dropout: must be in [0, 1), got -1.0"),
+    ("generate", ["--set", "pool.seed=-3"], "pool.seed: must be in [0, 4294967295], got -3"),
+    ("pretrain", ["--set", "model.pretrained={tmp}/junk.pt"], "model.pretrained: {tmp}/junk.pt is not a checkpoint of raysynth-tiny"),
+])
+def test_every_subcommand_holds_the_contract(tmp_path, monkeypatch, capsys, command, args, needle):
+    """The same rules for values, files and URIs in every subcommand; nothing written."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("RAYSYNTH_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    assert main([command, *[a.format(tmp=tmp_path) for a in args]]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle.format(tmp=tmp_path) in lines[0] and "Traceback" not in lines[0], lines
+    assert not home.exists() and not (tmp_path / "none.db").exists()
+
+
+def test_an_mlflow_tracking_uri_from_the_environment_is_named_as_such(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RAYSYNTH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "mlflow-nope://x")
+    assert main(["search"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("raysynth: error: MLFLOW_TRACKING_URI: MLflow knows no tracking store"), lines

@@ -6,7 +6,8 @@ adds each package's checks of its own section.
 """
 
 from raysynth.config.loading import (
-    apply_overrides, dump_yaml, flatten, flatten_params, get_path, load_yaml, nest, nest_params, parse_config, set_path,
+    apply_overrides, dump_yaml, flatten, flatten_params, get_path, load_yaml, nest, nest_params, parse_config, read_json, safe_load,
+    set_path,
 )
 from raysynth.config.sections import (
     Config,
@@ -28,5 +29,5 @@ from raysynth.config.typed import ConfigError, check_fields, check_rules, coerce
 __all__ = [
     "Config", "ConfigError", "DataConfig", "FinetuneOptions", "LoraConfig", "ModelConfig", "PartitionConfig", "PoolConfig",
     "PretrainConfig", "ResourcesConfig", "SchedulerConfig", "SearchConfig", "TrainConfig", "WorkResources", "apply_overrides", "check_fields", "check_rules", "coerce",
-    "dump_yaml", "field_", "flag_name", "flatten", "flatten_params", "get_path", "nest", "nest_params", "set_path", "from_dict", "load_yaml", "one_of", "parse_config",
+    "dump_yaml", "field_", "flag_name", "flatten", "flatten_params", "get_path", "nest", "nest_params", "read_json", "safe_load", "set_path", "from_dict", "load_yaml", "one_of", "parse_config",
 ]

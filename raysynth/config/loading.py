@@ -18,6 +18,45 @@ from raysynth.config.typed import ConfigError, from_dict
 MAX_VALUES = 100_000  # a config has hundreds; more means anchors nested to expand exponentially
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error
+    (PyYAML keeps the last and the first value is lost without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key != "<<" and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' given twice in one mapping (YAML would keep only the last)", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load``, refusing duplicate keys."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def read_json(path: str | Path, what: str = "data.root") -> Any:
+    """A JSON file, or a one-line ConfigError naming it (``what``: the setting it came
+    from): unreadable, not JSON, or an object with a key given twice."""
+
+    def unique(pairs):
+        keys = [k for k, _ in pairs]
+        twice = next((k for k in keys if keys.count(k) > 1), None)
+        if twice is not None:
+            raise ConfigError(f"{what}: {path}: key '{twice}' given twice in one object")
+        return dict(pairs)
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=unique)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what}: cannot read {path} ({type(exc).__name__})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what}: {path} is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+
+
 def check_plain(data: Any, where: str = "") -> None:
     """Loaded YAML is plain data a config can hold: no value that contains itself (a
     recursive anchor), no anchors that expand past MAX_VALUES values, no NaN/inf, no
@@ -50,7 +89,9 @@ def check_plain(data: Any, where: str = "") -> None:
 
 def _parse_scalar(text: str, where: str) -> Any:
     try:
-        value = yaml.safe_load(text)
+        value = safe_load(text)
+    except yaml.constructor.ConstructorError as exc:  # a key given twice
+        raise ConfigError(f"--set {where}: {exc.problem}") from None
     except yaml.YAMLError:
         return text
     check_plain(value, where)
@@ -118,7 +159,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if "\x00" in text:
         raise ConfigError(f"--space: {path} is not a text YAML file (it holds NUL bytes)")
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

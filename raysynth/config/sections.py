@@ -19,19 +19,19 @@ from raysynth.config.typed import field_ as _help
 @dataclass
 class DataConfig:
     root: str | None = _help("Where a real dataset lives (unused for digits).", None)
-    shots: int | str = _help("Real training images per novel class (k-shot), or 'all'.", 8)
-    seed: int = _help("Seed of the k-shot sample; the validation/test splits never change.", 0)
-    image_size: int = _help("Images are resized to image_size x image_size, 3 channels.", 32, ge=1)
-    val_per_class: int = _help("Fixed validation images per novel class.", 80)
-    test_per_class: int = _help("Fixed test images per novel class (real datasets: <= 0 keeps the whole official test split).", 60)
+    shots: int | str = _help("Real training images per novel class (k-shot), or 'all'.", 8, ge=1)
+    seed: int = _help("Seed of the k-shot sample; the validation/test splits never change.", 0, ge=0, le=2**32 - 1)
+    image_size: int = _help("Images are resized to image_size x image_size, 3 channels.", 32, ge=8, le=1024)
+    val_per_class: int = _help("Fixed validation images per novel class.", 80, ge=1)
+    test_per_class: int = _help("Fixed test images per novel class (real datasets: 0 keeps the whole official test split).", 60, ge=0)
     metaclass: str = _help("What every class is a kind of, for prompts ('folder' datasets; cub: bird, flowers: flower).", "object")
 
 
 @dataclass
 class LoraConfig:
     r: int = _help("LoRA rank.", 8, ge=1)
-    alpha: float = _help("LoRA alpha (scaling = alpha / r).", 16.0)
-    dropout: float = _help("LoRA dropout.", 0.0)
+    alpha: float = _help("LoRA alpha (scaling = alpha / r).", 16.0, gt=0.0)
+    dropout: float = _help("LoRA dropout (a probability).", 0.0, ge=0.0, lt=1.0)
     target_modules: list[str] = _help(
         "Module names in the open_clip vision tower that get LoRA adapters. 'attn' is the "
         "fused nn.MultiheadAttention (peft adapts its in/out projections).", factory=lambda: ["attn", "c_fc", "c_proj"])
@@ -40,8 +40,8 @@ class LoraConfig:
 @dataclass
 class PretrainConfig:
     steps: int = _help("Optimiser steps of backbone pretraining on the base classes.", 150, ge=1)
-    batch_size: int = _help("Pretraining batch size.", 128)
-    lr: float = _help("Pretraining learning rate (AdamW, cosine).", 2e-3)
+    batch_size: int = _help("Pretraining batch size.", 128, ge=1)
+    lr: float = _help("Pretraining learning rate (AdamW, cosine).", 2e-3, gt=0.0)
 
 
 @dataclass
@@ -78,12 +78,12 @@ class PoolConfig:
     strength: float = _help("Translation strength s in (0, 1].", 0.9, gt=0.0, le=1.0)
     strengths: list[float] = _help(
         "Diff-Mix's randomised strength: each image's s drawn from this set (e.g. [0.5, 0.7, "
-        "0.9]), its soft label from its own s; empty: every image uses `strength`.", factory=list)
+        "0.9]), its soft label from its own s; empty: every image uses `strength`.", factory=list, gt=0.0, le=1.0)
     strength_sets: dict[str, list[float]] = _help(
         "Named strength sets a search can choose between: search.space.pool.strengths: "
         "{type: choice, values: [<name>, ...]} gives each trial the pool whose images draw "
         "their strengths from the named set (a one-value set is a fixed strength), e.g. "
-        "{diffmix: [0.5, 0.7, 0.9], strong: [0.9]}.", factory=dict)
+        "{diffmix: [0.5, 0.7, 0.9], strong: [0.9]}.", factory=dict, gt=0.0, le=1.0)
     gamma: float = _help("Diff-Mix label non-linearity: target class gets s**gamma.", 0.5, gt=0.0)
     quality: dict[str, str] = _help(
         "Per-class quality control (UniCon protocol): class name -> 'faithful', "
@@ -93,7 +93,7 @@ class PoolConfig:
         "(the dataset's images outside validation/test, standing in for what a pretrained "
         "diffusion model knows beyond the shots).",
         "shots", choices=("shots", "prior"))
-    seed: int = _help("Seed of the pool plan (references, partners, per-image seeds).", 0)
+    seed: int = _help("Seed of the pool plan (references, partners, per-image seeds).", 0, ge=0, le=2**32 - 1)
     actors: int = _help("Ray Data actors that run the generator (each asks for resources.generation).", 1, ge=1)
     shard_size: int = _help(
         "Images per shard: the unit of work of an actor and of resumption (a killed run "
@@ -118,7 +118,7 @@ class TrainConfig:
     batch_real: int = _help("Real images per step (the few shots, cycled).", 16, ge=1)
     batch_syn: int = _help("Synthetic images per step.", 32, ge=1)
     lr: float = _help("Learning rate of LoRA + head (AdamW).", 2e-3, gt=0.0)
-    weight_decay: float = _help("AdamW weight decay.", 1e-4)
+    weight_decay: float = _help("AdamW weight decay.", 1e-4, ge=0.0)
     workers: int = _help(
         "1: the loop runs inside the Tune trial; >1: Ray Train TorchTrainer with DDP.", 1, ge=1
     )
@@ -137,7 +137,7 @@ class TrainConfig:
     mix_p: float = _help("Probability that a step is mixed (the official code: 0.2).", 0.2, ge=0.0, le=1.0)
     mix_synthetic: bool = _help("Mix the synthetic rows too (the official code does), not only the real ones.", True)
     mix_alpha: float = _help("Mixing ratio λ ~ Beta(α, α).", 1.0, gt=0.0)
-    seed: int = _help("Seed of initialisation and batch order.", 0)
+    seed: int = _help("Seed of initialisation and batch order.", 0, ge=0, le=2**32 - 1)
     protocol: str = _help(
         "'joint': one training run with every objective of `loss` summed; 'two_stage': "
         "UniCon's protocol (encoder + projection trained with the representation objectives, "
@@ -162,7 +162,7 @@ class PartitionConfig:
     pixel_side: int = _help(
         "space 'pixels': images are area-resized to at most this side before k-means. The "
         "official code uses 224 (150,528 dimensions: 62 GB of float32 for CUB's 103,200 "
-        "images, FAISS on a GPU); 32 (3,072 dimensions, 1.3 GB) fits a head node.", 32, ge=1)
+        "images, FAISS on a GPU); 32 (3,072 dimensions, 1.3 GB) fits a head node.", 32, ge=1, le=1024)
     method: str = _help(
         "'static': FAISS k-means once per K, cached (full method); 'online': mini-batch "
         "k-means updated with every batch's synthetic images (lightweight variant).",
@@ -176,7 +176,7 @@ class PartitionConfig:
         "scale, so λ1/λ2 tuned for 'batch' barely act).",
         "batch", choices=("batch", "all"))
     niter: int = _help("k-means iterations (paper: 300).", 300, ge=1)
-    seed: int = _help("k-means seed.", 0)
+    seed: int = _help("k-means seed.", 0, ge=0, le=2**32 - 1)
 
     @property
     def over_all_data(self) -> bool:
@@ -192,8 +192,8 @@ class PartitionConfig:
 @dataclass
 class SchedulerConfig:
     name: str = _help("Trial scheduler: a name registered in raysynth.search.schedulers.", "asha")
-    grace_period: int = _help("ASHA: epochs every trial runs before it can be stopped.", 3)
-    reduction_factor: float = _help("ASHA reduction factor.", 3.0)
+    grace_period: int = _help("ASHA: epochs every trial runs before it can be stopped.", 3, ge=1)
+    reduction_factor: float = _help("ASHA reduction factor.", 3.0, gt=1.0)
 
 
 @dataclass
@@ -204,7 +204,7 @@ class SearchConfig:
     )
     trials: int = _help("Number of trials.", 24, ge=1)
     concurrency: int = _help("Trials run at once.", 2, ge=1)
-    seed: int = _help("Seed of the searcher.", 0)
+    seed: int = _help("Seed of the searcher.", 0, ge=0, le=2**32 - 1)
     metric: str = _help("Metric the search maximises (the trials report val_acc).", "val_acc", choices=("val_acc",))
     scheduler: SchedulerConfig = _help("Early stopping.", factory=SchedulerConfig)
     space: dict[str, Any] = _help(
@@ -296,9 +296,9 @@ class FinetuneOptions:
     batch_size: int = _help("Images per step.", 4, ge=1)
     lr_lora: float = _help("Learning rate of the UNet LoRA.", 1e-4, gt=0.0)
     lr_token: float = _help("Learning rate of the class tokens' embeddings.", 5e-4, gt=0.0)
-    resolution: int = _help("Training resolution (pixels a side).", 512, ge=8)
+    resolution: int = _help("Training resolution (pixels a side).", 512, ge=8, le=2048)
     per_class: bool = _help("One LoRA per class (DataDream's class-level variant).", False)
     workers: int = _help("Ray Train workers (DDP).", 1, ge=1)
     checkpoint_every: int = _help("Steps between checkpoints (a retried run resumes from the last).", 100, ge=1)
-    seed: int = _help("Seed (the config's train.seed).", 0, ge=0)
+    seed: int = _help("Seed (the config's train.seed).", 0, ge=0, le=2**32 - 1)
     prompt: str = _help("Training prompt; {name} is the class token, {metaclass} the dataset's kind.", "photo of a {name} {metaclass}")

@@ -113,8 +113,15 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def check_rules(value: Any, metadata: typing.Mapping, where: str) -> None:
-    """The enum and range rules a field declares (``_help(choices=, ge=, gt=, le=, lt=)``)."""
-    if value is None or isinstance(value, (dict, list)):
+    """The enum and range rules a field declares (``_help(choices=, ge=, gt=, le=, lt=)``);
+    on a list or mapping, each of its values."""
+    if value is None:
+        return
+    if isinstance(value, (dict, list)):
+        if any(k in metadata for k in ("choices", "ge", "gt", "le", "lt")):
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                check_rules(item, metadata, f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]")
         return
     choices = metadata.get("choices")
     if choices is not None and value not in choices:
@@ -130,10 +137,14 @@ def check_rules(value: Any, metadata: typing.Mapping, where: str) -> None:
     if ok:
         return
     if low and high:
-        raise ConfigError(f"{where}: must be in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}, got {value}")
+        raise ConfigError(f"{where}: must be in {low[0]}{_bound(low[1])}, {_bound(high[1])}{high[0]}, got {value}")
     if low:
-        raise ConfigError(f"{where}: must be {'>=' if low[0] == '[' else '>'} {low[1]:g}, got {value}")
-    raise ConfigError(f"{where}: must be {'<=' if high[0] == ']' else '<'} {high[1]:g}, got {value}")
+        raise ConfigError(f"{where}: must be {'>=' if low[0] == '[' else '>'} {_bound(low[1])}, got {value}")
+    raise ConfigError(f"{where}: must be {'<=' if high[0] == ']' else '<'} {_bound(high[1])}, got {value}")
+
+
+def _bound(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
 
 
 def check_fields(obj: Any, where: str = "") -> None:

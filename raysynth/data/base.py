@@ -176,11 +176,14 @@ def split_from_files(
     Validation: ``val_per_class`` images per class, taken with a fixed seed (never the
     k-shot seed, so selection is comparable across searches) from the dataset's own
     validation split when it has one (<= 0: all of it), else carved from train; the k
-    shots are sampled from the rest of train with ``data.seed``. ``test_per_class`` <= 0 keeps the whole official test split.
+    shots are sampled from the rest of train with ``data.seed``. ``test_per_class`` 0 keeps the whole official test split.
     Only the images a split uses are decoded.
     """
     from raysynth.data.images import load_images
 
+    if len(classes) < 2:
+        raise ConfigError(f"data.root: {name} has {len(classes)} class{'' if len(classes) == 1 else 'es'} "
+                          f"({', '.join(classes) or 'none'}); a classifier needs at least 2")
     train_paths, train_labels = train
     if val is None:
         val_i, rest_i = stratified_holdout(train_labels, [config.val_per_class], holdout_seed)

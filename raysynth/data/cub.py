@@ -49,21 +49,38 @@ def _table(path: Path) -> dict[int, str]:
     return rows
 
 
+def _check_consistent(root: Path, images: dict, labels: dict, is_train: dict, classes: dict) -> None:
+    """The four index files name the same images, every label a class of classes.txt,
+    every split flag 0 or 1: a ConfigError naming the first file and id that do not."""
+    for name, table in (("image_class_labels.txt", labels), ("train_test_split.txt", is_train)):
+        missing = sorted(set(images) - set(table))[:1]
+        if missing:
+            raise ConfigError(f"data.root: image id {missing[0]} of images.txt has no line in {root / name}")
+        extra = sorted(set(table) - set(images))[:1]
+        if extra:
+            raise ConfigError(f"data.root: {root / name} names image id {extra[0]}, which images.txt lacks")
+    for i, label in labels.items():
+        if not label.isdigit() or int(label) not in classes:
+            raise ConfigError(f"data.root: {root / 'image_class_labels.txt'}: image {i} has class {label!r}, "
+                              f"which classes.txt lacks ({len(classes)} classes)")
+    for i, flag in is_train.items():
+        if flag not in ("0", "1"):
+            raise ConfigError(f"data.root: {root / 'train_test_split.txt'}: image {i} has {flag!r}, expected 1 (train) or 0 (test)")
+
+
 @register_dataset("cub", check=check)
 def load_cub_split(config: DataConfig) -> FewShotSplit:
     root = _root(config)
     check(config)
     images, labels, is_train, classes = (_table(root / f) for f in FILES[:4])
-    missing = sorted(set(images) - set(labels))[:1] or sorted(set(images) - set(is_train))[:1]
-    if missing:
-        raise ConfigError(f"data.root: image id {missing[0]} of images.txt has no label or split in {root}")
+    _check_consistent(root, images, labels, is_train, classes)
     class_ids = sorted(classes)
     index = {c: i for i, c in enumerate(class_ids)}
     names = [readable_class_name(classes[c]) for c in class_ids]
     ids = sorted(images)
     paths = [root / "images" / images[i] for i in ids]
     y = np.array([index[int(labels[i])] for i in ids], dtype=np.int64)
-    train = np.array([is_train[i].strip() == "1" for i in ids])
+    train = np.array([is_train[i] == "1" for i in ids])
     return split_from_files(
         "cub", config, names, "bird",
         train=([p for p, t in zip(paths, train) if t], y[train]),

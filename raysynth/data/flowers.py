@@ -20,12 +20,11 @@ are refused before anything starts), validation from ``valid``, test from ``tsti
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from raysynth.config import ConfigError, DataConfig
+from raysynth.config import ConfigError, DataConfig, read_json
 from raysynth.data.base import FewShotSplit, register_dataset, split_from_files
 from raysynth.data.images import dataset_root, require_files
 
@@ -71,10 +70,7 @@ def _coop_split(root: Path) -> dict[str, list] | None:
     path = root / SPLIT_FILE
     if not path.is_file():
         return None
-    try:
-        split = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"data.root: {path} is not a JSON file ({type(exc).__name__})") from None
+    split = read_json(path)
     for part in PARTS:
         entries = split.get(part) if isinstance(split, dict) else None
         if not isinstance(entries, list) or not entries:
@@ -138,7 +134,9 @@ def load_flowers_split(config: DataConfig) -> FewShotSplit:
     labels = _mat(root / "imagelabels.mat", "labels") - 1
     names = NAMES
     if (root / "cat_to_name.json").is_file():
-        mapping = json.loads((root / "cat_to_name.json").read_text())
+        mapping = read_json(root / "cat_to_name.json")
+        if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+            raise ConfigError(f"data.root: {root / 'cat_to_name.json'} is not a mapping of class number to name")
         names = [mapping.get(str(i + 1), NAMES[i] if i < len(NAMES) else str(i + 1)) for i in range(labels.max() + 1)]
     names = names[: labels.max() + 1]
 

@@ -13,8 +13,10 @@ change them without telling anyone.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import warnings
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,15 +30,30 @@ from raysynth.home import fingerprint, raysynth_home
 log = logging.getLogger(__name__)
 
 
+@functools.cache
+def _bombs_are_errors() -> None:
+    """Pillow warns about an image over its pixel limit (and raises only past twice it):
+    :func:`decode` refuses every such image in one line instead, so the warning is off."""
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def decode(path: Path, size: int) -> np.ndarray:
     """One image as uint8 3 x size x size (RGB, shorter side resized, centre crop)."""
     from PIL import Image, UnidentifiedImageError
 
+    _bombs_are_errors()
     try:
         with Image.open(path) as im:
+            if im.width * im.height > Image.MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(f"{im.width} x {im.height}")
             return square(im, size)
     except FileNotFoundError:
         raise ConfigError(f"data.root: image file missing: {path}") from None
+    except Image.DecompressionBombError:
+        raise ConfigError(f"data.root: image {path} declares more than Pillow's limit of {Image.MAX_IMAGE_PIXELS:,} "
+                          "pixels (a decompression bomb?); remove or replace it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ConfigError(f"data.root: cannot decode image {path} ({type(exc).__name__}); remove or replace it") from None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import open_clip
@@ -35,6 +36,27 @@ def create_model(name: str, pretrained: str | None = None) -> torch.nn.Module:
     register_model_configs()
     with quiet_open_clip():
         return open_clip.create_model(name, pretrained=pretrained)
+
+
+# the layer types peft's LoRA can adapt
+LORA_LAYERS = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Embedding, torch.nn.MultiheadAttention)
+
+
+def check_lora_targets(name: str, targets: list[str], where: str = "model.lora.target_modules") -> None:
+    """Every LoRA target names a layer of ``name``'s vision tower that LoRA can adapt, as
+    peft matches them (the module's name, or its last parts): the tower is built on the
+    meta device, so no memory is allocated and no weights are read."""
+    if not targets:
+        raise ConfigError(f"{where}: empty; name at least one layer of the vision tower (e.g. attn, c_fc, c_proj)")
+    register_model_configs()
+    with quiet_open_clip(), torch.device("meta"):
+        visual = open_clip.create_model(name, device="meta").visual
+    layers = [n for n, m in visual.named_modules() if isinstance(m, LORA_LAYERS)]
+    for i, target in enumerate(targets):
+        if not any(n == target or n.endswith("." + target) for n in layers):
+            known = sorted({n.rsplit(".", 1)[-1] for n in layers})
+            raise ConfigError(f"{where}[{i}]: no layer of {name}'s vision tower that LoRA can adapt is named "
+                              f"'{target}' (known: {', '.join(known)})")
 
 
 def register_model_configs() -> None:
@@ -91,6 +113,21 @@ def resolve_pretrained(pretrained: str) -> str:
     return str(Path(pretrained).expanduser()) if is_path(pretrained) else pretrained
 
 
+def _check_checkpoint(name: str, path: Path) -> None:
+    """The file is a checkpoint of ``name`` (every key and shape, as open_clip loads it),
+    checked on a meta-device model: nothing is allocated beside the file's tensors."""
+    with quiet_open_clip(), torch.device("meta"):
+        model = open_clip.create_model(name, device="meta")
+    try:
+        with warnings.catch_warnings():  # copying into a meta tensor is a no-op, as intended here
+            warnings.simplefilter("ignore")
+            open_clip.load_checkpoint(model, str(path))
+    except Exception as exc:  # torch's unpickling, a key or shape mismatch
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else f"{type(exc).__name__}: {lines[0] if lines else ''}"
+        raise ConfigError(f"model.pretrained: {path} is not a checkpoint of {name} ({detail[:200]})") from None
+
+
 def check_pretrained(config: ModelConfig) -> None:
     """One-line ConfigError for weights that cannot be had: a missing checkpoint file, a
     tag open_clip does not know for the model, or a tag not in the local cache while the
@@ -102,6 +139,7 @@ def check_pretrained(config: ModelConfig) -> None:
     if is_path(p):
         if not Path(p).expanduser().is_file():
             raise ConfigError(f"model.pretrained: checkpoint file {p} not found")
+        _check_checkpoint(config.name, Path(p).expanduser())
         return
     tags = open_clip.list_pretrained_tags_by_model(config.name)
     if p not in tags:

@@ -5,11 +5,9 @@ the config and options say together (:func:`preflight`)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 from raysynth.config import Config, ConfigError, flatten_params
 from raysynth.generators.quality import check_quality_classes
@@ -19,7 +17,9 @@ from raysynth.search.options import SearchOptions
 from raysynth.home import home_location
 from raysynth.pool.cache import cache_limit_bytes
 from raysynth.storage import check_location, check_writable, exists, is_uri, join, read_text
-from raysynth.tracking.mlflow_runs import artifact_location, check_artifact_client, default_tracking_uri
+from raysynth.tracking.stores import (
+    artifact_location, check_artifact_client, check_experiment_name, check_tracking_store, default_tracking_uri,
+)
 
 
 # a search's name is one directory under the storage: no separators, no '..'
@@ -55,6 +55,13 @@ def search_options(
                 "machine's disk, lost with the head; pass a tracking server (--tracking-uri http://...) or an "
                 "explicit sqlite:/// path on storage that outlives the head"
             )
+    tracking_flag = "--tracking-uri" if tracking_uri or "MLFLOW_TRACKING_URI" not in os.environ else "MLFLOW_TRACKING_URI"
+    tracking_uri = tracking_uri or default_tracking_uri()
+    check_tracking_store(tracking_uri, tracking_flag)  # a known scheme that persists; a server that answers
+    experiment = experiment if experiment is not None else config.dataset
+    check_experiment_name(experiment)
+    if optuna_storage is not None:
+        check_study_storage(optuna_storage)
     storage = check_location(storage, "--storage") if storage else join(home, "tune")
     check_writable(storage, "--storage")  # reachable (bucket, credentials) before it is read
     name = name or f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -66,7 +73,7 @@ def search_options(
     if not resume and started:
         raise ConfigError(f"--name: a search named '{name}' already exists under {storage}; add --resume to continue it, or choose another name")
     return SearchOptions(
-        tracking_uri=tracking_uri or default_tracking_uri(), experiment=experiment or config.dataset, storage=storage,
+        tracking_uri=tracking_uri, experiment=experiment, storage=storage,
         name=name, resume=bool(resume), warm_start=warm_start, optuna_storage=optuna_storage, register=register,
     )
 
@@ -83,18 +90,25 @@ def preflight(config: Config, options: SearchOptions, classes: list[str]) -> Non
         check_faiss()
     if is_uri(home_location()):  # the nodes' pool caches are bounded by RAYSYNTH_CACHE_GB
         cache_limit_bytes()
-    uri = options.tracking_uri
-    if uri.startswith(("http://", "https://")):
-        try:
-            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).close()
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ConfigError(f"--tracking-uri: no MLflow server answers at {uri} ({reason})") from None
-    elif uri.startswith("sqlite:///"):
-        store = Path(uri[len("sqlite:///"):]).expanduser().parent
-        check_writable(str(store), "--tracking-uri")
-        store.mkdir(parents=True, exist_ok=True)  # MLflow creates the database, not its directory
-        check_artifact_client(artifact_location(uri, options.experiment))
+    check_artifact_client(artifact_location(options.tracking_uri, options.experiment))
+
+
+def check_study_storage(url: str, flag: str = "--optuna-storage") -> None:
+    """An RDB URL Optuna can open (SQLAlchemy's form, a dialect whose driver is installed),
+    checked without connecting."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except ArgumentError:
+        raise ConfigError(f"{flag}: '{url}' is not a database URL (e.g. sqlite:////abs/path/optuna.db, "
+                          "postgresql://user@host/db)") from None
+    except (NoSuchModuleError, ImportError) as exc:
+        raise ConfigError(f"{flag}: {url}: no SQLAlchemy driver for it here ({exc})") from None
+    if parsed.drivername.startswith("sqlite") and parsed.database in (None, "", ":memory:"):
+        raise ConfigError(f"{flag}: {url} is an in-memory database that loses the study; give a file: sqlite:///<path>")
 
 
 def _check_resume(config: Config, options: SearchOptions) -> None:

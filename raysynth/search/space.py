@@ -42,6 +42,40 @@ TUNE_DOMAINS = {
 KINDS = (*TUNE_DOMAINS, "tie")
 # pool.strengths is searched over names in pool.strength_sets (a trial resolves its name)
 SETS_DIMENSION = "pool.strengths"
+# Fields no trial can change, each fixed by something made or set once when the search
+# starts (first match wins); the few fields under these prefixes a trial does set are
+# in SEARCHABLE.
+_PREPARED = "made once before the search, the same for every trial"
+FIXED = (
+    ("dataset", f"the dataset and its split are {_PREPARED}"),
+    ("data.", f"the few-shot split is {_PREPARED}"),
+    ("model.name", f"the backbone is {_PREPARED}"),
+    ("model.pretrain", f"the backbone is {_PREPARED}"),
+    ("pool.", f"the pools are {_PREPARED}; a search varies pool.strength, pool.strengths (a set's name), "
+              "pool.gamma and the filter, which act when a pool is loaded"),
+    ("partition.", f"partitions are {_PREPARED}; search partition.clusters_per_class (a choice) or partition.scope"),
+    ("train.epochs", "ASHA's max_t and every trial's progress are set from it when the search starts"),
+    ("train.workers", "a trial's resources are fixed when the search starts"),
+    ("train.threads", "a trial's resources are fixed when the search starts"),
+    ("resources.", "a trial's resources are fixed when the search starts"),
+    ("search.", "the search's own settings are not a trial's"),
+)
+SEARCHABLE = {"pool.strength", SETS_DIMENSION, "pool.gamma", "pool.filter", "pool.filter_fraction",
+              "partition.clusters_per_class", "partition.scope"}
+
+
+def _check_searchable(dotted: str, where: str) -> None:
+    if dotted in SEARCHABLE:
+        return
+    for prefix, reason in FIXED:
+        if dotted == prefix or (prefix.endswith(".") and dotted.startswith(prefix)) or dotted.startswith(prefix + "."):
+            raise ConfigError(f"{where}: cannot be searched: {reason}")
+
+
+def _is_int_field(tp: Any) -> bool:
+    """An integer field (``int``, or a union whose only number is ``int``)."""
+    args = typing.get_args(tp) if typing.get_origin(tp) is not None else (tp,)
+    return int in args and float not in args
 
 
 @dataclass(frozen=True)
@@ -147,7 +181,8 @@ def parse_space(raw: dict[str, Any], config: Config | None = None) -> Space:
         extra = set(spec) - {"type", "low", "high", "values", "value", "to", "factor"}
         if extra:
             raise ConfigError(f"{where}: unknown key '{sorted(extra)[0]}'")
-        _field(name, config)
+        tp, _ = _field(name, config)
+        _check_searchable(name, where)
         if name == SETS_DIMENSION and kind != "choice":
             raise ConfigError(f"{where}.type: pool.strengths is searched as a 'choice' of pool.strength_sets names")
         if kind not in KINDS:
@@ -158,6 +193,8 @@ def parse_space(raw: dict[str, Any], config: Config | None = None) -> Space:
                 raise ConfigError(f"{where}: need low < high, got low={low}, high={high}")
             if kind == "loguniform" and low <= 0:
                 raise ConfigError(f"{where}.low: loguniform needs low > 0, got {low}")
+            if kind != "int" and _is_int_field(tp):
+                raise ConfigError(f"{where}.type: '{kind}' draws real numbers and {name} is an integer field: use 'int' or 'choice'")
             _check_values(name, [("low", low), ("high", high)], where)
             dims.append(Dimension(name, kind, low, high))
         elif kind == "tie":
@@ -188,11 +225,28 @@ def parse_space(raw: dict[str, Any], config: Config | None = None) -> Space:
                 raise ConfigError(f"{where}: missing 'value'")
             _check_values(name, [("value", spec["value"])], where)
             dims.append(Dimension(name, kind, values=(spec["value"],)))
-    searched = {d.name for d in dims}
     for d in dims:
-        if d.kind == "tie" and d.values[0] in searched and next(x for x in dims if x.name == d.values[0]).kind == "tie":
-            raise ConfigError(f"search.space.{d.name}.to: '{d.values[0]}' is itself a tie")
+        if d.kind == "tie":
+            _check_tie(d, {x.name: x for x in dims}, config)
     return Space(tuple(dims), weights)
+
+
+def _check_tie(tie: Dimension, dims: dict[str, Dimension], config: Config | None) -> None:
+    """A tie's values (factor x every value its field can take: the ends of a searched
+    range, each choice, or the config's value) are values its own field accepts."""
+    to, factor = tie.values
+    where = f"search.space.{tie.name}"
+    source = dims.get(to)
+    if source is not None and source.kind == "tie":
+        raise ConfigError(f"{where}.to: '{to}' is itself a tie")
+    if source is None:
+        values = [("value", get_path(config.to_dict(), to))] if config is not None and not to.startswith("loss.") else []
+    elif source.kind in ("uniform", "loguniform", "int"):
+        values = [("low", source.low), ("high", source.high)]
+    else:
+        values = [(f"values[{i}]", v) for i, v in enumerate(source.values)]
+    _check_values(tie.name, [(f"factor (x {to}.{label} = {factor * v:g})", factor * v) for label, v in values
+                             if isinstance(v, (int, float))], where)
 
 
 def pool_variants(space: Space, config: Config) -> list[PoolConfig]:

@@ -22,9 +22,8 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from raysynth.config import flatten_params
-from raysynth.home import fingerprint, raysynth_home, remote_twin
 from raysynth.outcome import completed_outcome
-from raysynth.storage import join
+from raysynth.tracking.stores import artifact_location
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +32,6 @@ STATUS_TAG = "raysynth.status"  # finished | pruned | failed
 PARENT_TAG = "mlflow.parentRunId"
 METRIC_KEYS = ("val_acc", "val_acc_std", "loss")
 TERM_PREFIX = "loss_"  # every objective term the loop reports (loss_ce_real, loss_discrepancy, ...)
-
-
-def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{raysynth_home() / 'mlflow.db'}"
 
 
 def _as_param(value: Any) -> str:
@@ -104,45 +99,6 @@ def trial_error_reason(trial) -> str:
     if exception_lines:
         return exception_lines[-1][:5000]
     return (lines[-1] if lines else str(getattr(trial, "error_file", "") or "error"))[:5000]
-
-
-def artifact_location(tracking_uri: str, experiment: str) -> str | None:
-    """Where a new experiment's artifacts go: for a sqlite store, an absolute directory
-    beside the database (``$RAYSYNTH_HOME/artifacts/...`` by default) — MLflow's own
-    default, ``./mlruns`` of the working directory, is deleted with a submitted job's
-    temporary working directory. A remote home keeps the database in this machine's
-    cache and the artifacts in the object store (``s3://.../artifacts/...``). For a
-    tracking server: None, its artifact store."""
-    if not tracking_uri.startswith("sqlite:///"):
-        return None
-    database = Path(tracking_uri[len("sqlite:///"):]).expanduser().resolve()
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment)[:64]
-    name = f"{safe}-{fingerprint(experiment, length=8)}"
-    remote = remote_twin(database.parent)
-    if remote is not None:  # MLflow knows Google Cloud Storage as gs:// only
-        return join(remote.replace("gcs://", "gs://", 1), "artifacts", name)
-    return (database.parent / "artifacts" / name).as_uri()
-
-
-# the client library MLflow needs for each artifact store scheme, and what installs it
-ARTIFACT_CLIENTS = {
-    "s3": ("boto3", "pip install 'raysynth[s3]'"),
-    "gs": ("google.cloud.storage", "pip install 'raysynth[gcs]'"),
-    "abfss": ("azure.storage.blob", "pip install azure-storage-blob azure-identity"),
-}
-
-
-def check_artifact_client(location: str | None) -> None:
-    """A one-line ConfigError when MLflow could not write artifacts to ``location``
-    because its client library is missing (found before the search starts, not after it)."""
-    import importlib.util
-
-    from raysynth.config import ConfigError
-
-    scheme = (location or "").partition("://")[0]
-    module, install = ARTIFACT_CLIENTS.get(scheme, (None, None))
-    if module is not None and importlib.util.find_spec(module.split(".")[0]) is None:
-        raise ConfigError(f"MLflow artifacts in {scheme}:// need the '{module}' package: {install}")
 
 
 def get_or_create_experiment(client: MlflowClient, name: str) -> str:

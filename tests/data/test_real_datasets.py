@@ -3,6 +3,7 @@
 import pytest
 import torch
 import json
+import re
 
 from conftest import REPO, _jpeg, make_cub, make_flowers, make_flowers_coop
 
@@ -112,3 +113,64 @@ def test_corrupt_image_and_too_many_shots_are_errors(tmp_path):
     victim.write_bytes(b"not a jpeg")
     with pytest.raises(ConfigError, match=f"cannot decode image {victim}"):
         load_split("cub", _config(root, shots="all", val=1))
+
+
+def _cub_with(root, file, edit):
+    make_cub(root)
+    path = root / file
+    path.write_text(edit(path.read_text()))
+    return root
+
+
+@pytest.mark.parametrize("file, edit, needle", [
+    ("image_class_labels.txt", lambda t: t.replace("1 1\n", "1 7\n", 1), "image 1 has class '7', which classes.txt lacks (3 classes)"),
+    ("image_class_labels.txt", lambda t: t + "999 1\n", "image_class_labels.txt names image id 999, which images.txt lacks"),
+    ("train_test_split.txt", lambda t: t.replace("1 1\n", "1 yes\n", 1), "image 1 has 'yes', expected 1 (train) or 0 (test)"),
+    ("train_test_split.txt", lambda t: t.split("\n", 1)[1], "image id 1 of images.txt has no line in"),
+])
+def test_cub_index_files_that_disagree_are_one_line(tmp_path, file, edit, needle):
+    """Every id, path and class consistent across CUB's four index files, checked before
+    any image is decoded (a class id classes.txt lacks was a KeyError traceback)."""
+    root = _cub_with(tmp_path / "cub", file, edit)
+    with pytest.raises(ConfigError, match=re.escape(needle)) as info:
+        load_split("cub", _config(root))
+    assert "\n" not in str(info.value)
+
+
+def test_a_folder_dataset_with_one_class_is_refused(tmp_path):
+    root = tmp_path / "folder"
+    for split in ("train", "test"):
+        for i in range(4):
+            _jpeg(root / split / "only_cat" / f"{i}.jpg", (10 * i, 80, 160))
+    with pytest.raises(ConfigError, match=r"data.root: folder has 1 class \(only cat\); a classifier needs at least 2"):
+        load_split("folder", _config(root, shots=1, val=1))
+
+
+def test_a_decompression_bomb_is_one_line_naming_the_file(tmp_path):
+    """A PNG that declares more pixels than Pillow's limit is refused before it is decoded
+    (past twice the limit Pillow raised an error, below it only warned)."""
+    from PIL import Image
+
+    root = tmp_path / "folder"
+    for split in ("train", "test"):
+        for c in ("cat", "dog"):
+            for i in range(3):
+                _jpeg(root / split / c / f"{i}.jpg", (10 * i, 80, 160 if c == "cat" else 20))
+    bomb = root / "train" / "cat" / "9.png"
+    Image.new("1", (20_000, 20_000)).save(bomb)  # 400 Mpx of one bit: a 50 KB file
+    assert 20_000 * 20_000 > Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ConfigError, match=f"image {re.escape(str(bomb))} declares more than Pillow's limit") as info:
+        load_split("folder", _config(root, shots="all", val=1))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("{not json", "cat_to_name.json is not JSON (line 1, column 2"),
+    ('{"1": "pink primrose", "1": "rose"}', "key '1' given twice in one object"),
+    ('["pink primrose"]', "cat_to_name.json is not a mapping of class number to name"),
+])
+def test_flowers_cat_to_name_that_is_not_a_mapping_is_one_line(tmp_path, text, needle):
+    root = make_flowers(tmp_path / "flowers")
+    (root / "cat_to_name.json").write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        load_split("flowers", _config(root, shots=2, val=1))
