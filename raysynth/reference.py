@@ -14,6 +14,7 @@ import typing
 from typing import Any
 
 from raysynth.config import Config, FinetuneOptions
+from raysynth.config.typed import bound_text
 from raysynth.generators import GENERATORS
 from raysynth.losses import OBJECTIVES
 
@@ -39,7 +40,7 @@ def _rules(metadata: typing.Mapping) -> str:
         parts.append("one of " + ", ".join(f"`{c}`" for c in metadata["choices"]))
     for key, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
         if key in metadata:
-            parts.append(f"{sign} {metadata[key]:g}")
+            parts.append(f"{sign} {bound_text(metadata[key])}")
     return "; ".join(parts)
 
 

@@ -137,13 +137,14 @@ def check_rules(value: Any, metadata: typing.Mapping, where: str) -> None:
     if ok:
         return
     if low and high:
-        raise ConfigError(f"{where}: must be in {low[0]}{_bound(low[1])}, {_bound(high[1])}{high[0]}, got {value}")
+        raise ConfigError(f"{where}: must be in {low[0]}{bound_text(low[1])}, {bound_text(high[1])}{high[0]}, got {value}")
     if low:
-        raise ConfigError(f"{where}: must be {'>=' if low[0] == '[' else '>'} {_bound(low[1])}, got {value}")
-    raise ConfigError(f"{where}: must be {'<=' if high[0] == ']' else '<'} {_bound(high[1])}, got {value}")
+        raise ConfigError(f"{where}: must be {'>=' if low[0] == '[' else '>'} {bound_text(low[1])}, got {value}")
+    raise ConfigError(f"{where}: must be {'<=' if high[0] == ']' else '<'} {bound_text(high[1])}, got {value}")
 
 
-def _bound(x: float) -> str:
+def bound_text(x: float) -> str:
+    """A rule's bound as a reader expects it: an integer whole (4294967295), else short (0.001)."""
     return str(x) if isinstance(x, int) else f"{x:g}"
 
 
