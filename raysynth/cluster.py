@@ -122,6 +122,23 @@ def _pinned_address():
 
 
 
+def live_placement_groups() -> set[str]:
+    """The ids of the placement groups the cluster holds (any not yet removed)."""
+    import ray
+
+    return {pg_id for pg_id, pg in ray.util.placement_group_table().items() if pg["state"] != "REMOVED"}
+
+
+def placement_groups_left(before: set[str]) -> set[str]:
+    """Placement groups created since ``before`` and still held: their resources stay
+    reserved on the cluster until removed, so a search that leaves one says so."""
+    left = live_placement_groups() - before
+    if left:
+        log.warning("the search left %d placement group(s) on the cluster (%s): their resources stay reserved "
+                    "until removed (ray.util.remove_placement_group)", len(left), ", ".join(sorted(left)))
+    return left
+
+
 def ray_run_tags() -> dict[str, str]:
     """MLflow tags saying where a search ran on Ray: the submission id of a ``ray job
     submit`` job (from the job config Ray hands the driver) and the dashboard's URL."""

@@ -2,7 +2,10 @@
 
 Before: the second search attached (Ray's legacy ``address="auto"``) to the first one's
 private cluster and died when the first ended; MLflow artifacts went to ``./mlruns`` of
-the working directory, which ``ray job submit`` deletes after the job.
+the working directory, which ``ray job submit`` deletes after the job. Then, with both
+on their own clusters, Ray Train's placement-group cleaner in each (its trial is a
+2-worker TorchTrainer here) asked the state API for the cluster "auto", found two Ray
+instances and printed a traceback at the end of the console.
 """
 
 import os
@@ -28,7 +31,8 @@ def _home(tmp_path, name, session_home):
 
 
 def test_two_searches_share_a_machine_and_keep_their_artifacts(tmp_path, raysynth_home):
-    sets = tiny_overrides() + ["train.epochs=1", "search.trials=1", "search.concurrency=1", "search.final_eval=false"]
+    sets = tiny_overrides() + ["train.epochs=1", "search.trials=1", "search.concurrency=1", "search.final_eval=false",
+                               "train.workers=2"]
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     searches = {}
     for name in ("first", "second"):
@@ -45,6 +49,8 @@ def test_two_searches_share_a_machine_and_keep_their_artifacts(tmp_path, raysynt
         output = (tmp_path / f"{name}.log").read_text()
         assert code == 0, f"{name}: exit {code}\n{output[-4000:]}"
         assert "Connecting to existing Ray cluster" not in output, f"{name} attached to another cluster"
+        assert "Traceback" not in output and "multiple active Ray instances" not in output, f"{name}:\n{output[-4000:]}"
+        assert "the search left" not in output, f"{name} left a placement group behind:\n{output[-2000:]}"
         shutil.rmtree(cwd)  # what `ray job submit` does to a job's working directory
 
     spans = []

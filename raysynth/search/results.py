@@ -13,7 +13,7 @@ from typing import Any
 from raysynth.config import Config, dump_yaml, flatten_params
 from raysynth.context import RunContext
 from raysynth.outcome import FAILED, FINISHED, result_outcome, trial_outcome
-from raysynth.search.space import Space
+from raysynth.search.space import Space, apply_params
 from raysynth.search.weightings import is_weight_param
 from raysynth.tracking.report import SearchStory
 
@@ -151,6 +151,19 @@ def top_quartile_weights(results, epochs: int, classes: list[str], space: Space,
     if not top:
         return {}
     return {c: sum(w[i] for w in top) / len(top) for i, c in enumerate(classes)}
+
+
+def summarize(results, config: Config, context: RunContext, parent_run_id: str) -> tuple[SearchSummary, Config]:
+    """What the trials found: the best trial (its params, its config with ties resolved and
+    its class weights) and what the weights learned across trials (the top quarter's
+    mean, each class's effect)."""
+    epochs, classes, space, quality = config.train.epochs, list(context.classes), context.space, context.weights
+    params, val_acc, trials = best_trial(results, epochs)
+    best_config, weights = apply_params(config, params, classes, quality, space)
+    summary = SearchSummary(parent_run_id, params, val_acc, classes, config.pool.quality, trials=trials, best_weights=weights)
+    summary.top_weights = top_quartile_weights(results, epochs, classes, space, quality)
+    summary.effects = weight_effects(results, epochs, classes, space, quality)
+    return summary, best_config
 
 
 def best_config_with_space(config: Config) -> Config:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import time
 
-from raysynth.cluster import Capacity, check_cluster_fits, connect_ray, ray_run_tags, with_resolved_resources
+from raysynth.cluster import (
+    Capacity, check_cluster_fits, connect_ray, live_placement_groups, placement_groups_left, ray_run_tags, with_resolved_resources,
+)
 from raysynth.config import Config, ConfigError, flatten_params
 from raysynth.context import split_of
 from raysynth.data.base import audit_event
@@ -19,15 +21,8 @@ from raysynth.prepare import prepare
 from raysynth.search.finals import run_finals
 from raysynth.search.options import SearchOptions
 from raysynth.search.preflight import config_record, preflight
-from raysynth.search.results import (
-    SearchSummary,
-    best_trial,
-    parameter_importances,
-    search_story,
-    top_quartile_weights,
-    weight_effects,
-)
-from raysynth.search.space import apply_params, parse_space
+from raysynth.search.results import SearchSummary, parameter_importances, search_story, summarize
+from raysynth.search.space import parse_space
 from raysynth.search.tuner import build_tuner
 from raysynth.search.warm_start import warm_points
 from raysynth.storage import write_text
@@ -53,6 +48,7 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
     # node yet), then one unit of a trial's work placed as a trial is (on a cold cluster,
     # on the first node added): it must see the driver's home and a usable GPU
     connect_ray()
+    held = live_placement_groups()  # the cluster's own, before this search (a shared cluster)
     capacity = Capacity.read()
     config = with_resolved_resources(config, capacity)  # `gpu: auto` -> what it means on this cluster
     check_cluster_fits(config, capacity)  # a unit no node type can hold: exit 2 before anything starts
@@ -88,27 +84,23 @@ def run_search(config: Config, options: SearchOptions) -> SearchSummary:
         if options.resume:
             parent.discard_lost_trials()
         # 6. the winner, and what the search learned
-        params, val_acc, n_trials = best_trial(results, config.train.epochs)
-        best_config, weights = apply_params(config, params, split.classes, quality, space)
-        summary = SearchSummary(parent.run_id, params, val_acc, split.classes, config.pool.quality, trials=n_trials)
-        summary.best_weights = weights
-        summary.top_weights = top_quartile_weights(results, config.train.epochs, split.classes, space, quality)
-        summary.effects = weight_effects(results, config.train.epochs, split.classes, space, quality)
-        log.info("best trial: val_acc %.4f params %s", val_acc, flatten_params(params))
+        summary, best_config = summarize(results, config, context, parent.run_id)
+        log.info("best trial: val_acc %.4f params %s", summary.best_val_acc, flatten_params(summary.best_params))
         audit_event("search_finished", search=options.name)  # from here on the test split may be read
         # 7. finals: the winner and two baselines retrained, tested once
         if config.search.final_eval:
-            summary.finals = run_finals(best_config, weights, context, options.name, options.storage)
+            summary.finals = run_finals(best_config, summary.best_weights, context, options.name, options.storage)
             parent.log_finals(summary.finals)
             summary.model_uri = parent.log_model(best_config, summary.finals, context, options.register)
         # 8. results and the report on the parent run
         summary.seconds = time.perf_counter() - start
-        parent.log_results(summary.metrics(), params)
+        parent.log_results(summary.metrics(), summary.best_params)
         title = f"raysynth search {options.name} ({config.dataset}, {config.search.algorithm})"
         story = search_story(summary, results, config, best_config, context, title)
         if config.search.algorithm.startswith("optuna"):  # the study on disk (optuna-dashboard reads it too)
             story.importances = parameter_importances(options.study_storage, options.name)
         parent.log_report(story)
+        placement_groups_left(held)  # Tune's and Ray Train's, each removed when its work ended
         parent.finish(ok=True)
         return summary
     except BaseException:
