@@ -21,6 +21,7 @@ from raysynth.home import FAKE_GPUS_ENV
 from raysynth.logs import quiet_ray
 from raysynth.node_types import NodeType, autoscaler_node_types
 
+_private = {"gcs": None}  # the address of the private instance this driver started
 # A cluster raysynth starts itself listens on this machine only.
 LOCAL_RAY = {"dashboard_host": "127.0.0.1"}
 log = logging.getLogger(__name__)
@@ -94,15 +95,14 @@ def _connect(ray) -> None:
         # the dashboard serves the state API that Ray Train's controller polls
         with _pinned_address():
             ray.init(address="local", **LOCAL_RAY)
+        _private["gcs"] = ray.get_runtime_context().gcs_address
 
 
 @contextlib.contextmanager
 def _pinned_address():
-    """A private cluster's address, chosen before it starts and set as RAY_ADDRESS in the
-    environment its processes inherit: Ray's own helpers in its workers (Ray Train's
-    placement-group cleaner asks the state API with address "auto") then find this
-    cluster, not "multiple active Ray instances" when another search runs on the machine.
-    The driver's own environment is restored once the cluster is up."""
+    """A private cluster's address, chosen before it starts, as RAY_ADDRESS in the environment
+    its processes inherit (then restored here): Ray's helpers in its workers (Ray Train's
+    placement-group cleaner asks for "auto") find it, not "multiple active Ray instances"."""
     import ray
 
     with socket.socket() as s:
@@ -130,8 +130,7 @@ def live_placement_groups() -> set[str]:
 
 
 def placement_groups_left(before: set[str]) -> set[str]:
-    """Placement groups created since ``before`` and still held: their resources stay
-    reserved on the cluster until removed, so a search that leaves one says so."""
+    """Placement groups created since ``before`` and still held (resources reserved)."""
     left = live_placement_groups() - before
     if left:
         log.warning("the search left %d placement group(s) on the cluster (%s): their resources stay reserved "
@@ -178,7 +177,9 @@ class Capacity:
         import ray
 
         nodes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
-        return cls(nodes, autoscaler_node_types())
+        # a private instance has no autoscaler (another cluster's, on this machine, is not its)
+        private = _private["gcs"] == ray.get_runtime_context().gcs_address
+        return cls(nodes, None if private else autoscaler_node_types())
 
     def shapes(self) -> list[tuple[dict[str, float], int]]:
         """(resources of one node, how many such nodes there can be), alive and addable."""

@@ -92,8 +92,10 @@ def kuberay_node_types(raycluster_spec: dict, source: str) -> list[NodeType]:
     return out
 
 
-def _monitor_config_path() -> str | None:
-    """The ``--autoscaling-config`` of an autoscaler monitor running on this machine."""
+def _monitor_config_path(gcs_address: str | None = None) -> str | None:
+    """The ``--autoscaling-config`` of an autoscaler monitor running on this machine, of
+    the cluster at ``gcs_address`` when given (another cluster's monitor on a shared
+    machine is not this cluster's autoscaler)."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -103,6 +105,8 @@ def _monitor_config_path() -> str | None:
             continue
         if not any(a.endswith("monitor.py") for a in args):
             continue
+        if gcs_address and f"--gcs-address={gcs_address}" not in args:
+            continue
         for i, arg in enumerate(args):
             if arg.startswith("--autoscaling-config="):
                 return arg.split("=", 1)[1]
@@ -111,10 +115,10 @@ def _monitor_config_path() -> str | None:
     return None
 
 
-def _read_launcher_config() -> list[NodeType] | None:
+def _read_launcher_config(gcs_address: str | None = None) -> list[NodeType] | None:
     import yaml
 
-    for path in (_monitor_config_path(), os.path.expanduser(BOOTSTRAP_CONFIG)):
+    for path in (_monitor_config_path(gcs_address), os.path.expanduser(BOOTSTRAP_CONFIG)):
         path = os.path.expanduser(path) if path else None
         if path and os.path.isfile(path):
             try:
@@ -152,7 +156,10 @@ def _read_kuberay() -> list[NodeType] | None:
 def read_node_types_here() -> list[NodeType] | None:
     """The autoscaler's worker types as this machine (the head) knows them; None when
     no autoscaler config is found here."""
-    return _read_launcher_config() or _read_kuberay()
+    import ray
+
+    gcs = ray.get_runtime_context().gcs_address if ray.is_initialized() else None
+    return _read_launcher_config(gcs) or _read_kuberay()
 
 
 def autoscaler_node_types() -> list[NodeType] | None:

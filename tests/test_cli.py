@@ -201,6 +201,9 @@ def test_finetune_generator_never_replaces_a_directory_it_did_not_write(tmp_path
 
 
 def test_leaderboard_unknown_experiment(tmp_path, capsys):
+    from mlflow import MlflowClient
+
+    MlflowClient(f"sqlite:///{tmp_path / 'm.db'}").search_experiments()  # an existing, empty store
     assert main(["leaderboard", "--experiment", "nope", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]) == 2
     assert "no MLflow experiment named 'nope'" in capsys.readouterr().err
 

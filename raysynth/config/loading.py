@@ -34,8 +34,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def safe_load(text: str) -> Any:
-    """``yaml.safe_load``, refusing duplicate keys."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    """``yaml.safe_load``, refusing duplicate keys (the safe loader, driven as
+    ``yaml.safe_load`` drives it)."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def read_json(path: str | Path, what: str = "data.root") -> Any:

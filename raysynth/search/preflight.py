@@ -8,6 +8,7 @@ import json
 import os
 import re
 import time
+from pathlib import Path
 
 from raysynth.config import Config, ConfigError, flatten_params
 from raysynth.generators.quality import check_quality_classes
@@ -90,6 +91,8 @@ def preflight(config: Config, options: SearchOptions, classes: list[str]) -> Non
         check_faiss()
     if is_uri(home_location()):  # the nodes' pool caches are bounded by RAYSYNTH_CACHE_GB
         cache_limit_bytes()
+    if options.tracking_uri.startswith("sqlite:///"):  # MLflow creates the database, not its directory
+        Path(options.tracking_uri[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
     check_artifact_client(artifact_location(options.tracking_uri, options.experiment))
 
 

@@ -49,8 +49,7 @@ def check_tracking_store(uri: str, flag: str = "--tracking-uri", existing: bool 
         if existing and not database.is_file():
             raise ConfigError(f"{flag}: no MLflow store at {database}")
         if not existing:
-            check_writable(str(database.parent), flag)
-            database.parent.mkdir(parents=True, exist_ok=True)  # MLflow creates the database, not its directory
+            check_writable(str(database.parent), flag)  # creates nothing
     elif scheme in ("http", "https"):
         try:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=ANSWER_S).close()
