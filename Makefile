@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The stamp is newer than pyproject.toml once the install succeeded; a second run starts at once.
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test docs setup clean-venv
+.PHONY: demo test stories docs setup clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 	@rc=0; $(BIN)/python -m pytest -q || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$rc
+
+# the end-to-end stories of minutes each (cold autoscaling cluster, `ray job submit`, a
+# lost node, a killed driver, S3, the MLflow server, ...): CI runs them after `make test`
+stories: $(STAMP)
+	$(BIN)/python -m pytest -q -m story
 
 # the documentation site, built strictly (a broken link or a stale page fails) into build/site
 docs: $(STAMP)

@@ -19,6 +19,7 @@ must not stop it.
 
 import json
 import os
+import pytest
 import subprocess
 import sys
 
@@ -131,6 +132,7 @@ def _tiny_checkpoint(path):
     return path
 
 
+@pytest.mark.story
 def test_a_cold_autoscaling_cluster_adds_gpu_nodes_and_the_search_finishes_there(tmp_path):
     root = make_flowers(tmp_path / "flowers102", classes=12, per_split=(3, 2, 1))
     (root / "cat_to_name.json").write_text(json.dumps({str(i + 1): name for i, name in enumerate(NAMES)}))

@@ -10,6 +10,7 @@ temporary working directory.
 
 import json
 import os
+import pytest
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from raysynth.testing.fake_cluster import free_port as _free_port
 from raysynth.testing.fake_cluster import stop_processes as _stop_head  # exactly this test's processes, not `ray stop`
 
 
+@pytest.mark.story
 def test_ray_job_submit_lands_in_the_same_store(tmp_path, raysynth_home):
     bin_dir = Path(sys.executable).parent
     # new clusters use token auth; the clients must be told to send the token

@@ -7,6 +7,7 @@ The cluster runs in a subprocess: it is a second Ray cluster next to the session
 
 import json
 import os
+import pytest
 import subprocess
 import sys
 
@@ -77,6 +78,7 @@ cluster.shutdown()
 """
 
 
+@pytest.mark.story
 def test_search_survives_losing_a_node(raysynth_home, tmp_path):
     overrides = tiny_overrides() + [
         "train.epochs=5", "search.trials=4", "search.concurrency=2", "search.final_eval=false",

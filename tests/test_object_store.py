@@ -26,6 +26,7 @@ def s3_home(s3_server, monkeypatch, tmp_path):
     return on_node
 
 
+@pytest.mark.story
 def test_a_search_with_home_and_storage_in_s3_finishes_and_resumes(ray_session, s3_home, s3_server, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 

@@ -2,6 +2,7 @@
 open_clip model (text tower included) and tiny synthetic pools; weights errors."""
 
 import json
+import pytest
 import sqlite3
 
 import torch
@@ -18,6 +19,7 @@ def _tiny_checkpoint(path):
     return path
 
 
+@pytest.mark.story
 def test_cub_search_end_to_end(ray_session, tmp_path):
     root = make_cub(tmp_path / "CUB_200_2011", train_per_class=6, test_per_class=2)
     ckpt = _tiny_checkpoint(tmp_path / "tiny.pt")

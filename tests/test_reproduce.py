@@ -2,6 +2,7 @@
 unicon-mnist runs end to end here (scaled down further for the suite); the real-data
 tables run on a miniature Flowers102 tree with a tiny model, down to the printed table."""
 
+import pytest
 import re
 
 import torch
@@ -24,6 +25,7 @@ def _rows(out: str) -> dict[str, tuple[str, str, str]]:
     return rows
 
 
+@pytest.mark.story
 def test_unicon_mnist_runs_end_to_end_and_prints_the_papers_numbers_beside_its_own(ray_session, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RAYSYNTH_HOME", str(tmp_path / "home"))
     sets = [a for kv in [*FAST, "search.trials=3", "search.initial_points=2", "search.concurrency=1",

@@ -126,6 +126,7 @@ def test_sd_missing_model_is_a_config_error(tmp_path, monkeypatch):
         check_model_available("stable-diffusion-v1-5/stable-diffusion-v1-5")
 
 
+@pytest.mark.story
 def test_finetuned_lora_and_tokens_load_and_change_the_output(ray_session, tiny_sd, tmp_path):
     """DataDream's class-level variant: one LoRA and one token per class, trained by Ray
     Train, saved as safetensors, loaded by the backend; then a re-run resumes from the

@@ -134,6 +134,7 @@ def torch_le(images, pool, manifest, kept_min) -> bool:
     return len(kept) == len(images) and bool((kept["clip_score"].to_numpy() >= kept_min[kept["target_class"]].to_numpy()).all())
 
 
+@pytest.mark.story
 def test_a_generation_actor_killed_mid_shard_still_gives_the_full_pool(ray_session, reference_pool, tmp_path):
     """SIGKILL the actor process while it is generating: Ray Data restarts the actor and
     retries its shard; the pool is complete and equal to an uninterrupted run."""

@@ -112,6 +112,7 @@ def _search_cmd(tmp_path: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.story
 def test_a_killed_driver_resumes_without_rerunning_or_duplicating(ray_session, tmp_path):
     """The driver (attached to this session's Ray) is SIGKILLed once two trials have
     finished; the same command submitted again (`--resume auto`, as a RayJob retry runs

@@ -95,6 +95,7 @@ def _dashboard_serves(tmp_path, name):
         server.wait(timeout=30)
 
 
+@pytest.mark.story
 def test_trial_with_two_workers_runs_torch_trainer(ray_session, tmp_path):
     """train.workers=2: each trial is a TorchTrainer (DDP over 2 CPU workers) inside Tune."""
     _, options, summary = _search(

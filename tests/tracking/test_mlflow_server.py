@@ -61,6 +61,7 @@ def _post(url: str, path: str, body: dict) -> dict:
         return json.loads(r.read())
 
 
+@pytest.mark.story
 def test_search_story_read_back_through_the_rest_api(ray_session, tmp_path, mlflow_server, raysynth_home, monkeypatch):
     # lr = 1e30 makes the loss non-finite at once: that trial must show up as failed, with its reason
     config = load_config(
