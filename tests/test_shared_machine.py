@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, tiny_overrides
 from mlflow.tracking import MlflowClient
 
@@ -30,6 +32,7 @@ def _home(tmp_path, name, session_home):
     return home
 
 
+@pytest.mark.story
 def test_two_searches_share_a_machine_and_keep_their_artifacts(tmp_path, raysynth_home):
     sets = tiny_overrides() + ["train.epochs=1", "search.trials=1", "search.concurrency=1", "search.final_eval=false",
                                "train.workers=2"]
