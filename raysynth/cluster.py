@@ -17,7 +17,7 @@ import os
 import socket
 
 from raysynth.config import Config, ConfigError
-from raysynth.home import FAKE_GPUS_ENV
+from raysynth.home import FAKE_GPUS_ENV, environment
 from raysynth.logs import quiet_ray
 from raysynth.node_types import NodeType, autoscaler_node_types
 
@@ -108,18 +108,8 @@ def _pinned_address():
     with socket.socket() as s:
         s.bind(("", 0))
         port = s.getsockname()[1]
-    pinned = {"RAY_GCS_SERVER_PORT": str(port), "RAY_ADDRESS": f"{ray.util.get_node_ip_address()}:{port}"}
-    saved = {k: os.environ.get(k) for k in pinned}
-    os.environ.update(pinned)
-    try:
+    with environment(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=f"{ray.util.get_node_ip_address()}:{port}"):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
 
 
 def live_placement_groups() -> set[str]:

@@ -4,6 +4,7 @@ partitions, weights) inside it."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -133,3 +134,19 @@ def fingerprint(*parts: Any, length: int = 16) -> str:
     """Stable content hash of JSON-serialisable parts (cache keys)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+@contextlib.contextmanager
+def environment(**values: str):
+    """Environment variables set for the ``with`` block (and the processes started in it),
+    then restored as they were."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

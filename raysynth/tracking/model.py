@@ -20,10 +20,8 @@ class names and their probabilities (``raysynth predict`` prints both).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -177,21 +175,6 @@ class RaysynthClassifier(mlflow.pyfunc.PythonModel):
         return np.asarray(names, dtype=object)
 
 
-@contextlib.contextmanager
-def _environment(**values: str):
-    """Environment variables set for the ``with`` block, then restored."""
-    before = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -211,6 +194,7 @@ def log_searched_model(client, run_id: str, config, state: dict, context, regist
     from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
     import raysynth
+    from raysynth.home import environment
 
     size = config.data.image_size
     signature = ModelSignature(
@@ -223,7 +207,7 @@ def log_searched_model(client, run_id: str, config, state: dict, context, regist
         shutil.copytree(Path(raysynth.__file__).parent, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         path = Path(tmp) / MODEL_PATH
         # saving copies the local artifacts with MLflow's download progress bar: not on the console
-        with _environment(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
+        with environment(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
             mlflow.pyfunc.save_model(
                 path,
                 python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
