@@ -232,7 +232,13 @@ def cmd_finetune_generator(args) -> int:
 
 def cmd_dashboard(args) -> int:
     from raysynth.search.options import study_storage
+    from raysynth.search.preflight import NAME, check_study_storage
 
+    if not NAME.fullmatch(args.name):
+        raise ConfigError(f"--name: '{args.name}' is not a plain name (letters, digits, '.', '_', '-'; no '/' or '..')")
+    _check_port(args.port)
+    if args.optuna_storage is not None:
+        check_study_storage(args.optuna_storage)
     storage = check_location(args.storage, "--storage") if args.storage else join(home_location(), "tune")
     url = study_storage(storage, args.name, args.optuna_storage)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
@@ -290,9 +296,15 @@ def ui_command(args, uri: str) -> list[str]:
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
 
 
+def _check_port(port: int) -> None:
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port: must be in [1, 65535], got {port}")
+
+
 def cmd_ui(args) -> int:
     import subprocess
 
+    _check_port(args.port)
     uri = _tracking_uri(args)
     print(f"MLflow UI for {uri}: http://{args.host}:{args.port}", flush=True)
     return subprocess.call(ui_command(args, uri))

@@ -353,9 +353,13 @@ def test_waiting_for_resources_is_bounded(ray_session, tmp_path, monkeypatch, ca
     ("leaderboard", ["--tracking-uri", "sqlite:///{tmp}/none.db"], "--tracking-uri: no MLflow store at {tmp}/none.db"),
     ("leaderboard", ["--tracking-uri", "http://127.0.0.1:9"], "--tracking-uri: no MLflow server answers at http://127.0.0.1:9"),
     ("ui", ["--tracking-uri", "sqlite://"], "--tracking-uri: sqlite:// is an in-memory database"),
+    ("ui", ["--port", "0"], "--port: must be in [1, 65535], got 0"),
     ("pretrain", ["--set", "model.lora.dropout=-1"], "model.lora.dropout: must be in [0, 1), got -1.0"),
     ("generate", ["--set", "pool.seed=-3"], "pool.seed: must be in [0, 4294967295], got -3"),
     ("pretrain", ["--set", "model.pretrained={tmp}/junk.pt"], "model.pretrained: {tmp}/junk.pt is not a checkpoint of raysynth-tiny"),
+    ("dashboard", ["--name", "../x"], "--name: '../x' is not a plain name"),
+    ("dashboard", ["--name", "s1", "--optuna-storage", "not a url"], "--optuna-storage: 'not a url' is not a database URL"),
+    ("dashboard", ["--name", "s1", "--port", "70000"], "--port: must be in [1, 65535], got 70000"),
 ])
 def test_every_subcommand_holds_the_contract(tmp_path, monkeypatch, capsys, command, args, needle):
     """The same rules for values, files and URIs in every subcommand; nothing written."""
