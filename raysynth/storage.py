@@ -29,6 +29,17 @@ def is_uri(location: str | Path) -> bool:
     return "://" in str(location)
 
 
+def expand(text: str, what: str) -> Path:
+    """A local path with ``~`` / ``~user`` expanded; a ``~user`` of no such user is a
+    one-line ConfigError naming ``what`` (pathlib raises a bare RuntimeError)."""
+    from raysynth.config import ConfigError
+
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        raise ConfigError(f"{what}: {text}: no home directory for '{Path(text).parts[0]}' (no such user?)") from None
+
+
 def check_location(text: str, what: str) -> str:
     """``text`` as a location: an absolute local path (``file://`` and ``~`` allowed),
     or an object-store URI whose filesystem pyarrow can build here. Anything else is a
@@ -36,10 +47,8 @@ def check_location(text: str, what: str) -> str:
     from raysynth.config import ConfigError
 
     scheme, sep, rest = str(text).partition("://")
-    if not sep:
-        return str(Path(text).expanduser().resolve())
-    if scheme == "file":
-        return str(Path(rest).expanduser().resolve())
+    if not sep or scheme == "file":
+        return str(expand(rest if sep else text, what).resolve())
     if scheme not in REMOTE_SCHEMES:
         raise ConfigError(f"{what}: no filesystem serves '{scheme}://' (give a local path, a shared mount, or one of {', '.join(s + '://' for s in REMOTE_SCHEMES)})")
     if not rest.split("/")[0]:

@@ -76,6 +76,10 @@ from raysynth.context import split_of
         (["--optuna-storage", "sqlite://"], "--optuna-storage: sqlite:// is an in-memory database"),
         (["--experiment", "x" * 501], "--experiment: 501 characters; MLflow takes at most 500"),
         (["--quiet", "--verbose"], "--quiet and --verbose: give one"),
+        (["--storage", "~nosuchuser-raysynth/tune"], "--storage: ~nosuchuser-raysynth/tune: no home directory for '~nosuchuser-raysynth'"),
+        (["--tracking-uri", "sqlite:///~nosuchuser-raysynth/m.db"], "--tracking-uri: ~nosuchuser-raysynth/m.db: no home directory for"),
+        (["--dataset", "cub", "--data-root", "~nosuchuser-raysynth/cub"], "data.root: ~nosuchuser-raysynth/cub: no home directory for"),
+        (["--set", "model.pretrained=~nosuchuser-raysynth/x.pt"], "model.pretrained: ~nosuchuser-raysynth/x.pt: no home directory for"),
         (["--dataset", "cub", "--space", str(REPO / "search_spaces" / "digits.yaml")],
          "is a search space for dataset 'digits', not --dataset cub"),
         (["--set", "search.space={train.lr: {type: uniform, low: 0.1, high: 0.2, low: 0.3}}"], "key 'low' given twice in one mapping"),
@@ -371,6 +375,13 @@ def test_every_subcommand_holds_the_contract(tmp_path, monkeypatch, capsys, comm
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and needle.format(tmp=tmp_path) in lines[0] and "Traceback" not in lines[0], lines
     assert not home.exists() and not (tmp_path / "none.db").exists()
+
+
+def test_a_home_of_no_such_user_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RAYSYNTH_HOME", "~nosuchuser-raysynth/home")
+    assert main(["search"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "RAYSYNTH_HOME: ~nosuchuser-raysynth/home: no home directory for" in lines[0], lines
 
 
 def test_an_mlflow_tracking_uri_from_the_environment_is_named_as_such(tmp_path, monkeypatch, capsys):

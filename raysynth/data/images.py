@@ -26,6 +26,7 @@ import numpy as np
 from raysynth.atomic import atomic_file
 from raysynth.config import ConfigError
 from raysynth.home import fingerprint, raysynth_home
+from raysynth.storage import expand
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def dataset_root(root: str, dataset: str, where: str) -> Path:
     """``--data-root`` as a directory: an archive is safely extracted once."""
     from raysynth.data.archive import extracted_root, is_archive
 
-    path = Path(root).expanduser()
+    path = expand(root, "data.root")
     return extracted_root(path) if is_archive(path) else path
 
 

@@ -16,6 +16,7 @@ import open_clip
 import torch
 
 from raysynth.config import ConfigError, ModelConfig
+from raysynth.storage import expand
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -137,7 +138,7 @@ def check_pretrained(config: ModelConfig) -> None:
         return
     model_config(config.name)
     if is_path(p):
-        if not Path(p).expanduser().is_file():
+        if not expand(p, "model.pretrained").is_file():
             raise ConfigError(f"model.pretrained: checkpoint file {p} not found")
         _check_checkpoint(config.name, Path(p).expanduser())
         return

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from raysynth.config import ConfigError
 from raysynth.home import fingerprint, raysynth_home, remote_twin
-from raysynth.storage import check_writable, join
+from raysynth.storage import check_writable, expand, join
 
 # what MLflow's tracking store registry knows (mlflow.tracking._tracking_service.utils);
 # a database scheme may name its driver (postgresql+psycopg2)
@@ -45,7 +45,7 @@ def check_tracking_store(uri: str, flag: str = "--tracking-uri", existing: bool 
         path = uri.split(":///", 1)[1] if ":///" in uri else ""
         if not path or path.startswith(":memory:") or path.startswith("file::memory:"):
             raise ConfigError(f"{flag}: {uri} is an in-memory database that loses every run; give a file: sqlite:///<path>")
-        database = Path(path).expanduser()
+        database = expand(path, flag)
         if existing and not database.is_file():
             raise ConfigError(f"{flag}: no MLflow store at {database}")
         if not existing:
