@@ -52,6 +52,7 @@ def reference_pool(ray_session, tmp_path_factory):
     return store.load(key)
 
 
+@pytest.mark.story
 def test_killed_generation_resumes_and_matches_an_uninterrupted_run(ray_session, reference_pool, tmp_path):
     config = _config(SLOW_DDPM)
     split = split_of(config)
