@@ -167,6 +167,11 @@ def train_with_trainer(
     # each worker asks for resources.<kind> (final, or trial for a multi-worker trial)
     per_worker = resources_of(config, kind)
     use_gpu = per_worker.get("GPU", 0) > 0
+    # Ray Train gives a worker group 60 s to start, then fails it; workers that import
+    # torch on a busy node (finals started together, two searches on one machine) are
+    # slow, not lost: they get the search's own bound (Ray Train passes this on to its
+    # controller; 0, wait forever, is a day)
+    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(config.search.resource_wait_s or 86400))
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={
