@@ -52,7 +52,10 @@ def test_two_searches_share_a_machine_and_keep_their_artifacts(tmp_path, raysynt
         output = (tmp_path / f"{name}.log").read_text()
         assert code == 0, f"{name}: exit {code}\n{output[-4000:]}"
         assert "Connecting to existing Ray cluster" not in output, f"{name} attached to another cluster"
-        assert "Traceback" not in output and "multiple active Ray instances" not in output, f"{name}:\n{output[-4000:]}"
+        # the cleaner's traceback (and none through raysynth's code); Ray's own transient
+        # warnings of an overloaded machine (two clusters on 2 cores) may carry one
+        assert "multiple active Ray instances" not in output and "placement_group_cleaner" not in output, output[-4000:]
+        assert f'File "{REPO / "raysynth"}' not in output, f"{name}:\n{output[-4000:]}"
         assert "the search left" not in output, f"{name} left a placement group behind:\n{output[-2000:]}"
         shutil.rmtree(cwd)  # what `ray job submit` does to a job's working directory
 
