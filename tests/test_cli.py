@@ -69,6 +69,7 @@ from raysynth.context import split_of
          "search.space.train.weight_decay.factor (x train.lr.value = -0.02): must be >= 0"),
         (["--set", "search.space.pool.per_class={type: choice, values: [8, 16]}"], "search.space.pool.per_class: cannot be searched: the pools are made once"),
         (["--set", "search.space.model.name={type: choice, values: [raysynth-tiny]}"], "search.space.model.name: cannot be searched: the backbone"),
+        (["--set", "search.space.model.pretrained={type: choice, values: [a.pt, b.pt]}"], "search.space.model.pretrained: cannot be searched: the backbone"),
         # URIs opened, names within MLflow's limits, contradictory flags
         (["--tracking-uri", "foo://bar"], "--tracking-uri: MLflow knows no tracking store 'foo://'"),
         (["--tracking-uri", "sqlite://"], "--tracking-uri: sqlite:// is an in-memory database that loses every run"),

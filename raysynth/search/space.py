@@ -50,6 +50,7 @@ FIXED = (
     ("dataset", f"the dataset and its split are {_PREPARED}"),
     ("data.", f"the few-shot split is {_PREPARED}"),
     ("model.name", f"the backbone is {_PREPARED}"),
+    ("model.pretrained", f"the backbone is {_PREPARED}"),
     ("model.pretrain", f"the backbone is {_PREPARED}"),
     ("pool.", f"the pools are {_PREPARED}; a search varies pool.strength, pool.strengths (a set's name), "
               "pool.gamma and the filter, which act when a pool is loaded"),
@@ -67,8 +68,8 @@ SEARCHABLE = {"pool.strength", SETS_DIMENSION, "pool.gamma", "pool.filter", "poo
 def _check_searchable(dotted: str, where: str) -> None:
     if dotted in SEARCHABLE:
         return
-    for prefix, reason in FIXED:
-        if dotted == prefix or (prefix.endswith(".") and dotted.startswith(prefix)) or dotted.startswith(prefix + "."):
+    for prefix, reason in FIXED:  # a field, or a section ("pool.") and every field in it
+        if dotted == prefix.rstrip(".") or dotted.startswith(prefix.rstrip(".") + "."):
             raise ConfigError(f"{where}: cannot be searched: {reason}")
 
 
